@@ -1,0 +1,66 @@
+"""The embedded daemon: APScheduler in this process triggers the forecast cycle flow.
+
+One daemon per home (a lock file says who holds it); SIGTERM and SIGINT let the running
+cycle finish and stop the scheduler cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from nowcast_core.config import Settings
+from nowcast_core.locks import file_lock
+
+log = logging.getLogger("nowcast.daemon")
+
+
+def run_daemon(settings: Settings, *, once: bool = False) -> int:
+    """Run cycles every ``settings.poll_interval_s`` until signalled (or one cycle with ``once``)."""
+    from flows.embedded import configure
+
+    configure(settings.home, settings.prefect_startup_timeout_s)
+    from flows.forecast_cycle import forecast_cycle, service
+
+    if once:
+        forecast_cycle()
+        return 0
+
+    settings.ensure_dirs()
+    with file_lock(settings.home / "daemon.lock"):
+        svc = service()  # migrate and load the model once, before the first tick
+        svc.production_forecaster()
+        stop = threading.Event()
+
+        def _stop(signum, _frame):
+            log.info("received %s: stopping after the running cycle", signal.Signals(signum).name)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+
+        def _tick():
+            try:
+                forecast_cycle()
+            except Exception:  # a failed cycle is logged; the next one retries
+                log.exception("forecast cycle failed")
+
+        scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1,
+                                                                    "misfire_grace_time": None})
+        scheduler.add_job(_tick, "interval", seconds=settings.poll_interval_s, id="forecast-cycle",
+                          next_run_time=datetime.now(UTC))
+        scheduler.start()
+        log.info("daemon started: home %s, inbox %s, every %.0f s", settings.home, settings.inbox,
+                 settings.poll_interval_s)
+        try:
+            while not stop.wait(1.0):
+                pass
+        finally:
+            scheduler.shutdown(wait=True)
+            svc.close()
+            log.info("daemon stopped")
+    return 0

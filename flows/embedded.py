@@ -1,0 +1,25 @@
+"""Prefect in embedded mode: a temporary local server under ``$NOWCAST_HOME/prefect``.
+
+Call :func:`configure` before Prefect is imported anywhere in the process.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def configure(home: Path, startup_timeout_s: int = 90) -> None:
+    """Point Prefect at a private home with an ephemeral server, analytics off.
+
+    A ``PREFECT_API_URL`` already set (a real Prefect server) is respected.
+    """
+    prefect_home = Path(home).resolve() / "prefect"
+    prefect_home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PREFECT_HOME", str(prefect_home))
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(max(60, startup_timeout_s)))
+    if not os.environ.get("PREFECT_API_URL"):
+        os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "true"
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "2")
+    os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "false")

@@ -1,0 +1,13 @@
+"""Operational precipitation nowcasting for hydro-power dams.
+
+Packages by concern:
+
+- ``frames``: the radar feed's file contract (reading, validating, pixel scale).
+- ``forecasters``: persistence, pysteps optical flow and RainNet behind one interface.
+- ``rainnet``: the RainNet model, its preprocessing and its training.
+- ``dams``: catchments and their rainfall statistics.
+- ``db``: the database schema and its repository functions.
+- ``ingest`` / ``cycle``: the inbox and the forecast cycle's domain logic.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,88 @@
+"""Settings from ``NOWCAST_*`` environment variables and an optional TOML file.
+
+Precedence: explicit arguments > environment > TOML file (``NOWCAST_CONFIG``, default
+``$NOWCAST_HOME/nowcast.toml`` when present) > defaults. Paths left unset derive from
+``home``: ``inbox``, ``archive``, ``quarantine``, ``forecasts`` and the SQLite database.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+PACKAGE_DATA = Path(__file__).resolve().parent / "data"
+DEFAULT_DAMS_FILE = PACKAGE_DATA / "dams.toml"
+
+
+def _toml_file() -> Path | None:
+    explicit = os.environ.get("NOWCAST_CONFIG")
+    if explicit:
+        return Path(explicit)
+    home = Path(os.environ.get("NOWCAST_HOME", "./var"))
+    candidate = home / "nowcast.toml"
+    return candidate if candidate.exists() else None
+
+
+class Settings(BaseSettings):
+    """Effective configuration of one nowcast installation."""
+
+    model_config = SettingsConfigDict(env_prefix="NOWCAST_", extra="ignore", protected_namespaces=())
+
+    home: Path = Field(Path("./var"), description="root of all state")
+    inbox: Path | None = Field(None, description="folder the radar feed writes into")
+    archive: Path | None = Field(None, description="dated archive of registered scans")
+    quarantine: Path | None = Field(None, description="rejected files, never deleted")
+    forecasts: Path | None = Field(None, description="compressed forecast fields")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite under home")
+    dams_file: Path = Field(DEFAULT_DAMS_FILE, description="TOML or JSON file of dams and catchments")
+    model: Path | None = Field(None, description="RainNet .keras file; default the registered champion or bundled model")
+    method: str | None = Field(None, description="forecast method; default rainnet when a model exists, else pysteps")
+    baselines: list[str] = Field(default_factory=lambda: ["persistence", "pysteps"],
+                                 description="methods forecast beside production each cycle, for comparison")
+    poll_interval_s: float = Field(60.0, gt=0, description="seconds between inbox polls")
+    settle_seconds: float = Field(2.0, ge=0, description="a file modified this recently waits for the next poll")
+    max_scan_age_h: float = Field(72.0, gt=0, description="scans older than this behind the newest registered scan are not forecast")
+    future_tolerance_min: float = Field(15.0, ge=0, description="scans this far after the wall clock are rejected as future")
+    retrain_cron: str = Field("0 3 * * 0", description="cron of the retraining flow (default weekly, Sunday 03:00 UTC)")
+    promotion_metric: str = Field("csi_1_mean", description="score a challenger must beat the champion on")
+    promotion_margin: float = Field(0.01, ge=0, description="how much better a challenger must be")
+    prefect_startup_timeout_s: int = Field(90, ge=60, description="Prefect temporary server start-up timeout")
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> "Settings":
+        home = self.home
+        self.inbox = self.inbox or home / "inbox"
+        self.archive = self.archive or home / "archive"
+        self.quarantine = self.quarantine or home / "quarantine"
+        self.forecasts = self.forecasts or home / "forecasts"
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(home / 'nowcast.db').resolve()}"
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = _toml_file()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+    def ensure_dirs(self) -> None:
+        """Create the state folders (never touches their contents)."""
+        for p in (self.home, self.inbox, self.archive, self.quarantine, self.forecasts):
+            Path(p).mkdir(parents=True, exist_ok=True)
+
+
+def load_settings(**overrides) -> Settings:
+    """Settings from the environment and TOML file, with explicit overrides."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,129 @@
+"""Schema of the application database (migrated by Alembic, see ``migrations/``).
+
+Unique constraints make every rerun idempotent: one frame per scan time, one run per
+(issue time, method), one result per (run, dam, lead).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (stored naive UTC)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: use UTC-aware times")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class FrameRecord(Base):
+    """A registered (valid, archived) radar scan."""
+
+    __tablename__ = "frames"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scan_time: Mapped[datetime] = mapped_column(UTCDateTime, unique=True, index=True)
+    checksum: Mapped[str] = mapped_column(String(64))
+    archive_path: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    nodata_fraction: Mapped[float] = mapped_column(Float, default=0.0)
+    wet_fraction: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class RejectedFile(Base):
+    """A file that broke the contract, moved to quarantine with its reason."""
+
+    __tablename__ = "rejected_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_name: Mapped[str] = mapped_column(Text)
+    quarantine_path: Mapped[str] = mapped_column(Text, unique=True)
+    reason_kind: Mapped[str] = mapped_column(String(32), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    checksum: Mapped[str | None] = mapped_column(String(64))
+    rejected_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ModelRecord(Base):
+    """A RainNet model file known to the system, with how it was judged."""
+
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    version: Mapped[str] = mapped_column(String(64), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    checksum: Mapped[str] = mapped_column(String(64))
+    base_filters: Mapped[int | None] = mapped_column(Integer)
+    n_params: Mapped[int | None] = mapped_column(Integer)
+    data_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    data_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    metrics: Mapped[dict] = mapped_column(JSON, default=dict)
+    role: Mapped[str] = mapped_column(String(16), default="candidate")  # champion|retired|rejected|candidate
+    decision: Mapped[str] = mapped_column(String(16), default="pending")  # promoted|rejected|bundled|pending
+    reason: Mapped[str] = mapped_column(Text, default="")
+    promoted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ForecastRun(Base):
+    """One forecast of one method from one issue time (the newest input scan)."""
+
+    __tablename__ = "forecast_runs"
+    __table_args__ = (UniqueConstraint("issue_time", "method", name="uq_run_issue_method"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issue_time: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    method: Mapped[str] = mapped_column(String(32))
+    model_version: Mapped[str] = mapped_column(String(64))
+    is_production: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(16), default="ok")
+    note: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    forecast_seconds: Mapped[float] = mapped_column(Float)
+    field_path: Mapped[str | None] = mapped_column(Text)
+    field_checksum: Mapped[str | None] = mapped_column(String(64))
+
+    results: Mapped[list[DamRainfall]] = relationship(back_populates="run", cascade="all, delete-orphan")
+
+
+class DamRainfall(Base):
+    """Rainfall over one dam's catchment at one lead of one run."""
+
+    __tablename__ = "dam_rainfall"
+    __table_args__ = (UniqueConstraint("run_id", "dam_id", "lead_minutes", name="uq_result_run_dam_lead"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("forecast_runs.id", ondelete="CASCADE"), index=True)
+    dam_id: Mapped[str] = mapped_column(String(64), index=True)
+    lead_minutes: Mapped[int] = mapped_column(Integer)
+    valid_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    mean_mm_h: Mapped[float] = mapped_column(Float)
+    max_mm_h: Mapped[float] = mapped_column(Float)
+    wet_fraction: Mapped[float] = mapped_column(Float)
+    depth_mm: Mapped[float] = mapped_column(Float)
+    dam_pixel_mm_h: Mapped[float] = mapped_column(Float)
+    alert: Mapped[str | None] = mapped_column(String(16))  # None | "watch" (>=50 mm/1 h) | "emergency" (>=72 mm/1 h)
+
+    run: Mapped[ForecastRun] = relationship(back_populates="results")

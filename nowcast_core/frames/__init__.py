@@ -1,0 +1,39 @@
+"""The radar feed's file contract: pixel scale, reading and validating scan files."""
+
+from nowcast_core.frames.reader import (
+    FAULT_KINDS,
+    Frame,
+    FrameError,
+    NotReadyError,
+    consecutive_windows,
+    frame_file_name,
+    read_folder,
+    read_frame,
+    scan_time_from_name,
+)
+from nowcast_core.frames.scale import (
+    dbz_to_pixel,
+    dbz_to_rain_rate,
+    pixel_to_dbz,
+    pixel_to_rain_rate,
+    rain_rate_to_dbz,
+    rain_rate_to_pixel,
+)
+
+__all__ = [
+    "FAULT_KINDS",
+    "consecutive_windows",
+    "frame_file_name",
+    "read_folder",
+    "Frame",
+    "FrameError",
+    "NotReadyError",
+    "read_frame",
+    "scan_time_from_name",
+    "pixel_to_dbz",
+    "dbz_to_pixel",
+    "dbz_to_rain_rate",
+    "rain_rate_to_dbz",
+    "pixel_to_rain_rate",
+    "rain_rate_to_pixel",
+]

@@ -1,0 +1,95 @@
+"""What people ask of stored forecasts, as plain rows (dicts) and arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from nowcast_core.db.models import DamRainfall, ForecastRun, FrameRecord, RejectedFile
+from nowcast_core.store import load_field
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat().replace("+00:00", "Z")
+
+
+def _runs_query(method: str | None, issue_time: datetime | None, since: datetime | None,
+                until: datetime | None) -> Select:
+    q = select(ForecastRun).where(ForecastRun.status == "ok")
+    q = q.where(ForecastRun.method == method) if method else q.where(ForecastRun.is_production)
+    if issue_time is not None:
+        q = q.where(ForecastRun.issue_time == issue_time)
+    if since is not None:
+        q = q.where(ForecastRun.issue_time >= since)
+    if until is not None:
+        q = q.where(ForecastRun.issue_time <= until)
+    return q
+
+
+def forecast_rows(session: Session, *, dam: str | None = None, issue_time: datetime | None = None,
+                  since: datetime | None = None, until: datetime | None = None,
+                  method: str | None = None) -> list[dict]:
+    """Dam rainfall rows of stored runs.
+
+    With no time filter, the latest run only; ``method=None`` means the production runs.
+    """
+    runs = _runs_query(method, issue_time, since, until)
+    if issue_time is None and since is None and until is None:
+        latest = session.scalar(select(func.max(runs.subquery().c.issue_time)))
+        if latest is None:
+            return []
+        runs = runs.where(ForecastRun.issue_time == latest)
+    run_ids = runs.with_only_columns(ForecastRun.id).scalar_subquery()
+    q = (select(DamRainfall, ForecastRun).join(ForecastRun, DamRainfall.run_id == ForecastRun.id)
+         .where(DamRainfall.run_id.in_(run_ids))
+         .order_by(ForecastRun.issue_time, ForecastRun.method, DamRainfall.dam_id, DamRainfall.lead_minutes))
+    if dam:
+        q = q.where(DamRainfall.dam_id == dam)
+    return [
+        {
+            "issue_time": _iso(run.issue_time),
+            "dam": r.dam_id,
+            "lead_minutes": r.lead_minutes,
+            "valid_time": _iso(r.valid_time),
+            "mean_mm_h": round(r.mean_mm_h, 4),
+            "max_mm_h": round(r.max_mm_h, 4),
+            "wet_fraction": round(r.wet_fraction, 4),
+            "depth_mm": round(r.depth_mm, 4),
+            "dam_pixel_mm_h": round(r.dam_pixel_mm_h, 4),
+            "alert": r.alert,
+            "method": run.method,
+            "model_version": run.model_version,
+        }
+        for r, run in session.execute(q)
+    ]
+
+
+def frame_rows(session: Session, *, rejected: bool = False) -> list[dict]:
+    """Registered scans, or with ``rejected`` the quarantined files and their reasons."""
+    if rejected:
+        return [
+            {"file": r.file_name, "reason_kind": r.reason_kind, "reason": r.reason,
+             "quarantine_path": r.quarantine_path, "rejected_at": _iso(r.rejected_at)}
+            for r in session.scalars(select(RejectedFile).order_by(RejectedFile.rejected_at, RejectedFile.id))
+        ]
+    return [
+        {"scan_time": _iso(f.scan_time), "checksum": f.checksum, "archive_path": f.archive_path,
+         "received_at": _iso(f.received_at), "wet_fraction": round(f.wet_fraction, 4),
+         "nodata_fraction": round(f.nodata_fraction, 4)}
+        for f in session.scalars(select(FrameRecord).order_by(FrameRecord.scan_time))
+    ]
+
+
+def export_fields(session: Session, forecasts_dir: Path, *, since: datetime | None = None,
+                  until: datetime | None = None, method: str | None = None) -> tuple[list[str], np.ndarray]:
+    """Stored forecast fields: ISO issue times and float32 rain rates (n, 6, H, W), oldest first."""
+    runs: Sequence[ForecastRun] = list(session.scalars(
+        _runs_query(method, None, since, until).order_by(ForecastRun.issue_time)))
+    fields = [load_field(forecasts_dir, r.field_path, r.field_checksum) for r in runs]
+    array = np.stack(fields).astype(np.float32) if fields else np.zeros((0, 6, 120, 120), np.float32)
+    return [_iso(r.issue_time) for r in runs], array

@@ -1,0 +1,385 @@
+"""Training RainNet: data in, history out.
+
+Recipe (Ayzel et al. 2020, adapted): ln(R + 0.01) inputs and targets, logcosh loss, Adam,
+random flips and 90-degree rotations, early stopping on the validation loss with the best
+weights restored. Two stages:
+
+1. ``epochs`` of one-step training. Each sample gives a one-step problem at a random lead k
+   (observed scans as inputs, the scan 10k minutes after the issue time as target; with
+   conditioning, the optical-flow extrapolation for lead k as the second input).
+2. ``unroll_epochs`` of multi-step fine-tuning: the loss is summed over ``unroll_steps``
+   recursive steps from the issue time, each prediction fed back as the newest input, so the
+   network learns from its own inputs at later leads (counters the fading of recursive use).
+
+Validation is always the full recursive 6-lead forecast of every validation sample; its
+mean logcosh over the leads is the early-stopping loss, and CSI / MAE per lead are recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nowcast_core.rainnet.dataset import (
+    N_INPUTS,
+    Samples,
+    event_name,
+    make_tf_dataset,
+    samples_from_competition,
+    samples_from_folders,
+    split_by_event,
+)
+from nowcast_core.rainnet.preprocess import crop_tf, log_to_rain_rate, pad, stack_scans
+from nowcast_core.rainnet.verification import skill_per_lead
+
+N_LEADS = 6
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :func:`train`; every field is stored in the training report."""
+
+    base_filters: int = 16
+    epochs: int = 15
+    unroll_epochs: int = 0
+    unroll_steps: int = 6
+    batch_size: int = 8
+    learning_rate: float = 1e-4
+    unroll_learning_rate: float = 3e-5
+    patience: int = 4
+    augment: bool = True
+    conditioning: bool = True
+    upsampling: str = "nearest"
+    seed: int = 42
+    progress: bool = True
+
+
+def configure_hardware(threads: int | None = None) -> dict:
+    """Use the GPU when there is one (mixed precision), else the CPU with ``threads`` threads.
+
+    Must run before TensorFlow executes anything; later calls keep the first setting.
+    Returns a description stored in the training report.
+    """
+    import keras
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            pass  # TensorFlow already initialised
+    if gpus:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    return {
+        "device": "GPU" if gpus else "CPU",
+        "gpus": [g.name for g in gpus],
+        "mixed_precision": bool(gpus),
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+    }
+
+
+def logcosh(error):
+    """Numerically stable mean log(cosh(error)) (TensorFlow)."""
+    import tensorflow as tf
+
+    a = tf.abs(error)
+    return tf.reduce_mean(a + tf.math.softplus(-2.0 * a) - math.log(2.0))
+
+
+def _unroll_loss(model, batch, n_steps: int, training: bool):
+    from nowcast_core.rainnet.recursive import unroll
+
+    frames = batch["frames"]
+    cond = batch.get("conditioning")
+    y = unroll(model, frames[..., :N_INPUTS], cond, n_steps, training=training)
+    target = frames[..., N_INPUTS : N_INPUTS + n_steps]
+    return logcosh(crop_tf(target) - crop_tf(y)), y
+
+
+def evaluate(model, samples: Samples, batch_size: int = 16) -> tuple[float, list[dict]]:
+    """Recursive forecast of all leads of ``samples``: (mean logcosh loss, skill per lead)."""
+    import tensorflow as tf
+
+    n_leads = samples.n_leads
+    step = tf.function(lambda b: _unroll_loss(model, b, n_leads, False), reduce_retracing=True)
+    losses, weights, preds = [], [], []
+    for start in range(0, len(samples), batch_size):
+        sl = slice(start, start + batch_size)
+        batch = {"frames": tf.constant(pad(samples.frames[sl]))}
+        if samples.conditioning is not None:
+            batch["conditioning"] = tf.constant(pad(samples.conditioning[sl]))
+        loss, y = step(batch)
+        losses.append(float(loss))
+        weights.append(len(samples.frames[sl]))
+        preds.append(np.asarray(crop_tf(y)))
+    pred_mm_h = log_to_rain_rate(np.moveaxis(np.concatenate(preds), -1, 1))
+    obs_mm_h = log_to_rain_rate(np.moveaxis(samples.frames[..., N_INPUTS:], -1, 1))
+    return float(np.average(losses, weights=weights)), skill_per_lead(pred_mm_h, obs_mm_h)
+
+
+def baseline_skill(samples: Samples) -> dict:
+    """Skill per lead of persistence and pysteps (``nowcast_core.forecasters``) on ``samples``."""
+    from nowcast_core.forecasters import get_method
+
+    inputs = log_to_rain_rate(np.moveaxis(samples.frames[..., :N_INPUTS], -1, 1))
+    obs = log_to_rain_rate(np.moveaxis(samples.frames[..., N_INPUTS:], -1, 1))
+    out = {}
+    for name in ("persistence", "pysteps"):
+        forecaster = get_method(name)
+        out[name] = skill_per_lead(forecaster.forecast(inputs)[:, : samples.n_leads], obs)
+    return out
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        disable=not enabled,
+    )
+
+
+def _fmt_skill(skill: list[dict]) -> str:
+    return " ".join(f"+{r['lead_minutes']}:{r['csi_1']:.2f}/{r['mae']:.2f}" for r in skill)
+
+
+def train(train_samples: Samples, val_samples: Samples | None, config: TrainConfig | None = None):
+    """Train a RainNet on samples.
+
+    Parameters
+    ----------
+    train_samples : training samples (see :mod:`nowcast_core.rainnet.dataset`).
+    val_samples : validation samples (other events), or None / empty to train without
+        early stopping.
+    config : :class:`TrainConfig`.
+
+    Returns
+    -------
+    (keras.Model, dict)
+        The model (best validation weights, not compiled, no optimizer state) and the
+        history: ``epochs`` (per epoch: stage, loss, val_loss, val_skill per lead, seconds),
+        ``best`` epoch per stage, the config and the hardware.
+    """
+    import keras
+    import tensorflow as tf
+
+    from nowcast_core.rainnet.model import build_rainnet
+
+    config = config or TrainConfig()
+    hardware = configure_hardware()
+    keras.utils.set_random_seed(config.seed)
+    if config.conditioning and train_samples.conditioning is None:
+        raise ValueError("config.conditioning is set but the samples carry no extrapolation")
+    use_cond = config.conditioning
+    if not use_cond:
+        train_samples = Samples(train_samples.frames, None, train_samples.events, train_samples.issue_times)
+        if val_samples is not None:
+            val_samples = Samples(val_samples.frames, None, val_samples.events, val_samples.issue_times)
+    has_val = val_samples is not None and len(val_samples) > 0
+
+    model = build_rainnet(
+        config.base_filters,
+        upsampling=config.upsampling,
+        conditioning_channels=1 if use_cond else 0,
+        residual=use_cond,
+    )
+    history = {
+        "config": asdict(config),
+        "hardware": hardware,
+        "parameters": int(model.count_params()),
+        "n_train_samples": len(train_samples),
+        "n_val_samples": len(val_samples) if has_val else 0,
+        "train_events": sorted(set(train_samples.events)),
+        "val_events": sorted(set(val_samples.events)) if has_val else [],
+        "epochs": [],
+        "best": {},
+    }
+    stages = [("one-step", config.epochs, 1, config.learning_rate)]
+    if config.unroll_epochs:
+        steps = min(config.unroll_steps, train_samples.n_leads)
+        stages.append((f"unrolled-{steps}", config.unroll_epochs, steps, config.unroll_learning_rate))
+
+    epoch_no = 0
+    with _progress(config.progress) as progress:
+        for stage, n_epochs, n_steps, lr in stages:
+            if n_epochs <= 0:
+                continue
+            optimizer = keras.optimizers.Adam(lr)
+            if hardware["mixed_precision"]:
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            teacher = n_steps == 1
+            dataset = make_tf_dataset(
+                train_samples,
+                config.batch_size,
+                shuffle=True,
+                augment=config.augment,
+                seed=config.seed + epoch_no,
+                teacher_forced_lead=teacher,
+            )
+
+            @tf.function(reduce_retracing=True)
+            def train_step(batch, n_steps=n_steps):
+                with tf.GradientTape() as tape:
+                    loss, _ = _unroll_loss(model, batch, n_steps, True)
+                    scaled = optimizer.scale_loss(loss)
+                grads = tape.gradient(scaled, model.trainable_variables)
+                optimizer.apply_gradients(zip(grads, model.trainable_variables))
+                return loss
+
+            n_batches = math.ceil(len(train_samples) / config.batch_size)
+            best_loss, best_weights, best_epoch, waited = float("inf"), None, None, 0
+            for _ in range(n_epochs):
+                epoch_no += 1
+                started = time.perf_counter()
+                task = progress.add_task(f"{stage} epoch {epoch_no}", total=n_batches, info="")
+                losses = []
+                for batch in dataset:
+                    losses.append(float(train_step(batch)))
+                    progress.update(task, advance=1, info=f"loss {np.mean(losses):.4f}")
+                record = {"epoch": epoch_no, "stage": stage, "loss": float(np.mean(losses))}
+                if has_val:
+                    val_loss, val_skill = evaluate(model, val_samples)
+                    record.update(val_loss=val_loss, val_skill=val_skill)
+                    progress.update(
+                        task, info=f"loss {record['loss']:.4f} val {val_loss:.4f} CSI1/MAE {_fmt_skill(val_skill)}"
+                    )
+                record["seconds"] = round(time.perf_counter() - started, 1)
+                history["epochs"].append(record)
+                if config.progress:
+                    progress.console.log(
+                        f"epoch {epoch_no} ({stage}) loss {record['loss']:.4f}"
+                        + (f" val {record['val_loss']:.4f} CSI1/MAE {_fmt_skill(record['val_skill'])}" if has_val else "")
+                        + f" [{record['seconds']:.0f} s]"
+                    )
+                if not has_val:
+                    continue
+                if record["val_loss"] < best_loss:
+                    best_loss, best_weights, best_epoch, waited = record["val_loss"], model.get_weights(), epoch_no, 0
+                else:
+                    waited += 1
+                    if waited >= config.patience:
+                        break
+            if best_weights is not None:
+                model.set_weights(best_weights)
+                history["best"][stage] = {"epoch": best_epoch, "val_loss": best_loss}
+    return model, history
+
+
+def save_model(model, out_path: str | Path) -> Path:
+    """Save ``model`` as a ``.keras`` file without optimizer state (the model is never compiled)."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    model.optimizer = None
+    model.save(out_path)
+    return out_path
+
+
+def report_path_for(model_path: str | Path) -> Path:
+    """Where the training report of a model lives: ``MODEL.report.json`` beside ``MODEL.keras``."""
+    p = Path(model_path)
+    return p.with_name(p.stem + ".report.json")
+
+
+def train_from_folders(
+    folders,
+    out_path: str | Path,
+    *,
+    base_filters: int = 16,
+    epochs: int = 15,
+    val_events=(),
+    unroll_epochs: int = 0,
+    unroll_steps: int = 6,
+    conditioning: bool = True,
+    batch_size: int = 8,
+    learning_rate: float = 1e-4,
+    unroll_learning_rate: float = 3e-5,
+    patience: int = 4,
+    augment: bool = True,
+    seed: int = 42,
+    competition_files=(),
+    threads: int | None = 2,
+    progress: bool = True,
+    with_baselines: bool = True,
+) -> dict:
+    """Train on folders of archived scans and write ``out_path`` and its report.
+
+    Parameters
+    ----------
+    folders : folders of ``RDR_YYYYMMDDHHMM.npz`` files; every 10 consecutive scans (4 inputs
+        + 6 leads) is a sample. The event of a folder is its name without ``-wK``.
+    out_path : the ``.keras`` file to write (no optimizer state). The training report goes to
+        ``<stem>.report.json`` beside it.
+    base_filters : RainNet width (16 -> 1.96 M parameters, 64 -> 31.4 M).
+    epochs : maximum one-step epochs (early stopping on the validation events).
+    val_events : event names held out for validation (whole events, all their windows).
+    unroll_epochs, unroll_steps : multi-step fine-tuning epochs and recursive steps in the loss.
+    conditioning : condition on the optical-flow extrapolation (the shipped model's variant);
+        False gives the paper's plain 4-scan RainNet.
+    competition_files : optional competition ``train_*.npy`` files, used as extra one-step
+        training samples only when ``unroll_epochs`` is 0 (they have a single lead).
+    threads : TensorFlow CPU threads (None: TensorFlow's default).
+    with_baselines : also score persistence and pysteps on the validation samples in the report.
+
+    Returns
+    -------
+    dict: the training history, also written in the report.
+    """
+    started = time.perf_counter()
+    hardware = configure_hardware(threads)
+    folders = [Path(f) for f in folders]
+    samples = samples_from_folders(folders, n_leads=N_LEADS, conditioning=conditioning)
+    unknown = set(val_events) - set(samples.events)
+    if unknown:
+        raise ValueError(f"validation events {sorted(unknown)} not among {sorted(set(samples.events))}")
+    train_samples, val_samples = split_by_event(samples, val_events)
+    if competition_files:
+        if unroll_epochs:
+            raise ValueError("competition samples have one lead; use them without unroll_epochs")
+        from nowcast_core.rainnet.dataset import concat_samples
+
+        extra = samples_from_competition(competition_files, conditioning=conditioning)
+        one_lead = train_samples.subset(np.arange(len(train_samples)))
+        one_lead.frames = one_lead.frames[..., : N_INPUTS + 1]
+        if one_lead.conditioning is not None:
+            one_lead.conditioning = one_lead.conditioning[..., :1]
+        train_samples = concat_samples([one_lead, extra])
+    config = TrainConfig(
+        base_filters=base_filters,
+        epochs=epochs,
+        unroll_epochs=unroll_epochs,
+        unroll_steps=unroll_steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        unroll_learning_rate=unroll_learning_rate,
+        patience=patience,
+        augment=augment,
+        conditioning=conditioning,
+        seed=seed,
+        progress=progress,
+    )
+    model, history = train(train_samples, val_samples if len(val_samples) else None, config)
+    out_path = save_model(model, out_path)
+    history["hardware"] = hardware
+    history["folders"] = [f.name for f in folders]
+    history["events"] = sorted({event_name(f) for f in folders})
+    history["training_seconds"] = round(time.perf_counter() - started, 1)
+    if len(val_samples):
+        loss, skill = evaluate(model, val_samples)
+        history["final_validation"] = {"val_loss": loss, "rainnet": skill}
+        if with_baselines:
+            history["final_validation"].update(baseline_skill(val_samples))
+    history["model_file"] = out_path.name
+    history["model_bytes"] = out_path.stat().st_size
+    report_path_for(out_path).write_text(json.dumps(history, indent=1, default=float))
+    return history

@@ -1,0 +1,93 @@
+"""The model registry: which RainNet file is the production champion, and why.
+
+Every model file the system has known is a row of ``models`` with its checksum, metrics,
+data span and the decision taken on it. Exactly one row at most has ``role='champion'``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from nowcast_core.db.models import ModelRecord
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def model_version(checksum: str) -> str:
+    """Version string of a model file: ``rainnet-`` and the first 12 hex digits of its sha256."""
+    return f"rainnet-{checksum[:12]}"
+
+
+def champion(session: Session) -> ModelRecord | None:
+    """The current production model, if any."""
+    return session.scalar(select(ModelRecord).where(ModelRecord.role == "champion"))
+
+
+def list_models(session: Session) -> list[ModelRecord]:
+    """All known models, oldest first."""
+    return list(session.scalars(select(ModelRecord).order_by(ModelRecord.created, ModelRecord.id)))
+
+
+def register_model(session: Session, path: str | Path, *, role: str = "candidate", decision: str = "pending",
+                   reason: str = "", metrics: dict | None = None, base_filters: int | None = None,
+                   n_params: int | None = None, data_start: datetime | None = None,
+                   data_end: datetime | None = None) -> ModelRecord:
+    """Add a model file to the registry (idempotent on its checksum). Does not commit."""
+    checksum = file_sha256(path)
+    version = model_version(checksum)
+    existing = session.scalar(select(ModelRecord).where(ModelRecord.version == version))
+    if existing is not None:
+        return existing
+    record = ModelRecord(version=version, path=str(Path(path).resolve()), checksum=checksum, role=role,
+                         decision=decision, reason=reason, metrics=metrics or {}, base_filters=base_filters,
+                         n_params=n_params, data_start=data_start, data_end=data_end)
+    session.add(record)
+    session.flush()
+    return record
+
+
+def promote(session: Session, record: ModelRecord, reason: str) -> None:
+    """Make ``record`` the champion; the old champion is retired. Does not commit."""
+    current = champion(session)
+    if current is not None and current.id != record.id:
+        current.role = "retired"
+    record.role = "champion"
+    record.promoted_at = datetime.now(UTC)
+    record.reason = reason
+    if record.decision in ("pending", "rejected"):
+        record.decision = "promoted"
+
+
+def ensure_bundled_registered(session: Session, bundled_path: Path | None) -> ModelRecord | None:
+    """On a new installation, register the model shipped with the project as the first champion."""
+    if bundled_path is None or not Path(bundled_path).exists():
+        return None
+    if session.scalar(select(ModelRecord.id).limit(1)) is not None:
+        return None
+    record = register_model(session, bundled_path, decision="bundled",
+                            reason="shipped with the project: first production model")
+    promote(session, record, "shipped with the project: first production model")
+    session.commit()
+    return record
+
+
+def verify_model_file(record: ModelRecord) -> str | None:
+    """None when the file exists and matches its registry checksum, else why not."""
+    path = Path(record.path)
+    if not path.exists():
+        return f"model file {path} is missing"
+    actual = file_sha256(path)
+    if actual != record.checksum:
+        return f"model file {path} is corrupt: sha256 {actual[:12]} != registered {record.checksum[:12]}"
+    return None

@@ -1,0 +1,141 @@
+"""One installation's state (settings, database, dams, loaded forecasters) and its cycle steps.
+
+The Prefect flows and the CLI call these methods; none of them needs Prefect.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from nowcast_core import cycle
+from nowcast_core.config import Settings, load_settings
+from nowcast_core.dams import load_dams
+from nowcast_core.db import make_engine, session_factory, upgrade
+from nowcast_core.db.models import ForecastRun, FrameRecord, RejectedFile
+from nowcast_core.forecasters import Forecaster, get_method
+from nowcast_core.ingest import IngestReport, ingest_inbox
+from nowcast_core.production import ProductionForecaster, resolve
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ForecastSummary:
+    method: str
+    model_version: str
+    runs: int = 0
+    too_old: int = 0
+    note: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class Service:
+    settings: Settings
+    production: ProductionForecaster = field(default_factory=ProductionForecaster)
+    _baselines: dict[str, Forecaster] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.settings.ensure_dirs()
+        self.engine = make_engine(self.settings.database_url)
+        self.sessions = session_factory(self.engine)
+        self.dams = load_dams(self.settings.dams_file)
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Service":
+        return cls(load_settings(**overrides))
+
+    def migrate(self) -> None:
+        upgrade(self.settings.database_url)
+
+    # -- the cycle's steps -------------------------------------------------------------------
+    def ingest(self, now: datetime | None = None) -> IngestReport:
+        s = self.settings
+        return ingest_inbox(self.sessions, inbox=s.inbox, home=s.home, archive=s.archive, quarantine=s.quarantine,
+                            now=now, settle_seconds=s.settle_seconds,
+                            future_tolerance=timedelta(minutes=s.future_tolerance_min))
+
+    def production_forecaster(self) -> tuple[Forecaster, str]:
+        with self.sessions() as session:
+            choice = resolve(session, self.settings.method, self.settings.model)
+        return self.production.get(choice)
+
+    def forecast(self, *, production: bool = True, method: str | None = None, progress=None) -> ForecastSummary:
+        """Forecast every pending issue time with the production forecaster or a baseline."""
+        if production:
+            forecaster, note = self.production_forecaster()
+        else:
+            forecaster, note = self._baseline(method), ""
+        max_age = timedelta(hours=self.settings.max_scan_age_h)
+        with self.sessions() as session:
+            if production:
+                pending = cycle.pending_issue_times(session, max_age)
+                if cycle.adopt_as_production(session, forecaster.name, pending.issue_times):
+                    pending = cycle.pending_issue_times(session, max_age)
+            else:
+                pending = cycle.pending_issue_times(session, max_age, method=forecaster.name)
+        summary = ForecastSummary(forecaster.name, forecaster.version, too_old=len(pending.too_old), note=note)
+        if pending.too_old:
+            log.info("%d scans older than %.1f h behind the newest scan are not forecast with %s (oldest %s)",
+                     len(pending.too_old), self.settings.max_scan_age_h, forecaster.name,
+                     f"{pending.too_old[0]:%Y-%m-%dT%H:%MZ}")
+        if not pending.issue_times:
+            return summary
+        t0 = datetime.now(UTC)
+        ids = cycle.forecast_and_store(self.sessions, forecaster, pending.issue_times, dams=self.dams,
+                                       forecasts_dir=self.settings.forecasts, is_production=production, note=note,
+                                       progress=progress)
+        summary.runs = len(ids)
+        summary.seconds = (datetime.now(UTC) - t0).total_seconds()
+        log.info("%s: %d runs stored (%s) in %.1f s%s", "production" if production else "baseline", len(ids),
+                 forecaster.name, summary.seconds, f"; {note}" if note else "")
+        return summary
+
+    def forecast_baselines(self) -> list[ForecastSummary]:
+        production_method = self.production_forecaster()[0].name
+        return [self.forecast(production=False, method=m) for m in self.settings.baselines if m != production_method]
+
+    def _baseline(self, method: str | None) -> Forecaster:
+        if method not in self._baselines:
+            self._baselines[method] = get_method(method)
+        return self._baselines[method]
+
+    # -- what operators ask --------------------------------------------------------------------
+    def status(self) -> dict:
+        with self.sessions() as session:
+            last_scan = session.scalar(select(func.max(FrameRecord.scan_time)))
+            last_run = session.scalar(select(ForecastRun).where(ForecastRun.is_production)
+                                      .order_by(ForecastRun.issue_time.desc()).limit(1))
+            choice = resolve(session, self.settings.method, self.settings.model)
+            counts = {
+                "frames": session.scalar(select(func.count(FrameRecord.id))),
+                "rejected_files": session.scalar(select(func.count(RejectedFile.id))),
+                "forecast_runs": session.scalar(select(func.count(ForecastRun.id))),
+                "production_runs": session.scalar(select(func.count(ForecastRun.id)).where(ForecastRun.is_production)),
+            }
+        now = datetime.now(UTC)
+        inbox_waiting = sum(1 for p in self.settings.inbox.iterdir() if p.is_file() and not p.name.startswith("."))
+        return {
+            "now": now.isoformat(timespec="seconds"),
+            "last_scan": last_scan.isoformat() if last_scan else None,
+            "scan_age_minutes": round((now - last_scan).total_seconds() / 60, 1) if last_scan else None,
+            "last_forecast_issue_time": last_run.issue_time.isoformat() if last_run else None,
+            "last_forecast_method": last_run.method if last_run else None,
+            "last_forecast_model_version": last_run.model_version if last_run else None,
+            "last_forecast_stored_at": last_run.finished_at.isoformat(timespec="seconds") if last_run else None,
+            "forecast_lag_minutes": (round((last_scan - last_run.issue_time).total_seconds() / 60, 1)
+                                     if last_run and last_scan else None),
+            "method_in_use": choice.method,
+            "model": str(choice.model_path) if choice.model_path else None,
+            "fallback_reason": choice.note or None,
+            "last_forecast_note": (last_run.note or None) if last_run else None,
+            "inbox_waiting": inbox_waiting,
+            **counts,
+        }
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,64 @@
+"""Forecast fields on disk: compressed ``.npz`` under ``$NOWCAST_HOME/forecasts``.
+
+Rain rates are kept at 0.01 mm/h resolution (uint16 counts). :func:`quantize` is applied
+before anything is computed from a forecast, so stored fields, dam results and
+verification all see the same numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+RESOLUTION_MM_H = 0.01
+_MAX_COUNT = np.iinfo(np.uint16).max
+
+
+def quantize(rain_rate_mm_h: np.ndarray) -> np.ndarray:
+    """Round rain rates to the stored resolution (float32, >= 0, <= 655.35 mm/h)."""
+    counts = np.clip(np.rint(np.asarray(rain_rate_mm_h, dtype=np.float64) / RESOLUTION_MM_H), 0, _MAX_COUNT)
+    return (counts * RESOLUTION_MM_H).astype(np.float32)
+
+
+def field_relpath(issue_time: datetime, method: str) -> Path:
+    """Where a run's field lives, relative to the forecasts folder."""
+    return Path(f"{issue_time:%Y/%m/%d}") / f"{issue_time:%Y%m%d%H%M}_{method}.npz"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_field(root: Path, issue_time: datetime, method: str, rain_rate_mm_h: np.ndarray) -> tuple[str, str]:
+    """Store a (6, H, W) forecast; returns (path relative to ``root``, sha256 of the file)."""
+    counts = np.rint(quantize(rain_rate_mm_h) / RESOLUTION_MM_H).astype(np.uint16)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, rain_rate_counts=counts, resolution_mm_h=np.float64(RESOLUTION_MM_H))
+    data = buf.getvalue()
+    rel = field_relpath(issue_time, method)
+    atomic_write(Path(root) / rel, data)
+    return str(rel), hashlib.sha256(data).hexdigest()
+
+
+def load_field(root: Path, relpath: str, checksum: str | None = None) -> np.ndarray:
+    """Load a stored forecast as float32 mm/h; verify its checksum when given."""
+    data = (Path(root) / relpath).read_bytes()
+    if checksum is not None and hashlib.sha256(data).hexdigest() != checksum:
+        raise ValueError(f"forecast field {relpath} does not match its stored checksum")
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return (npz["rain_rate_counts"].astype(np.float64) * float(npz["resolution_mm_h"])).astype(np.float32)

@@ -46,6 +46,11 @@ def forecast_baselines(svc: Service) -> list[dict]:
     return [{"method": s.method, "runs": s.runs} for s in svc.forecast_baselines()]
 
 
+@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+def verify(svc: Service) -> int:
+    return svc.verify()
+
+
 @flow(name="forecast-cycle", log_prints=True, persist_result=False)
 def forecast_cycle() -> dict:
     """One cycle. Two cycles never overlap: a second one finds the lock held and returns."""
@@ -56,8 +61,9 @@ def forecast_cycle() -> dict:
             inbox = ingest(svc)
             production = forecast_production(svc)
             baselines = forecast_baselines(svc)
+            verified = verify(svc)
     except LockHeld as exc:
         logger.warning("previous cycle still running, this one skipped: %s", exc)
         return {"skipped": str(exc)}
-    logger.info("cycle: inbox %s; production %s; baselines %s", inbox, production, baselines)
-    return {"inbox": inbox, "production": production, "baselines": baselines}
+    logger.info("cycle: inbox %s; production %s; baselines %s; %d leads verified", inbox, production, baselines, verified)
+    return {"inbox": inbox, "production": production, "baselines": baselines, "verified": verified}

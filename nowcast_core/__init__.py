@@ -11,3 +11,9 @@ Packages by concern:
 """
 
 __version__ = "0.1.0"
+
+import os as _os
+from pathlib import Path as _Path
+
+# pysteps prints where its configuration file is on import: give it ours, which is silent.
+_os.environ.setdefault("PYSTEPSRC", str(_Path(__file__).resolve().parent / "data" / "pystepsrc"))

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -190,6 +191,50 @@ def status(fmt: FormatOpt = Format.table) -> None:
         print(json.dumps(info, indent=2))
     else:
         render([{"item": k, "value": v} for k, v in info.items()], fmt, title="nowcast status")
+
+
+@app.command()
+def verify() -> None:
+    """Score every stored forecast whose observed scan has arrived (once)."""
+    _setup_logging()
+    svc = _service()
+    err.print(f"{svc.verify()} (run, lead) pairs verified")
+
+
+class By(str, Enum):
+    lead = "lead"
+    dam = "dam"
+    method = "method"
+
+
+@app.command()
+def skill(since: Optional[str] = None, until: Optional[str] = None, by: By = By.lead, fmt: FormatOpt = Format.table,
+          plot: Annotated[Optional[Path], typer.Option(help="draw CSI and MAE against lead to FILE.png")] = None) -> None:
+    """Verified skill from stored counts: MAE, CSI/POD/FAR at 0.1, 1, 5, 10 mm/h."""
+    from nowcast_core.skill import skill_rows
+
+    svc = _service()
+    with svc.sessions() as session:
+        rows = skill_rows(session, since=parse_time(since), until=parse_time(until), by=by.value)
+    if plot is not None:
+        from nowcast_core.plots import plot_skill
+
+        lead_rows = rows if by == By.lead else skill_rows_by_lead(svc, since, until)
+        plot_skill(lead_rows, plot)
+        err.print(f"skill plot written to {plot}")
+    if fmt == Format.json:
+        print(json.dumps(rows, indent=2))
+        return
+    flat = [{k: (" ".join(f"{t}:{v}" for t, v in val.items()) if isinstance(val, dict) else val)
+             for k, val in row.items()} for row in rows]
+    render(flat, fmt, title=f"verified skill by {by.value}")
+
+
+def skill_rows_by_lead(svc, since, until):
+    from nowcast_core.skill import skill_rows
+
+    with svc.sessions() as session:
+        return skill_rows(session, since=parse_time(since), until=parse_time(until), by="lead")
 
 
 def main() -> None:  # pragma: no cover

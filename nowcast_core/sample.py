@@ -7,8 +7,9 @@ The rain field of each scan is the sum of
   mapped to 0.1 .. ~10 mm/h where it exceeds a threshold, fading below it;
 - convective cells: elliptical Gaussians in rain rate (peaks ~5 .. 50 mm/h) that move with the
   common velocity plus a small drift of their own and grow and decay over a lifetime of
-  one to four hours (a ``sin^2`` envelope); new cells are born at random places, including
-  upwind of the grid, so rain keeps entering from the upwind edge.
+  one to four hours (a ``sin^2`` envelope), textured by the background field; new cells are
+  born at random places, including upwind of the grid, so rain keeps entering from the
+  upwind edge.
 
 The motion is coherent (one steering velocity of a few pixels per 10 minutes), so optical
 flow has skill over persistence. Rates are converted to the feed's uint8 pixel scale with

@@ -99,6 +99,17 @@ class Service:
         production_method = self.production_forecaster()[0].name
         return [self.forecast(production=False, method=m) for m in self.settings.baselines if m != production_method]
 
+    def verify(self) -> int:
+        """Score every stored forecast whose observation has arrived."""
+        from nowcast_core.skill import verify_pending
+
+        with self.sessions() as session:
+            n = verify_pending(session, self.settings.forecasts, self.dams,
+                               lookback=timedelta(hours=self.settings.max_scan_age_h + 1))
+        if n:
+            log.info("verification: %d (run, lead) pairs scored", n)
+        return n
+
     def _baseline(self, method: str | None) -> Forecaster:
         if method not in self._baselines:
             self._baselines[method] = get_method(method)

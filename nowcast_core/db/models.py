@@ -125,5 +125,39 @@ class DamRainfall(Base):
     depth_mm: Mapped[float] = mapped_column(Float)
     dam_pixel_mm_h: Mapped[float] = mapped_column(Float)
     alert: Mapped[str | None] = mapped_column(String(16))  # None | "watch" (>=50 mm/1 h) | "emergency" (>=72 mm/1 h)
+    observed_mean_mm_h: Mapped[float | None] = mapped_column(Float)  # filled in by verification
+    observed_dam_pixel_mm_h: Mapped[float | None] = mapped_column(Float)
 
     run: Mapped[ForecastRun] = relationship(back_populates="results")
+
+
+class LeadVerification(Base):
+    """Verification of one run at one lead against the scan observed at its valid time."""
+
+    __tablename__ = "lead_verification"
+    __table_args__ = (UniqueConstraint("run_id", "lead_minutes", name="uq_verification_run_lead"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("forecast_runs.id", ondelete="CASCADE"), index=True)
+    lead_minutes: Mapped[int] = mapped_column(Integer)
+    valid_time: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    n_pixels: Mapped[int] = mapped_column(Integer)
+    abs_error_sum: Mapped[float] = mapped_column(Float)
+    verified_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    contingency: Mapped[list[Contingency]] = relationship(cascade="all, delete-orphan")
+
+
+class Contingency(Base):
+    """Contingency table of one run, lead and rain-rate threshold."""
+
+    __tablename__ = "contingency"
+    __table_args__ = (UniqueConstraint("verification_id", "threshold_mm_h", name="uq_contingency_threshold"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    verification_id: Mapped[int] = mapped_column(ForeignKey("lead_verification.id", ondelete="CASCADE"), index=True)
+    threshold_mm_h: Mapped[float] = mapped_column(Float)
+    hits: Mapped[int] = mapped_column(Integer)
+    misses: Mapped[int] = mapped_column(Integer)
+    false_alarms: Mapped[int] = mapped_column(Integer)
+    correct_negatives: Mapped[int] = mapped_column(Integer)

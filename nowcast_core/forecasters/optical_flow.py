@@ -7,7 +7,6 @@ six 10-minute steps. Pixels advected in from outside the grid (NaN) become 0 mm/
 from __future__ import annotations
 
 import importlib.metadata
-import logging
 
 import numpy as np
 
@@ -17,16 +16,8 @@ from nowcast_core.forecasters.base import N_LEADS, check_inputs
 LOG_OFFSET = 0.01
 
 
-def _quiet_pysteps() -> None:
-    import os
-
-    os.environ.setdefault("PYSTEPS_QUIET", "1")
-    logging.getLogger("pysteps").setLevel(logging.WARNING)
-
-
 def extrapolate(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS) -> np.ndarray:
     """Lucas-Kanade + semi-Lagrangian nowcast of one sequence (4, H, W) -> (n_leads, H, W)."""
-    _quiet_pysteps()
     from pysteps import motion, nowcasts
 
     seq = np.asarray(rain_rate_mm_h, dtype=np.float64)

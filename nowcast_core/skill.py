@@ -1,0 +1,156 @@
+"""Verification stored in the database, and skill aggregated from it.
+
+:func:`verify_pending` scores every (run, lead) whose valid-time scan has arrived and
+stores the counts; :func:`skill_rows` sums those counts over any span and grouping.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from nowcast_core.dams import Dam, catchment_mask
+from nowcast_core.db.models import Contingency, DamRainfall, ForecastRun, FrameRecord, LeadVerification
+from nowcast_core.forecasters import LEAD_MINUTES
+from nowcast_core.ingest import load_rain_rates
+from nowcast_core.store import load_field
+from nowcast_core.verification import THRESHOLDS_MM_H, LeadCounts, lead_counts
+
+
+def _observed_dam_values(observed: np.ndarray, dams: Sequence[Dam]) -> dict[str, tuple[float | None, float | None]]:
+    out = {}
+    for dam in dams:
+        values = observed[catchment_mask(dam, observed.shape)]
+        mean = float(np.nanmean(values)) if np.isfinite(values).any() else None
+        pixel = float(observed[dam.pixel])
+        out[dam.id] = (mean, pixel if np.isfinite(pixel) else None)
+    return out
+
+
+def verify_pending(session: Session, forecasts_dir: Path, dams: Sequence[Dam], *,
+                   lookback: timedelta | None = timedelta(hours=72)) -> int:
+    """Score every stored (run, lead) whose observation has arrived and is not yet scored.
+
+    Only runs issued within ``lookback`` of the newest registered scan are looked at
+    (``None``: all), so a cycle's work does not grow with the years of history.
+    Returns the number of (run, lead) pairs verified. Each run is committed on its own.
+    """
+    newest = session.scalar(select(func.max(FrameRecord.scan_time)))
+    if newest is None:
+        return 0
+    start = newest - lookback if lookback is not None else datetime.min.replace(tzinfo=newest.tzinfo)
+    scans = dict(session.execute(select(FrameRecord.scan_time, FrameRecord.id)
+                                 .where(FrameRecord.scan_time >= start)).all())
+    done = defaultdict(set)
+    for run_id, lead in session.execute(select(LeadVerification.run_id, LeadVerification.lead_minutes)
+                                        .where(LeadVerification.valid_time >= start)):
+        done[run_id].add(lead)
+    runs = session.scalars(select(ForecastRun).where(ForecastRun.status == "ok", ForecastRun.issue_time >= start,
+                                                     ForecastRun.issue_time < newest)
+                           .order_by(ForecastRun.issue_time, ForecastRun.id))
+    observed_cache: dict[datetime, np.ndarray] = {}
+    n = 0
+    for run in runs:
+        todo = [(k, lead) for k, lead in enumerate(LEAD_MINUTES)
+                if lead not in done[run.id] and run.issue_time + timedelta(minutes=lead) in scans]
+        if not todo:
+            continue
+        field = load_field(forecasts_dir, run.field_path, run.field_checksum)
+        results = {(r.dam_id, r.lead_minutes): r for r in run.results}
+        for k, lead in todo:
+            valid_time = run.issue_time + timedelta(minutes=lead)
+            if valid_time not in observed_cache:
+                record = session.get(FrameRecord, scans[valid_time])
+                observed_cache[valid_time] = load_rain_rates(record)
+            observed = observed_cache[valid_time]
+            counts = lead_counts(field[k], observed)
+            session.add(LeadVerification(
+                run_id=run.id, lead_minutes=lead, valid_time=valid_time, n_pixels=counts.n_pixels,
+                abs_error_sum=counts.abs_error_sum,
+                contingency=[Contingency(threshold_mm_h=thr, **c) for thr, c in counts.contingency.items()]))
+            for dam_id, (mean, pixel) in _observed_dam_values(observed, dams).items():
+                if (dam_id, lead) in results:
+                    results[dam_id, lead].observed_mean_mm_h = mean
+                    results[dam_id, lead].observed_dam_pixel_mm_h = pixel
+            n += 1
+        session.commit()
+        if len(observed_cache) > 64:
+            observed_cache.clear()
+    return n
+
+
+def _fmt(x: float, digits: int = 4) -> float | None:
+    return None if x is None or not np.isfinite(x) else round(float(x), digits)
+
+
+def skill_rows(session: Session, *, since: datetime | None = None, until: datetime | None = None,
+               by: str = "lead") -> list[dict]:
+    """Skill aggregated from stored counts (sums of counts, never means of ratios).
+
+    ``by='lead'``: one row per method and lead; ``'method'``: per method over all leads;
+    ``'dam'``: per method and dam, MAE of the catchment mean rain rate.
+    Times filter on the runs' issue time.
+    """
+    if by == "dam":
+        return _dam_skill(session, since, until)
+    q = (select(ForecastRun.method, LeadVerification, Contingency)
+         .join(LeadVerification, LeadVerification.run_id == ForecastRun.id)
+         .join(Contingency, Contingency.verification_id == LeadVerification.id))
+    if since is not None:
+        q = q.where(ForecastRun.issue_time >= since)
+    if until is not None:
+        q = q.where(ForecastRun.issue_time <= until)
+    pools: dict[tuple, LeadCounts] = defaultdict(LeadCounts)
+    seen: set[int] = set()
+    for method, lv, c in session.execute(q):
+        key = (method, lv.lead_minutes) if by == "lead" else (method,)
+        pool = pools[key]
+        if lv.id not in seen:
+            seen.add(lv.id)
+            pool.n_forecasts += 1
+            pool.n_pixels += lv.n_pixels
+            pool.abs_error_sum += lv.abs_error_sum
+        counts = pool.contingency.setdefault(c.threshold_mm_h, dict.fromkeys(("hits", "misses", "false_alarms", "correct_negatives"), 0))
+        counts["hits"] += c.hits
+        counts["misses"] += c.misses
+        counts["false_alarms"] += c.false_alarms
+        counts["correct_negatives"] += c.correct_negatives
+    rows = []
+    for key in sorted(pools):
+        pool = pools[key]
+        row = {"method": key[0]}
+        if by == "lead":
+            row["lead_minutes"] = key[1]
+        row["n_forecasts"] = pool.n_forecasts
+        row["mae_mm_h"] = _fmt(pool.mae_mm_h)
+        scores = {thr: pool.scores(thr) for thr in THRESHOLDS_MM_H if thr in pool.contingency}
+        row["csi"] = {f"{thr:g}": _fmt(s["csi"]) for thr, s in scores.items()}
+        row["pod"] = {f"{thr:g}": _fmt(s["pod"]) for thr, s in scores.items()}
+        row["far"] = {f"{thr:g}": _fmt(s["far"]) for thr, s in scores.items()}
+        rows.append(row)
+    return rows
+
+
+def _dam_skill(session: Session, since: datetime | None, until: datetime | None) -> list[dict]:
+    q = (select(ForecastRun.method, DamRainfall.dam_id, DamRainfall.mean_mm_h, DamRainfall.observed_mean_mm_h)
+         .join(ForecastRun, DamRainfall.run_id == ForecastRun.id)
+         .where(DamRainfall.observed_mean_mm_h.is_not(None)))
+    if since is not None:
+        q = q.where(ForecastRun.issue_time >= since)
+    if until is not None:
+        q = q.where(ForecastRun.issue_time <= until)
+    sums: dict[tuple, list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0])
+    for method, dam_id, forecast, observed in session.execute(q):
+        s = sums[method, dam_id]
+        s[0] += 1
+        s[1] += abs(forecast - observed)
+        s[2] += forecast
+        s[3] += observed
+    return [{"method": m, "dam": d, "n_forecasts": n, "mae_mm_h": _fmt(err / n), "mean_forecast_mm_h": _fmt(f / n),
+             "mean_observed_mm_h": _fmt(o / n)} for (m, d), (n, err, f, o) in sorted(sums.items())]

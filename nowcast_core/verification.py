@@ -1,0 +1,105 @@
+"""Verification of forecasts against the scans later observed.
+
+Scores are kept as counts so that any aggregate is a sum of counts, never a mean of
+ratios: per run and lead, the contingency table (hits, misses, false alarms, correct
+negatives) at each threshold, and the sum of absolute errors over the valid pixels.
+Contingency tables come from pysteps' verification module. Pixels where the radar saw
+nothing (NaN in the observation) are left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+THRESHOLDS_MM_H = (0.1, 1.0, 5.0, 10.0)
+COUNT_NAMES = ("hits", "misses", "false_alarms", "correct_negatives")
+
+
+def _detcat():
+    from pysteps.verification import detcatscores
+
+    return detcatscores
+
+
+@dataclass
+class LeadCounts:
+    """Additive verification counts of forecasts at one lead (or any pool of them)."""
+
+    n_forecasts: int = 0
+    n_pixels: int = 0
+    abs_error_sum: float = 0.0
+    contingency: dict[float, dict[str, int]] = field(
+        default_factory=lambda: {thr: dict.fromkeys(COUNT_NAMES, 0) for thr in THRESHOLDS_MM_H})
+
+    def add(self, other: "LeadCounts") -> None:
+        self.n_forecasts += other.n_forecasts
+        self.n_pixels += other.n_pixels
+        self.abs_error_sum += other.abs_error_sum
+        for thr, counts in other.contingency.items():
+            mine = self.contingency.setdefault(thr, dict.fromkeys(COUNT_NAMES, 0))
+            for name in COUNT_NAMES:
+                mine[name] += counts[name]
+
+    @property
+    def mae_mm_h(self) -> float:
+        return self.abs_error_sum / self.n_pixels if self.n_pixels else float("nan")
+
+    def scores(self, threshold_mm_h: float) -> dict[str, float]:
+        """CSI, POD and FAR at a threshold (pysteps' formulas on the summed table)."""
+        c = self.contingency[threshold_mm_h]
+        table = {"thr": threshold_mm_h, "axis": None, **{k: np.array(v) for k, v in c.items()}}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = _detcat().det_cat_fct_compute(table, scores=["CSI", "POD", "FAR"])
+        return {k.lower(): float(v) for k, v in s.items()}
+
+    def csi(self, threshold_mm_h: float) -> float:
+        return self.scores(threshold_mm_h)["csi"]
+
+
+def lead_counts(forecast_mm_h: np.ndarray, observed_mm_h: np.ndarray,
+                thresholds_mm_h: Sequence[float] = THRESHOLDS_MM_H) -> LeadCounts:
+    """Counts of one forecast field against one observed field (NaN observed = no data)."""
+    f = np.asarray(forecast_mm_h, dtype=np.float64)
+    o = np.asarray(observed_mm_h, dtype=np.float64)
+    valid = np.isfinite(o) & np.isfinite(f)
+    out = LeadCounts(n_forecasts=1, n_pixels=int(valid.sum()),
+                     abs_error_sum=float(np.abs(f[valid] - o[valid]).sum()), contingency={})
+    detcat = _detcat()
+    for thr in thresholds_mm_h:
+        table = detcat.det_cat_fct_init(thr)
+        detcat.det_cat_fct_accum(table, np.where(valid, f, np.nan), np.where(valid, o, np.nan))
+        out.contingency[thr] = {k: int(table[k]) for k in COUNT_NAMES}
+    return out
+
+
+def skill_per_lead(forecast_mm_h: np.ndarray, observed_mm_h: np.ndarray,
+                   lead_minutes: Iterable[int]) -> dict[int, LeadCounts]:
+    """Pooled counts per lead of forecasts (n, L, H, W) against observations (n, L, H, W)."""
+    pooled = {}
+    for k, lead in enumerate(lead_minutes):
+        total = LeadCounts()
+        for f, o in zip(forecast_mm_h[:, k], observed_mm_h[:, k], strict=True):
+            total.add(lead_counts(f, o))
+        pooled[lead] = total
+    return pooled
+
+
+def competition_score(forecast_mm_h: np.ndarray, observed_mm_h: np.ndarray,
+                      pixels: Sequence[tuple[int, int]], wet_mm_h: float = 0.1) -> dict[str, float]:
+    """The KHNP competition score MAE / CSI at the dam pixels (lower is better).
+
+    MAE in mm/h over the dam pixels whose observed rate is >= ``wet_mm_h``; CSI at
+    ``wet_mm_h`` over the dam pixels. Inputs are (n, H, W) fields at one lead (+10 min).
+    """
+    rows, cols = np.array(pixels).T
+    f = np.asarray(forecast_mm_h, dtype=np.float64)[:, rows, cols]
+    o = np.asarray(observed_mm_h, dtype=np.float64)[:, rows, cols]
+    wet = o >= wet_mm_h
+    mae = float(np.abs(f[wet] - o[wet]).mean()) if wet.any() else float("nan")
+    hits = np.count_nonzero((f >= wet_mm_h) & wet)
+    denom = np.count_nonzero((f >= wet_mm_h) | wet)
+    csi = hits / denom if denom else float("nan")
+    return {"mae": mae, "csi": csi, "score": mae / csi if csi else float("inf")}

@@ -237,5 +237,153 @@ def skill_rows_by_lead(svc, since, until):
         return skill_rows(session, since=parse_time(since), until=parse_time(until), by="lead")
 
 
+models_app = typer.Typer(help="The model registry: candidates, champion, promotion, rollback.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(fmt: FormatOpt = Format.table) -> None:
+    """Every known model, oldest first, with its decision and metrics."""
+    from nowcast_core import registry
+
+    svc = _service()
+    with svc.sessions() as session:
+        registry.ensure_bundled_registered(session, _bundled())
+        rows = [registry.model_row(r) for r in registry.list_models(session)]
+    if fmt == Format.json:
+        print(json.dumps(rows, indent=2))
+        return
+    keep = ("id", "created", "version", "role", "decision", "reason", "metrics")
+    render([{k: (json.dumps(r[k]) if k == "metrics" else r[k]) for k in keep} for r in rows], fmt, title="models")
+
+
+def _bundled():
+    from nowcast_core.production import bundled_model_path
+
+    return bundled_model_path()
+
+
+@models_app.command("promote")
+def models_promote(model_id: int) -> None:
+    """Make model ID the champion (the running daemon picks it up at its next cycle)."""
+    from nowcast_core import registry
+    from nowcast_core.db.models import ModelRecord
+
+    svc = _service()
+    with svc.sessions() as session:
+        record = session.get(ModelRecord, model_id)
+        if record is None:
+            err.print(f"[red]no model with id {model_id}[/red]")
+            raise typer.Exit(1)
+        problem = registry.verify_model_file(record)
+        if problem:
+            err.print(f"[red]refusing to promote: {problem}[/red]")
+            raise typer.Exit(1)
+        registry.promote(session, record, f"promoted by hand on {datetime.now(UTC):%Y-%m-%dT%H:%MZ}")
+        session.commit()
+        err.print(f"model {record.id} ({record.version}) is the champion")
+
+
+@models_app.command("rollback")
+def models_rollback() -> None:
+    """Retire the champion and restore the previous one."""
+    from nowcast_core import registry
+
+    svc = _service()
+    with svc.sessions() as session:
+        try:
+            restored = registry.rollback(session)
+        except LookupError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+        session.commit()
+        err.print(f"model {restored.id} ({restored.version}) is the champion again")
+
+
+class Method(str, Enum):
+    rainnet = "rainnet"
+    pysteps = "pysteps"
+    persistence = "persistence"
+
+
+def _forecaster(method: str, model: Optional[Path]):
+    """A forecaster by name; rainnet uses MODEL, else the champion / bundled model."""
+    from nowcast_core.forecasters import get_method
+
+    if method != "rainnet":
+        return get_method(method)
+    if model is None:
+        from nowcast_core.production import resolve
+
+        svc = _service()
+        with svc.sessions() as session:
+            choice = resolve(session, "rainnet", svc.settings.model)
+        if choice.method != "rainnet":
+            err.print(f"[red]no RainNet model: {choice.note}[/red]")
+            raise typer.Exit(1)
+        model = choice.model_path
+    return get_method("rainnet", model_path=model)
+
+
+@app.command()
+def predict(folder: Path, out: Annotated[Path, typer.Option("--out", help="FILE.npz")],
+            method: Method = Method.rainnet, model: Optional[Path] = None,
+            plot: Annotated[Optional[Path], typer.Option(help="draw one issue time's inputs and leads to FILE.png")] = None,
+            plot_issue_time: Optional[str] = None) -> None:
+    """Forecast from every scan in FOLDER that has its three predecessors."""
+    import numpy as np
+
+    from nowcast_core.evaluation import predict_folder
+
+    forecaster = _forecaster(method.value, model)
+    issue_times, rain = predict_folder(folder, forecaster)
+    if not issue_times:
+        err.print(f"[red]no scan in {folder} has its three predecessors[/red]")
+        raise typer.Exit(1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    iso = [t.isoformat().replace("+00:00", "Z") for t in issue_times]
+    np.savez_compressed(out, issue_times=np.array(iso, dtype=str), rain_rate_mm_h=rain.astype(np.float32))
+    err.print(f"{len(iso)} forecasts ({forecaster.name}, {forecaster.version}) written to {out}")
+    if plot is not None:
+        from nowcast_core.config import load_settings
+        from nowcast_core.dams import load_dams
+        from nowcast_core.evaluation import folder_sequences
+        from nowcast_core.plots import plot_forecast
+
+        wanted = parse_time(plot_issue_time) if plot_issue_time else issue_times[-1]
+        if wanted not in issue_times:
+            err.print(f"[red]{plot_issue_time} is not an issue time of {folder}[/red]")
+            raise typer.Exit(1)
+        k = issue_times.index(wanted)
+        _, inputs, _ = folder_sequences(folder)
+        plot_forecast(inputs[k], rain[k], wanted, load_dams(load_settings().dams_file), plot, forecaster.name)
+        err.print(f"plot written to {plot}")
+
+
+@app.command()
+def evaluate(folders: list[Path], fmt: FormatOpt = Format.table, model: Optional[Path] = None,
+             methods: Annotated[str, typer.Option(help="comma-separated methods")] = "rainnet,pysteps,persistence") -> None:
+    """Skill per lead of rainnet, pysteps and persistence side by side on folders of scans."""
+    from nowcast_core.config import load_settings
+    from nowcast_core.dams import load_dams
+    from nowcast_core.evaluation import evaluate_folders
+
+    forecasters = [_forecaster(m.strip(), model) for m in methods.split(",") if m.strip()]
+    pixels = [d.pixel for d in load_dams(load_settings().dams_file)]
+    from rich.progress import Progress
+
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("evaluating", total=len(folders))
+        rows = evaluate_folders(folders, forecasters, pixels, progress=lambda _f: progress.advance(task))
+    if fmt == Format.table:
+        keep = ("method", "lead_minutes", "n_forecasts", "csi_0.1", "csi_1", "csi_5", "csi_10", "pod_1", "far_1",
+                "mae_mm_h", "competition_score")
+        rows = [{k: r[k] for k in keep} for r in rows]
+    if fmt == Format.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        render(rows, fmt, title="skill per lead (counts pooled over all forecast starts)")
+
+
 def main() -> None:  # pragma: no cover
     app()

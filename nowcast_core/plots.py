@@ -30,3 +30,35 @@ def plot_skill(rows: Sequence[dict], out: Path, threshold: str = "1") -> Path:
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return Path(out)
+
+
+def plot_forecast(inputs_mm_h, forecast_mm_h, issue_time, dams, out: Path, method: str) -> Path:
+    """The four input scans and six leads of one issue time, dam catchments outlined."""
+    import numpy as np
+    from matplotlib.colors import BoundaryNorm
+
+    from nowcast_core.dams import catchment_mask
+
+    levels = [0, 0.1, 0.5, 1, 2, 5, 10, 20, 50, 100]
+    norm = BoundaryNorm(levels, ncolors=256)
+    fig, axes = plt.subplots(2, 5, figsize=(17, 7))
+    panels = [(f"t{-10 * (3 - k)} min" if k < 3 else "t (issue)", inputs_mm_h[k]) for k in range(4)]
+    panels += [(f"+{10 * (k + 1)} min", forecast_mm_h[k]) for k in range(6)]
+    outline = np.zeros(inputs_mm_h.shape[1:], dtype=float)
+    for dam in dams:
+        outline = np.maximum(outline, catchment_mask(dam, outline.shape))
+    image = None
+    for ax, (title, field) in zip(axes.flat, panels, strict=True):
+        image = ax.imshow(np.nan_to_num(field), cmap="turbo", norm=norm)
+        ax.contour(outline, levels=[0.5], colors="white", linewidths=0.8)
+        for dam in dams:
+            ax.plot(dam.pixel[1], dam.pixel[0], "k^", markersize=4)
+        ax.set_title(title)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{method} forecast issued {issue_time:%Y-%m-%d %H:%M} UTC (mm/h)")
+    fig.colorbar(image, ax=axes, shrink=0.8, label="rain rate (mm/h)")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+    return Path(out)

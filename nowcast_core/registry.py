@@ -69,6 +69,44 @@ def promote(session: Session, record: ModelRecord, reason: str) -> None:
         record.decision = "promoted"
 
 
+def rollback(session: Session) -> ModelRecord:
+    """Retire the champion and bring back the one promoted before it. Does not commit.
+
+    Raises
+    ------
+    LookupError
+        No champion, or no earlier champion to return to.
+    """
+    current = champion(session)
+    if current is None:
+        raise LookupError("there is no champion to roll back")
+    previous = session.scalar(
+        select(ModelRecord)
+        .where(ModelRecord.id != current.id, ModelRecord.promoted_at.is_not(None),
+               ModelRecord.promoted_at <= current.promoted_at)
+        .order_by(ModelRecord.promoted_at.desc(), ModelRecord.id.desc()).limit(1))
+    if previous is None:
+        raise LookupError(f"{current.version} is the only model ever promoted: nothing to roll back to")
+    current.role = "retired"
+    current.reason = f"rolled back on {datetime.now(UTC):%Y-%m-%dT%H:%MZ}; was: {current.reason}"
+    previous.role = "champion"
+    previous.promoted_at = datetime.now(UTC)
+    previous.reason = f"restored by rollback from {current.version}"
+    return previous
+
+
+def model_row(record: ModelRecord) -> dict:
+    """A registry entry as plain JSON-able values."""
+    iso = lambda t: t.isoformat().replace("+00:00", "Z") if t else None  # noqa: E731
+    return {
+        "id": record.id, "created": iso(record.created), "version": record.version, "role": record.role,
+        "decision": record.decision, "reason": record.reason, "metrics": record.metrics or {},
+        "data_start": iso(record.data_start), "data_end": iso(record.data_end), "checksum": record.checksum,
+        "path": record.path, "base_filters": record.base_filters, "n_params": record.n_params,
+        "promoted_at": iso(record.promoted_at),
+    }
+
+
 def ensure_bundled_registered(session: Session, bundled_path: Path | None) -> ModelRecord | None:
     """On a new installation, register the model shipped with the project as the first champion."""
     if bundled_path is None or not Path(bundled_path).exists():

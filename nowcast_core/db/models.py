@@ -105,7 +105,8 @@ class ForecastRun(Base):
     field_path: Mapped[str | None] = mapped_column(Text)
     field_checksum: Mapped[str | None] = mapped_column(String(64))
 
-    results: Mapped[list[DamRainfall]] = relationship(back_populates="run", cascade="all, delete-orphan")
+    results: Mapped[list[DamRainfall]] = relationship(back_populates="run", cascade="all, delete-orphan",
+                                                       passive_deletes=True)
 
 
 class DamRainfall(Base):
@@ -145,7 +146,7 @@ class LeadVerification(Base):
     abs_error_sum: Mapped[float] = mapped_column(Float)
     verified_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    contingency: Mapped[list[Contingency]] = relationship(cascade="all, delete-orphan")
+    contingency: Mapped[list[Contingency]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
 
 
 class Contingency(Base):

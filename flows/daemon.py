@@ -7,11 +7,15 @@ cycle finish and stop the scheduler cleanly.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from nowcast_core.config import Settings
 from nowcast_core.locks import file_lock
@@ -43,6 +47,13 @@ def run_daemon(settings: Settings, *, once: bool = False) -> int:
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
 
+        def _retrain():
+            # Its own process, at low priority: a cycle that falls due during training runs on time.
+            log.info("retraining started in a child process")
+            rc = subprocess.run([sys.executable, "-m", "nowcast_core.cli", "retrain"],
+                                preexec_fn=lambda: os.nice(10), check=False).returncode
+            log.info("retraining finished (exit code %d)", rc)
+
         def _tick():
             try:
                 forecast_cycle()
@@ -53,6 +64,7 @@ def run_daemon(settings: Settings, *, once: bool = False) -> int:
                                                                     "misfire_grace_time": None})
         scheduler.add_job(_tick, "interval", seconds=settings.poll_interval_s, id="forecast-cycle",
                           next_run_time=datetime.now(UTC))
+        scheduler.add_job(_retrain, CronTrigger.from_crontab(settings.retrain_cron, timezone=UTC), id="retrain")
         scheduler.start()
         log.info("daemon started: home %s, inbox %s, every %.0f s", settings.home, settings.inbox,
                  settings.poll_interval_s)

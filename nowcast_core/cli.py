@@ -300,6 +300,58 @@ def models_rollback() -> None:
         err.print(f"model {restored.id} ({restored.version}) is the champion again")
 
 
+@app.command()
+def retrain(epochs: Optional[int] = None, fmt: FormatOpt = Format.table) -> None:
+    """Fine-tune a challenger on the archive; promote it only if it beats the champion."""
+    from flows.embedded import configure
+    from nowcast_core.config import load_settings
+
+    _setup_logging()
+    settings = load_settings()
+    settings.ensure_dirs()
+    _service()  # migrate
+    configure(settings.home, settings.prefect_startup_timeout_s)
+    from flows.retrain import retrain as retrain_flow
+
+    entry = retrain_flow(epochs=epochs)
+    if "skipped" in entry:
+        err.print(f"[yellow]{entry['skipped']}[/yellow]")
+        raise typer.Exit(1)
+    if fmt == Format.json:
+        print(json.dumps(entry, indent=2))
+    else:
+        render([{k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in entry.items() if k != "metrics"}], fmt,
+               title="retraining candidate")
+        err.print(entry["reason"])
+
+
+@app.command()
+def train(folders: list[Path], out: Annotated[Path, typer.Option("--out", help="MODEL.keras")],
+          width: Annotated[int, typer.Option(help="RainNet base filters (64: the paper's 31.4 M parameters)")] = 16,
+          epochs: int = 15, unroll_epochs: int = 0,
+          val_events: Annotated[str, typer.Option(help="comma-separated events held out (folder name without -wK)")] = "",
+          competition: Annotated[Optional[list[Path]], typer.Option(help="competition train_*.npy files")] = None,
+          plain: Annotated[bool, typer.Option("--plain", help="the paper's 4-scan RainNet, no optical-flow conditioning")] = False,
+          register: Annotated[bool, typer.Option(help="add the model to the registry as a candidate")] = False) -> None:
+    """Train a RainNet on folders of archived scans; writes MODEL.keras and MODEL.report.json."""
+    from nowcast_core.rainnet.train import report_path_for, train_from_folders
+
+    _setup_logging()
+    history = train_from_folders(folders, out, base_filters=width, epochs=epochs, unroll_epochs=unroll_epochs,
+                                 val_events=[e for e in val_events.split(",") if e], conditioning=not plain,
+                                 competition_files=competition or ())
+    err.print(f"model written to {out}, report to {report_path_for(out)} ({len(history['epochs'])} epochs)")
+    if register:
+        from nowcast_core import registry
+
+        svc = _service()
+        with svc.sessions() as session:
+            record = registry.register_model(session, out, decision="pending", reason="trained by hand",
+                                             base_filters=width, n_params=history.get("parameters"))
+            session.commit()
+            err.print(f"registered as model {record.id} ({record.version}); `nowcast models promote {record.id}`")
+
+
 class Method(str, Enum):
     rainnet = "rainnet"
     pysteps = "pysteps"
@@ -386,4 +438,8 @@ def evaluate(folders: list[Path], fmt: FormatOpt = Format.table, model: Optional
 
 
 def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # python -m nowcast_core.cli: how the daemon starts a retraining process
     app()

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     max_scan_age_h: float = Field(72.0, gt=0, description="scans older than this behind the newest registered scan are not forecast")
     future_tolerance_min: float = Field(15.0, ge=0, description="scans this far after the wall clock are rejected as future")
     retrain_cron: str = Field("0 3 * * 0", description="cron of the retraining flow (default weekly, Sunday 03:00 UTC)")
+    retrain_epochs: int = Field(3, ge=1, description="fine-tuning epochs of a retraining")
+    retrain_learning_rate: float = Field(3e-5, gt=0, description="learning rate of the fine-tuning")
     promotion_metric: str = Field("csi_1_mean", description="score a challenger must beat the champion on")
     promotion_margin: float = Field(0.01, ge=0, description="how much better a challenger must be")
     prefect_startup_timeout_s: int = Field(90, ge=60, description="Prefect temporary server start-up timeout")

@@ -1,0 +1,30 @@
+"""The retraining flow: fine-tune a challenger from the champion, promote only if measurably better.
+
+Runs on its own schedule (``settings.retrain_cron``, default weekly). The domain logic is
+:func:`nowcast_core.retrain.retrain`; this flow only orchestrates it.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from nowcast_core.config import load_settings
+from nowcast_core.locks import LockHeld, file_lock
+
+
+@flow(name="retrain", persist_result=False)
+def retrain(epochs: int | None = None) -> dict:
+    """Train a challenger on the archive and decide on its promotion; returns the registry entry."""
+    from nowcast_core.retrain import retrain as run_retrain
+
+    logger = get_run_logger()
+    settings = load_settings()
+    try:
+        with file_lock(settings.home / "retrain.lock"):
+            entry = run_retrain(settings, epochs=epochs)
+    except LockHeld as exc:
+        logger.warning("a retraining is already running: %s", exc)
+        return {"skipped": str(exc)}
+    logger.info("retrain: model %s decision %s: %s", entry.get("id"), entry.get("decision"), entry.get("reason"))
+    return entry
+

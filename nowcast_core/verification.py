@@ -3,7 +3,7 @@
 Scores are kept as counts so that any aggregate is a sum of counts, never a mean of
 ratios: per run and lead, the contingency table (hits, misses, false alarms, correct
 negatives) at each threshold, and the sum of absolute errors over the valid pixels.
-Contingency tables come from pysteps' verification module. Pixels where the radar saw
+Scores are computed from the summed tables by pysteps' verification module. Pixels where the radar saw
 nothing (NaN in the observation) are left out.
 """
 
@@ -67,11 +67,14 @@ def lead_counts(forecast_mm_h: np.ndarray, observed_mm_h: np.ndarray,
     valid = np.isfinite(o) & np.isfinite(f)
     out = LeadCounts(n_forecasts=1, n_pixels=int(valid.sum()),
                      abs_error_sum=float(np.abs(f[valid] - o[valid]).sum()), contingency={})
-    detcat = _detcat()
+    f, o = f[valid], o[valid]
     for thr in thresholds_mm_h:
-        table = detcat.det_cat_fct_init(thr)
-        detcat.det_cat_fct_accum(table, np.where(valid, f, np.nan), np.where(valid, o, np.nan))
-        out.contingency[thr] = {k: int(table[k]) for k in COUNT_NAMES}
+        # Counted here, not with pysteps' det_cat_fct_accum: pysteps thresholds with ``>``, the
+        # feed's spec and the reference scores with ``>=`` (and stored rates sit on 0.01 steps).
+        fy, oy = f >= thr, o >= thr
+        out.contingency[thr] = {"hits": int(np.count_nonzero(fy & oy)), "misses": int(np.count_nonzero(~fy & oy)),
+                                "false_alarms": int(np.count_nonzero(fy & ~oy)),
+                                "correct_negatives": int(np.count_nonzero(~fy & ~oy))}
     return out
 
 

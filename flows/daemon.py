@@ -23,6 +23,18 @@ from nowcast_core.locks import file_lock
 log = logging.getLogger("nowcast.daemon")
 
 
+def _guarded(cycle):
+    """The scheduled job: a failing cycle (database down, disk full) is logged; the next tick retries."""
+
+    def tick():
+        try:
+            cycle()
+        except Exception:
+            log.exception("forecast cycle failed; the next one retries")
+
+    return tick
+
+
 def run_daemon(settings: Settings, *, once: bool = False) -> int:
     """Run cycles every ``settings.poll_interval_s`` until signalled (or one cycle with ``once``)."""
     from flows.embedded import configure
@@ -54,15 +66,10 @@ def run_daemon(settings: Settings, *, once: bool = False) -> int:
                                 preexec_fn=lambda: os.nice(10), check=False).returncode
             log.info("retraining finished (exit code %d)", rc)
 
-        def _tick():
-            try:
-                forecast_cycle()
-            except Exception:  # a failed cycle is logged; the next one retries
-                log.exception("forecast cycle failed")
 
         scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1,
                                                                     "misfire_grace_time": None})
-        scheduler.add_job(_tick, "interval", seconds=settings.poll_interval_s, id="forecast-cycle",
+        scheduler.add_job(_guarded(forecast_cycle), "interval", seconds=settings.poll_interval_s, id="forecast-cycle",
                           next_run_time=datetime.now(UTC))
         scheduler.add_job(_retrain, CronTrigger.from_crontab(settings.retrain_cron, timezone=UTC), id="retrain")
         scheduler.start()

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -171,12 +171,19 @@ def ingest_inbox(
     """
     now = now or datetime.now(UTC)
     report = IngestReport()
+    with sessions() as session:
+        newest = session.scalar(select(func.max(FrameRecord.scan_time)))
     paths = sorted(p for p in Path(inbox).iterdir() if p.is_file() and not p.name.startswith("."))
     for path in paths:
+        # "Future" is judged against the wall clock or the newest registered scan, whichever is
+        # later: a clock that jumps back must not quarantine a feed that simply goes on.
+        reference = max(now, newest) if newest is not None else now
         with sessions() as session:
             try:
-                _ingest_one(session, path, Path(home), Path(archive), Path(quarantine), now, settle_seconds,
+                _ingest_one(session, path, Path(home), Path(archive), Path(quarantine), reference, settle_seconds,
                             future_tolerance, report)
+                if report.registered and (newest is None or report.registered[-1] > newest):
+                    newest = report.registered[-1]
             except OSError as exc:
                 session.rollback()
                 log.error("could not ingest %s, left in the inbox: %s", path.name, exc)

@@ -114,6 +114,7 @@ class PostgresServer:
     version: str = ""
     _run_as: pwd.struct_passwd | None = None
     _running: bool = False
+    _opts: str = ""
 
     # -- paths -------------------------------------------------------------------------
     @property
@@ -189,6 +190,7 @@ class PostgresServer:
                     "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
                     "-c max_connections=200 -c timezone=Australia/Sydney -c log_min_messages=warning"
                 )
+                self._opts = opts
                 proc = self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir),
                                  "-l", str(self.log_file), "-o", opts, timeout=90)
                 if proc.returncode == 0:
@@ -201,6 +203,15 @@ class PostgresServer:
         except BaseException:
             self.stop()
             raise
+
+    def pause(self) -> None:
+        """Stop the server but keep its data (an outage); :meth:`resume` brings it back."""
+        self._check(self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", timeout=60), "pg_ctl stop")
+
+    def resume(self) -> None:
+        """Start the paused server again on the same port."""
+        self._check(self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir), "-l", str(self.log_file),
+                              "-o", self._opts, timeout=90), "pg_ctl start")
 
     def stop(self) -> None:
         if self._running:

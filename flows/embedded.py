@@ -23,3 +23,6 @@ def configure(home: Path, startup_timeout_s: int = 90) -> None:
         os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "true"
     os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "2")
     os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "false")
+    # A daemon that runs for years: keep Prefect's own history bounded (a week of flow runs).
+    os.environ.setdefault("PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED", "events,flow_runs")
+    os.environ.setdefault("PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD", str(7 * 24 * 3600))

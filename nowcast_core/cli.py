@@ -437,6 +437,48 @@ def evaluate(folders: list[Path], fmt: FormatOpt = Format.table, model: Optional
         render(rows, fmt, title="skill per lead (counts pooled over all forecast starts)")
 
 
+@app.command()
+def deploy(work_pool: Annotated[str, typer.Option(envvar="NOWCAST_WORK_POOL",
+                                                  help="process work pool of the forecast cycle and verification")] = "nowcast",
+           training_pool: Annotated[str, typer.Option(envvar="NOWCAST_TRAINING_POOL",
+                                                      help="process work pool of retraining (a GPU machine)")] = "nowcast-training",
+           name: Annotated[str, typer.Option(help="deployment name under each flow")] = "nowcast",
+           verification_interval: Annotated[float, typer.Option(help="seconds between verification runs")] = 600.0,
+           source: Annotated[Optional[Path], typer.Option(help="checkout the workers run the flows from "
+                                                         "(same path on every worker; default: this one)")] = None,
+           env: Annotated[Optional[list[str]], typer.Option("--env", help="KEY=VALUE added to every flow run's "
+                                                            "environment (repeatable)")] = None,
+           dry_run: Annotated[bool, typer.Option("--dry-run", help="build and show the deployments, register nothing")] = False,
+           fmt: FormatOpt = Format.table) -> None:
+    """Register the flows as deployments on the Prefect server at $PREFECT_API_URL (see docs/DEPLOY.md)."""
+    from flows.deployments import REPO_DIR, DeployError, DeployOptions, build_deployments, deploy as do_deploy, describe
+    from nowcast_core.config import load_settings
+
+    _setup_logging()
+    extra = {}
+    for item in env or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--env")
+        extra[key] = value
+    settings = load_settings()
+    options = DeployOptions(work_pool=work_pool, training_pool=training_pool, name=name,
+                            verification_interval_s=verification_interval, source=source or REPO_DIR, extra_env=extra)
+    try:
+        rows = ([describe(d) for d in build_deployments(settings, options)] if dry_run
+                else do_deploy(settings, options))
+    except DeployError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if fmt == Format.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        render(rows, fmt, title="deployments" + (" (dry run: nothing registered)" if dry_run else ""))
+    if not dry_run:
+        err.print(f"start workers: prefect worker start --pool {work_pool}   "
+                  f"(retraining, on a GPU machine: prefect worker start --pool {training_pool})")
+
+
 def main() -> None:  # pragma: no cover
     app()
 

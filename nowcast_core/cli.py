@@ -449,12 +449,14 @@ def deploy(work_pool: Annotated[str, typer.Option(envvar="NOWCAST_WORK_POOL",
            env: Annotated[Optional[list[str]], typer.Option("--env", help="KEY=VALUE added to every flow run's "
                                                             "environment (repeatable)")] = None,
            dry_run: Annotated[bool, typer.Option("--dry-run", help="build and show the deployments, register nothing")] = False,
+           migrate: Annotated[bool, typer.Option(help="migrate the application database first")] = True,
            fmt: FormatOpt = Format.table) -> None:
     """Register the flows as deployments on the Prefect server at $PREFECT_API_URL (see docs/DEPLOY.md)."""
     from flows.deployments import REPO_DIR, DeployError, DeployOptions, build_deployments, deploy as do_deploy, describe
     from nowcast_core.config import load_settings
 
     _setup_logging()
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     extra = {}
     for item in env or []:
         key, sep, value = item.partition("=")
@@ -466,7 +468,7 @@ def deploy(work_pool: Annotated[str, typer.Option(envvar="NOWCAST_WORK_POOL",
                             verification_interval_s=verification_interval, source=source or REPO_DIR, extra_env=extra)
     try:
         rows = ([describe(d) for d in build_deployments(settings, options)] if dry_run
-                else do_deploy(settings, options))
+                else do_deploy(settings, options, migrate=migrate))
     except DeployError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

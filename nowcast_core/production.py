@@ -68,7 +68,7 @@ class ProductionForecaster:
 
     def get(self, choice: Choice) -> tuple[Forecaster, str]:
         """The forecaster for ``choice`` and the note to record with its runs."""
-        key = (choice.method, choice.checksum)
+        key = (choice.method, choice.model_path, choice.checksum, choice.note)
         if key != self._key:
             self._forecaster, self._note = self._load(choice)
             self._key = key

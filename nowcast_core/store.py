@@ -17,17 +17,22 @@ import numpy as np
 
 RESOLUTION_MM_H = 0.01
 _MAX_COUNT = np.iinfo(np.uint16).max
+#: Rates below this are stored as 0: pixel 0 ("no echo") converts to 0.0085 mm/h.
+NO_ECHO_MM_H = 0.009
 
 
 def quantize(rain_rate_mm_h: np.ndarray) -> np.ndarray:
     """Round rain rates to the stored resolution (float32, >= 0, <= 655.35 mm/h)."""
-    counts = np.clip(np.rint(np.asarray(rain_rate_mm_h, dtype=np.float64) / RESOLUTION_MM_H), 0, _MAX_COUNT)
+    rain = np.asarray(rain_rate_mm_h, dtype=np.float64)
+    counts = np.clip(np.rint(rain / RESOLUTION_MM_H), 0, _MAX_COUNT)
+    counts = np.where(rain < NO_ECHO_MM_H, 0.0, counts)  # the feed's floor (pixel 0 = -10 dBZ = 0.0085 mm/h, no echo) is dry
     return (counts * RESOLUTION_MM_H).astype(np.float32)
 
 
-def field_relpath(issue_time: datetime, method: str) -> Path:
-    """Where a run's field lives, relative to the forecasts folder."""
-    return Path(f"{issue_time:%Y/%m/%d}") / f"{issue_time:%Y%m%d%H%M}_{method}.npz"
+def field_relpath(issue_time: datetime, method: str, checksum: str) -> Path:
+    """Where a run's field lives, relative to the forecasts folder. The checksum in the name keeps
+    files of different content apart: a run that loses a store race never overwrites the winner's."""
+    return Path(f"{issue_time:%Y/%m/%d}") / f"{issue_time:%Y%m%d%H%M}_{method}_{checksum[:12]}.npz"
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -50,9 +55,10 @@ def save_field(root: Path, issue_time: datetime, method: str, rain_rate_mm_h: np
     buf = io.BytesIO()
     np.savez_compressed(buf, rain_rate_counts=counts, resolution_mm_h=np.float64(RESOLUTION_MM_H))
     data = buf.getvalue()
-    rel = field_relpath(issue_time, method)
+    checksum = hashlib.sha256(data).hexdigest()
+    rel = field_relpath(issue_time, method, checksum)
     atomic_write(Path(root) / rel, data)
-    return str(rel), hashlib.sha256(data).hexdigest()
+    return str(rel), checksum
 
 
 def load_field(root: Path, relpath: str, checksum: str | None = None) -> np.ndarray:

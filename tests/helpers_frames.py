@@ -84,19 +84,21 @@ class Tripwire:
 
 
 def damaged_compressed_archive() -> bytes:
-    """A savez_compressed archive whose deflate stream is damaged (the zip directory is intact)."""
-    data = bytearray(npz_bytes(frame=good_frame(7)))
-    i = len(data) // 3
-    data[i:i + 20] = b"\xff" * 20
-    out = bytes(data)
-    try:  # make sure the damage really is in the compressed stream
-        with np.load(io.BytesIO(out)) as npz:
-            npz["frame"]
-    except zlib.error:
-        return out
-    except Exception:  # noqa: BLE001 - any other failure mode is fine for the caller too
-        return out
-    raise AssertionError("damaging the archive did not damage it")
+    """A savez_compressed archive whose deflate stream is damaged (zip directory intact): zlib.error."""
+    frame = np.zeros(GRID, np.uint8)
+    frame[50:60, 50:60] = 150
+    data = npz_bytes(frame=frame)
+    for i in range(60, len(data) - 100):
+        damaged = bytearray(data)
+        damaged[i:i + 20] = b"\xff" * 20
+        try:
+            with np.load(io.BytesIO(bytes(damaged))) as npz:
+                npz["frame"]
+        except zlib.error:
+            return bytes(damaged)
+        except Exception:  # noqa: BLE001 - another failure mode; look for a zlib.error one
+            continue
+    raise AssertionError("could not make a damaged deflate stream")
 
 
 def fault_files(tripwire_marker: Path | None = None) -> list[tuple[str, bytes, str]]:

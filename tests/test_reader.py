@@ -10,6 +10,7 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -102,7 +103,7 @@ def test_name_round_trip():
     assert frame_file_name(T0) == "RDR_202007011200.npz"
     assert scan_time_from_name("RDR_202007011200.npz") == T0
     # an aware non-UTC time names the same scan
-    assert frame_file_name(T0.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Seoul"))) == NAME
+    assert frame_file_name(T0.astimezone(ZoneInfo("Asia/Seoul"))) == NAME
 
 
 # --- partial and zero-byte files ---------------------------------------------------------

@@ -11,6 +11,7 @@ import io
 import re
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -150,10 +151,14 @@ def read_frame(
         raise FrameError("empty", f"{path.name} has zero bytes")
     data = path.read_bytes()
     checksum = hashlib.sha256(data).hexdigest()
+    if not data.startswith(b"PK\x03\x04"):
+        if data.startswith(b"\x93NUMPY"):
+            raise FrameError("corrupt", f"{path.name} is a bare .npy array, not an .npz archive")
+        if data.startswith(b"\x80"):
+            raise FrameError("pickled", f"{path.name} is a pickle, not an .npz archive")
+        raise FrameError("corrupt", f"{path.name} is not a zip (.npz) archive")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise FrameError("corrupt", f"{path.name} is a bare .npy array, not an .npz archive")
             if "frame" not in npz.files:
                 raise FrameError("missing_frame", f"{path.name} holds {sorted(npz.files)}, no 'frame'")
             frame = _validate_frame(npz["frame"])
@@ -164,7 +169,7 @@ def read_frame(
         if "allow_pickle" in str(exc) or "pickle" in str(exc).lower():
             raise FrameError("pickled", f"{path.name}: {exc}") from None
         raise FrameError("corrupt", f"{path.name}: {exc}") from None
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as exc:
         raise FrameError("corrupt", f"{path.name}: {type(exc).__name__}: {exc}") from None
     if now is not None and scan_time > now + future_tolerance:
         raise FrameError("future", f"scan time {scan_time:%Y-%m-%dT%H:%MZ} is after now ({now:%Y-%m-%dT%H:%MZ})")

@@ -34,7 +34,7 @@ from nowcast_core.rainnet.dataset import (
     samples_from_folders,
     split_by_event,
 )
-from nowcast_core.rainnet.preprocess import crop_tf, log_to_rain_rate, pad, stack_scans
+from nowcast_core.rainnet.preprocess import LOG_OFFSET, crop_tf, log_to_rain_rate, pad
 from nowcast_core.rainnet.verification import skill_per_lead
 
 N_LEADS = 6
@@ -55,6 +55,8 @@ class TrainConfig:
     augment: bool = True
     conditioning: bool = True
     upsampling: str = "nearest"
+    rain_mae_weight: float = 0.0
+    monitor: str = "val_loss"
     seed: int = 42
     progress: bool = True
 
@@ -93,22 +95,45 @@ def logcosh(error):
     return tf.reduce_mean(a + tf.math.softplus(-2.0 * a) - math.log(2.0))
 
 
-def _unroll_loss(model, batch, n_steps: int, training: bool):
+def rain_mae(log_target, log_pred):
+    """Mean absolute error in mm/h between two ln(R + 0.01) tensors (prediction clipped at 0 mm/h)."""
+    import tensorflow as tf
+
+    def rate(x):
+        return tf.nn.relu(tf.exp(tf.minimum(x, 10.0)) - LOG_OFFSET)
+
+    return tf.reduce_mean(tf.abs(rate(log_target) - rate(log_pred)))
+
+
+def _unroll_loss(model, batch, n_steps: int, training: bool, rain_mae_weight: float = 0.0):
     from nowcast_core.rainnet.recursive import unroll
 
     frames = batch["frames"]
     cond = batch.get("conditioning")
     y = unroll(model, frames[..., :N_INPUTS], cond, n_steps, training=training)
-    target = frames[..., N_INPUTS : N_INPUTS + n_steps]
-    return logcosh(crop_tf(target) - crop_tf(y)), y
+    target = crop_tf(frames[..., N_INPUTS : N_INPUTS + n_steps])
+    loss = logcosh(target - crop_tf(y))
+    if rain_mae_weight:
+        loss = loss + rain_mae_weight * rain_mae(target, crop_tf(y))
+    return loss, y
 
 
-def evaluate(model, samples: Samples, batch_size: int = 16) -> tuple[float, list[dict]]:
-    """Recursive forecast of all leads of ``samples``: (mean logcosh loss, skill per lead)."""
+def skill_score(skill: list[dict]) -> float:
+    """One number for model selection (higher is better): mean CSI at 1 mm/h over the leads
+    minus the mean MAE relative to the mean observed rain rate."""
+    csi1 = np.nanmean([r["csi_1"] for r in skill])
+    rel_mae = np.mean([r["mae"] for r in skill]) / max(np.mean([r["mean_observed"] for r in skill]), 1e-6)
+    return float(csi1 - rel_mae)
+
+
+def evaluate(
+    model, samples: Samples, batch_size: int = 16, rain_mae_weight: float = 0.0
+) -> tuple[float, list[dict]]:
+    """Recursive forecast of all leads of ``samples``: (mean training loss, skill per lead)."""
     import tensorflow as tf
 
     n_leads = samples.n_leads
-    step = tf.function(lambda b: _unroll_loss(model, b, n_leads, False), reduce_retracing=True)
+    step = tf.function(lambda b: _unroll_loss(model, b, n_leads, False, rain_mae_weight), reduce_retracing=True)
     losses, weights, preds = [], [], []
     for start in range(0, len(samples), batch_size):
         sl = slice(start, start + batch_size)
@@ -154,7 +179,12 @@ def _fmt_skill(skill: list[dict]) -> str:
     return " ".join(f"+{r['lead_minutes']}:{r['csi_1']:.2f}/{r['mae']:.2f}" for r in skill)
 
 
-def train(train_samples: Samples, val_samples: Samples | None, config: TrainConfig | None = None):
+def train(
+    train_samples: Samples,
+    val_samples: Samples | None,
+    config: TrainConfig | None = None,
+    initial_model=None,
+):
     """Train a RainNet on samples.
 
     Parameters
@@ -162,7 +192,10 @@ def train(train_samples: Samples, val_samples: Samples | None, config: TrainConf
     train_samples : training samples (see :mod:`nowcast_core.rainnet.dataset`).
     val_samples : validation samples (other events), or None / empty to train without
         early stopping.
-    config : :class:`TrainConfig`.
+    config : :class:`TrainConfig`. ``monitor`` is ``"val_loss"`` (early stopping on the
+        validation loss) or ``"val_score"`` (on :func:`skill_score`, higher is better).
+    initial_model : optional keras.Model (same architecture) whose weights are the start
+        (fine-tuning); default a fresh network.
 
     Returns
     -------
@@ -194,6 +227,10 @@ def train(train_samples: Samples, val_samples: Samples | None, config: TrainConf
         conditioning_channels=1 if use_cond else 0,
         residual=use_cond,
     )
+    if initial_model is not None:
+        model.set_weights(initial_model.get_weights())
+    if config.monitor not in ("val_loss", "val_score"):
+        raise ValueError(f"monitor must be 'val_loss' or 'val_score', got {config.monitor!r}")
     history = {
         "config": asdict(config),
         "hardware": hardware,
@@ -231,7 +268,7 @@ def train(train_samples: Samples, val_samples: Samples | None, config: TrainConf
             @tf.function(reduce_retracing=True)
             def train_step(batch, n_steps=n_steps):
                 with tf.GradientTape() as tape:
-                    loss, _ = _unroll_loss(model, batch, n_steps, True)
+                    loss, _ = _unroll_loss(model, batch, n_steps, True, config.rain_mae_weight)
                     scaled = optimizer.scale_loss(loss)
                 grads = tape.gradient(scaled, model.trainable_variables)
                 optimizer.apply_gradients(zip(grads, model.trainable_variables))
@@ -249,8 +286,8 @@ def train(train_samples: Samples, val_samples: Samples | None, config: TrainConf
                     progress.update(task, advance=1, info=f"loss {np.mean(losses):.4f}")
                 record = {"epoch": epoch_no, "stage": stage, "loss": float(np.mean(losses))}
                 if has_val:
-                    val_loss, val_skill = evaluate(model, val_samples)
-                    record.update(val_loss=val_loss, val_skill=val_skill)
+                    val_loss, val_skill = evaluate(model, val_samples, rain_mae_weight=config.rain_mae_weight)
+                    record.update(val_loss=val_loss, val_score=skill_score(val_skill), val_skill=val_skill)
                     progress.update(
                         task, info=f"loss {record['loss']:.4f} val {val_loss:.4f} CSI1/MAE {_fmt_skill(val_skill)}"
                     )
@@ -259,20 +296,21 @@ def train(train_samples: Samples, val_samples: Samples | None, config: TrainConf
                 if config.progress:
                     progress.console.log(
                         f"epoch {epoch_no} ({stage}) loss {record['loss']:.4f}"
-                        + (f" val {record['val_loss']:.4f} CSI1/MAE {_fmt_skill(record['val_skill'])}" if has_val else "")
+                        + (f" val {record['val_loss']:.4f} score {record['val_score']:.4f} CSI1/MAE {_fmt_skill(record['val_skill'])}" if has_val else "")
                         + f" [{record['seconds']:.0f} s]"
                     )
                 if not has_val:
                     continue
-                if record["val_loss"] < best_loss:
-                    best_loss, best_weights, best_epoch, waited = record["val_loss"], model.get_weights(), epoch_no, 0
+                monitored = record["val_loss"] if config.monitor == "val_loss" else -record["val_score"]
+                if monitored < best_loss:
+                    best_loss, best_weights, best_epoch, waited = monitored, model.get_weights(), epoch_no, 0
                 else:
                     waited += 1
                     if waited >= config.patience:
                         break
             if best_weights is not None:
                 model.set_weights(best_weights)
-                history["best"][stage] = {"epoch": best_epoch, "val_loss": best_loss}
+                history["best"][stage] = {"epoch": best_epoch, "monitor": config.monitor, "value": abs(best_loss)}
     return model, history
 
 
@@ -306,6 +344,9 @@ def train_from_folders(
     unroll_learning_rate: float = 3e-5,
     patience: int = 4,
     augment: bool = True,
+    rain_mae_weight: float = 0.0,
+    monitor: str = "val_loss",
+    init_model: str | Path | None = None,
     seed: int = 42,
     competition_files=(),
     threads: int | None = 2,
@@ -326,6 +367,9 @@ def train_from_folders(
     unroll_epochs, unroll_steps : multi-step fine-tuning epochs and recursive steps in the loss.
     conditioning : condition on the optical-flow extrapolation (the shipped model's variant);
         False gives the paper's plain 4-scan RainNet.
+    rain_mae_weight : weight of an MAE term in mm/h added to the logcosh loss (0: paper's loss).
+    monitor : early-stopping criterion, ``"val_loss"`` or ``"val_score"`` (see :func:`train`).
+    init_model : optional ``.keras`` file to fine-tune instead of starting from scratch.
     competition_files : optional competition ``train_*.npy`` files, used as extra one-step
         training samples only when ``unroll_epochs`` is 0 (they have a single lead).
     threads : TensorFlow CPU threads (None: TensorFlow's default).
@@ -365,18 +409,27 @@ def train_from_folders(
         patience=patience,
         augment=augment,
         conditioning=conditioning,
+        rain_mae_weight=rain_mae_weight,
+        monitor=monitor,
         seed=seed,
         progress=progress,
     )
-    model, history = train(train_samples, val_samples if len(val_samples) else None, config)
+    initial = None
+    if init_model is not None:
+        import keras
+
+        initial = keras.saving.load_model(init_model, compile=False, safe_mode=True)
+    model, history = train(train_samples, val_samples if len(val_samples) else None, config, initial)
+    if init_model is not None:
+        history["init_model"] = Path(init_model).name
     out_path = save_model(model, out_path)
     history["hardware"] = hardware
     history["folders"] = [f.name for f in folders]
     history["events"] = sorted({event_name(f) for f in folders})
     history["training_seconds"] = round(time.perf_counter() - started, 1)
     if len(val_samples):
-        loss, skill = evaluate(model, val_samples)
-        history["final_validation"] = {"val_loss": loss, "rainnet": skill}
+        loss, skill = evaluate(model, val_samples, rain_mae_weight=rain_mae_weight)
+        history["final_validation"] = {"val_loss": loss, "val_score": skill_score(skill), "rainnet": skill}
         if with_baselines:
             history["final_validation"].update(baseline_skill(val_samples))
     history["model_file"] = out_path.name

@@ -1,7 +1,8 @@
 """The model registry: which RainNet file is the production champion, and why.
 
 Every model file the system has known is a row of ``models`` with its checksum, metrics,
-data span and the decision taken on it. Exactly one row at most has ``role='champion'``.
+data span and the decision taken on it. At most one row has ``role='champion'``; the others are ``candidate``, ``rejected``,
+``retired`` (replaced by a better one) or ``rolled_back``.
 """
 
 from __future__ import annotations
@@ -70,7 +71,9 @@ def promote(session: Session, record: ModelRecord, reason: str) -> None:
 
 
 def rollback(session: Session) -> ModelRecord:
-    """Retire the champion and bring back the one promoted before it. Does not commit.
+    """Withdraw the champion and bring back the one promoted before it. Does not commit.
+
+    The withdrawn model gets role ``rolled_back`` and is never restored by a later rollback.
 
     Raises
     ------
@@ -83,15 +86,14 @@ def rollback(session: Session) -> ModelRecord:
     previous = session.scalar(
         select(ModelRecord)
         .where(ModelRecord.id != current.id, ModelRecord.promoted_at.is_not(None),
-               ModelRecord.promoted_at <= current.promoted_at)
+               ModelRecord.promoted_at < current.promoted_at, ModelRecord.role != "rolled_back")
         .order_by(ModelRecord.promoted_at.desc(), ModelRecord.id.desc()).limit(1))
     if previous is None:
-        raise LookupError(f"{current.version} is the only model ever promoted: nothing to roll back to")
-    current.role = "retired"
+        raise LookupError(f"{current.version} is the first champion: nothing to roll back to")
+    current.role = "rolled_back"
     current.reason = f"rolled back on {datetime.now(UTC):%Y-%m-%dT%H:%MZ}; was: {current.reason}"
     previous.role = "champion"
-    previous.promoted_at = datetime.now(UTC)
-    previous.reason = f"restored by rollback from {current.version}"
+    previous.reason = f"restored by rollback of {current.version}; was: {previous.reason}"
     return previous
 
 

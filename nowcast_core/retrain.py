@@ -86,7 +86,8 @@ def split_by_time(frames: Sequence, validation_fraction: float, max_validation: 
     if len(times) < 2 * (N_INPUTS + N_LEADS):
         raise ValueError(f"only {len(times)} archived scans: too few to train and validate")
     span_start, newest = times[0], times[-1]
-    split = max(newest - max_validation, newest - (newest - span_start) * validation_fraction)
+    cut = max(newest - max_validation, newest - (newest - span_start) * validation_fraction)
+    split = min(t for t in times if t >= cut)  # on the scan grid
     first_input = split - timedelta(minutes=10 * (N_INPUTS - 1))
     train = [f for f in frames if f.scan_time < split]
     validation = [f for f in frames if f.scan_time >= first_input]

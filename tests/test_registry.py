@@ -1,0 +1,109 @@
+"""The model registry: bundled first champion, promotion, rollback, decisions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from nowcast_core import registry
+from nowcast_core.db import make_engine, session_factory, upgrade
+from nowcast_core.retrain import decide, split_by_time
+
+
+@pytest.fixture
+def sessions(db_url):
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    yield session_factory(engine)
+    engine.dispose()
+
+
+def _model_file(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    return path
+
+
+def test_bundled_model_becomes_first_champion_once(sessions, tmp_path):
+    bundled = _model_file(tmp_path, "bundled.keras", b"bundled weights")
+    with sessions() as s:
+        first = registry.ensure_bundled_registered(s, bundled)
+        assert first.role == "champion" and first.decision == "bundled"
+        assert registry.ensure_bundled_registered(s, bundled) is None  # never twice
+        assert registry.champion(s).id == first.id
+        assert first.version == registry.model_version(registry.file_sha256(bundled))
+
+
+def test_promote_and_rollback(sessions, tmp_path):
+    with sessions() as s:
+        a = registry.register_model(s, _model_file(tmp_path, "a.keras", b"a"), decision="bundled")
+        registry.promote(s, a, "first")
+        b = registry.register_model(s, _model_file(tmp_path, "b.keras", b"b"))
+        registry.promote(s, b, "better")
+        s.commit()
+        assert registry.champion(s).id == b.id
+        assert s.get(type(a), a.id).role == "retired"
+        restored = registry.rollback(s)
+        s.commit()
+        assert restored.id == a.id and registry.champion(s).id == a.id
+        assert s.get(type(b), b.id).role == "rolled_back"
+        with pytest.raises(LookupError, match="nothing to roll back"):
+            registry.rollback(s)
+        c = registry.register_model(s, _model_file(tmp_path, "c.keras", b"c"))
+        registry.promote(s, c, "newer")
+        assert registry.rollback(s).id == a.id  # never back to the rolled-back b
+
+
+def test_register_is_idempotent_on_checksum(sessions, tmp_path):
+    with sessions() as s:
+        p = _model_file(tmp_path, "m.keras", b"weights")
+        copy = _model_file(tmp_path, "copy.keras", b"weights")
+        assert registry.register_model(s, p).id == registry.register_model(s, copy).id
+
+
+def test_verify_model_file_detects_corruption_and_absence(sessions, tmp_path):
+    with sessions() as s:
+        p = _model_file(tmp_path, "m.keras", b"weights")
+        record = registry.register_model(s, p)
+        assert registry.verify_model_file(record) is None
+        p.write_bytes(b"weightz")
+        assert "corrupt" in registry.verify_model_file(record)
+        p.unlink()
+        assert "missing" in registry.verify_model_file(record)
+
+
+@pytest.mark.parametrize(
+    ("metric", "challenger", "champion", "margin", "promoted"),
+    [
+        ("csi_1_mean", 0.50, 0.40, 0.01, True),
+        ("csi_1_mean", 0.405, 0.40, 0.01, False),  # better, but not by the margin
+        ("csi_1_mean", 0.30, 0.40, 0.0, False),
+        ("mae_mean", 0.80, 0.90, 0.05, True),  # lower is better
+        ("mae_mean", 0.95, 0.90, 0.0, False),
+        ("csi_1_mean", math.nan, 0.40, 0.0, False),
+    ],
+)
+def test_decide(metric, challenger, champion, margin, promoted):
+    verdict, reason = decide({metric: challenger}, {metric: champion}, metric, margin)
+    assert verdict is promoted
+    assert metric in reason and ("promoted" if promoted else "kept the champion") in reason
+
+
+def test_decide_rejects_unknown_metric():
+    with pytest.raises(ValueError, match="unknown promotion metric"):
+        decide({"x": 1}, {"x": 0}, "x", 0)
+
+
+def test_split_by_time_has_no_leak():
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    frames = [SimpleNamespace(scan_time=t0 + timedelta(minutes=10 * k)) for k in range(100)]
+    train, validation, split = split_by_time(frames, 0.25, timedelta(days=2))
+    assert max(f.scan_time for f in train) < split
+    assert min(f.scan_time for f in validation) == split - timedelta(minutes=30)  # inputs of the first window
+    assert len(train) == 75 or abs(len(train) - 75) <= 1
+    with pytest.raises(ValueError, match="too few"):
+        split_by_time(frames[:10], 0.25, timedelta(days=2))

@@ -173,8 +173,8 @@ def ensure_process_pool(client, name: str) -> bool:
             return False
         return True
     if pool.type != ProcessWorker.type:
-        log.warning("work pool %s is of type %r, not %r: its workers must still be able to run "
-                    "the flows from %s", name, pool.type, ProcessWorker.type, "the source directory")
+        log.warning("work pool %s is of type %r, not %r: its workers must still reach the source "
+                    "checkout and the NOWCAST_* storage", name, pool.type, ProcessWorker.type)
     return False
 
 
@@ -201,8 +201,12 @@ def describe(deployment) -> dict[str, Any]:
 
 
 def deploy(settings: Settings, options: DeployOptions | None = None,
-           environ: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-    """Create the work pools if missing and register (create or update) the three deployments."""
+           environ: Mapping[str, str] | None = None, *, migrate: bool = True) -> list[dict[str, Any]]:
+    """Create the work pools if missing and register (create or update) the three deployments.
+
+    With ``migrate`` the application database is migrated first, once, so that the first flow
+    runs (forecast cycle and verification may start together) never race to create the schema.
+    """
     from prefect.client.orchestration import get_client
 
     options = options or DeployOptions()
@@ -211,6 +215,13 @@ def deploy(settings: Settings, options: DeployOptions | None = None,
         log.warning("NOWCAST_DATABASE_URL is SQLite (%s): only workers on this machine can use it; "
                     "use PostgreSQL for workers on several machines", settings.database_url)
     deployments = build_deployments(settings, options, environ)
+    if migrate:
+        from nowcast_core.db import upgrade
+
+        if str(settings.database_url).startswith("sqlite"):
+            Path(settings.home).mkdir(parents=True, exist_ok=True)
+        upgrade(settings.database_url)
+        log.info("application database migrated to the newest schema")
     with get_client(sync_client=True) as client:
         for pool in dict.fromkeys((options.work_pool, options.training_pool)):
             if ensure_process_pool(client, pool):

@@ -36,6 +36,8 @@ def run_migrations_online() -> None:
                 connection.commit()
             context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
             with context.begin_transaction():
+                if connection.dialect.name == "postgresql":  # two processes starting at once migrate one at a time
+                    connection.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")
                 context.run_migrations()
                 if sqlite and (dangling := connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()):
                     raise RuntimeError(f"migration left dangling foreign keys: {dangling}")

@@ -26,7 +26,7 @@ err = Console(stderr=True)
 def _setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("httpx", "alembic.runtime.migration", "tensorflow", "absl"):
+    for noisy in ("httpx", "alembic", "tensorflow", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -456,7 +456,6 @@ def deploy(work_pool: Annotated[str, typer.Option(envvar="NOWCAST_WORK_POOL",
     from nowcast_core.config import load_settings
 
     _setup_logging()
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     extra = {}
     for item in env or []:
         key, sep, value = item.partition("=")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nowcast_core.dams import Dam, catchment_mask
@@ -79,7 +80,11 @@ def verify_pending(session: Session, forecasts_dir: Path, dams: Sequence[Dam], *
                     results[dam_id, lead].observed_mean_mm_h = mean
                     results[dam_id, lead].observed_dam_pixel_mm_h = pixel
             n += 1
-        session.commit()
+        try:
+            session.commit()
+        except IntegrityError:  # verified meanwhile by another process (the verification flow)
+            session.rollback()
+            n -= len(todo)
         if len(observed_cache) > 64:
             observed_cache.clear()
     return n

@@ -35,6 +35,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--val-events", nargs="*", default=["knmi", "mch-20150515"])
     p.add_argument("--no-conditioning", action="store_true")
+    p.add_argument("--rain-mae-weight", type=float, default=0.0)
+    p.add_argument("--monitor", default="val_loss", choices=["val_loss", "val_score"])
+    p.add_argument("--init-model", type=Path, default=None)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
@@ -52,6 +55,9 @@ def main() -> None:
         learning_rate=args.learning_rate,
         unroll_learning_rate=args.unroll_learning_rate,
         patience=args.patience,
+        rain_mae_weight=args.rain_mae_weight,
+        monitor=args.monitor,
+        init_model=args.init_model,
         seed=args.seed,
         threads=args.threads,
     )

@@ -59,13 +59,17 @@ def run_daemon(settings: Settings, *, once: bool = False) -> int:
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
 
+        training: list[subprocess.Popen] = []
+
         def _retrain():
             # Its own process, at low priority: a cycle that falls due during training runs on time.
             log.info("retraining started in a child process")
-            rc = subprocess.run([sys.executable, "-m", "nowcast_core.cli", "retrain"],
-                                preexec_fn=lambda: os.nice(10), check=False).returncode
+            child = subprocess.Popen([sys.executable, "-m", "nowcast_core.cli", "retrain"],
+                                     preexec_fn=lambda: os.nice(10))
+            training.append(child)
+            rc = child.wait()
+            training.remove(child)
             log.info("retraining finished (exit code %d)", rc)
-
 
         scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1,
                                                                     "misfire_grace_time": None})
@@ -79,6 +83,9 @@ def run_daemon(settings: Settings, *, once: bool = False) -> int:
             while not stop.wait(1.0):
                 pass
         finally:
+            for child in list(training):  # a retraining is restartable: stop it rather than wait for it
+                log.info("stopping the retraining child process %d", child.pid)
+                child.terminate()
             scheduler.shutdown(wait=True)
             svc.close()
             log.info("daemon stopped")

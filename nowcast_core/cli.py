@@ -258,7 +258,7 @@ def models_list(fmt: FormatOpt = Format.table) -> None:
 
 
 def _bundled():
-    from nowcast_core.production import bundled_model_path
+    from nowcast_core.rainnet import bundled_model_path
 
     return bundled_model_path()
 

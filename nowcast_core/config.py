@@ -49,8 +49,12 @@ class Settings(BaseSettings):
     retrain_cron: str = Field("0 3 * * 0", description="cron of the retraining flow (default weekly, Sunday 03:00 UTC)")
     retrain_epochs: int = Field(3, ge=1, description="fine-tuning epochs of a retraining")
     retrain_learning_rate: float = Field(3e-5, gt=0, description="learning rate of the fine-tuning")
+    retrain_days: float = Field(14, gt=0, description="days of archived scans (before the newest) a retraining uses")
+    retrain_max_windows: int = Field(600, ge=1, description="most training windows of a retraining (memory bound)")
     promotion_metric: str = Field("csi_1_mean", description="score a challenger must beat the champion on")
     promotion_margin: float = Field(0.01, ge=0, description="how much better a challenger must be")
+    promotion_min_wet_pixels: int = Field(
+        10000, ge=0, description="observed validation pixels at the score's threshold needed to promote at all")
     prefect_startup_timeout_s: int = Field(90, ge=60, description="Prefect temporary server start-up timeout")
 
     @model_validator(mode="after")

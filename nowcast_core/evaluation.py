@@ -10,7 +10,7 @@ import numpy as np
 
 from nowcast_core.forecasters import LEAD_MINUTES, N_INPUTS, N_LEADS, Forecaster
 from nowcast_core.frames import Frame, consecutive_windows, pixel_to_rain_rate, read_folder
-from nowcast_core.verification import THRESHOLDS_MM_H, LeadCounts, competition_score, skill_per_lead
+from nowcast_core.verification import THRESHOLDS_MM_H, LeadCounts, competition_score, counts_per_lead
 
 
 def rain_rates(frames: Sequence[Frame]) -> np.ndarray:
@@ -62,7 +62,7 @@ def evaluate_folders(folders: Sequence[str | Path], forecasters: Sequence[Foreca
         n_starts += len(inputs)
         for forecaster in forecasters:
             forecast = np.concatenate([forecaster.forecast(inputs[i:i + 32]) for i in range(0, len(inputs), 32)])
-            for lead, counts in skill_per_lead(forecast, observed, LEAD_MINUTES).items():
+            for lead, counts in counts_per_lead(forecast, observed, LEAD_MINUTES).items():
                 pooled[forecaster.name, lead].add(counts)
             first_lead[forecaster.name][0].append(forecast[:, 0])
             first_lead[forecaster.name][1].append(observed[:, 0])

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from nowcast_core import registry
 from nowcast_core.forecasters import Forecaster, get_method
+from nowcast_core.rainnet import bundled_model_path
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +31,6 @@ class Choice:
     model_path: Path | None = None
     checksum: str | None = None
     note: str = ""
-
-
-def bundled_model_path() -> Path | None:
-    try:
-        from nowcast_core.rainnet import bundled_model_path as bundled
-    except ImportError:
-        return None
-    return bundled()
 
 
 def resolve(session: Session, method: str | None = None, model: Path | None = None) -> Choice:

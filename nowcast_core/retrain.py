@@ -26,40 +26,55 @@ from nowcast_core.config import Settings
 from nowcast_core.db import make_engine, session_factory
 from nowcast_core.db.models import FrameRecord
 from nowcast_core.forecasters import LEAD_MINUTES, N_INPUTS, N_LEADS, Forecaster, get_method
-from nowcast_core.frames import read_folder, read_frame
-from nowcast_core.production import bundled_model_path
-from nowcast_core.verification import LeadCounts, skill_per_lead
+from nowcast_core.frames import consecutive_windows, read_frame
+from nowcast_core.rainnet import bundled_model_path
+from nowcast_core.verification import scores_per_lead
 
 log = logging.getLogger(__name__)
 
-#: Scores a challenger can be judged on, and whether higher is better.
-METRICS = {"csi_1_mean": True, "csi_0.1_mean": True, "csi_5_mean": True, "mae_mean": False}
-
-
-def summarize(pooled: dict[int, LeadCounts]) -> dict:
-    """Per-lead CSI at 0.1/1/5 mm/h and MAE, and their means over leads (the promotion scores)."""
-    out = {"per_lead": {}}
-    for lead, c in pooled.items():
-        out["per_lead"][str(lead)] = {"csi_0.1": c.csi(0.1), "csi_1": c.csi(1.0), "csi_5": c.csi(5.0),
-                                      "mae": c.mae_mm_h, "n": c.n_forecasts}
-    for key in ("csi_0.1", "csi_1", "csi_5", "mae"):
-        values = [v[key] for v in out["per_lead"].values() if np.isfinite(v[key])]
-        out[f"{key}_mean"] = float(np.mean(values)) if values else float("nan")
-    return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in out.items()}
+#: Scores a challenger can be judged on: whether higher is better, and the rain rate (mm/h)
+#: the validation scans must reach on enough pixels for the score to mean something.
+METRICS = {"csi_1_mean": (True, 1.0), "csi_0.1_mean": (True, 0.1), "csi_5_mean": (True, 5.0),
+           "mae_mean": (False, 0.1)}
 
 
 def score(forecaster: Forecaster, inputs: np.ndarray, observed: np.ndarray, batch: int = 16) -> dict:
-    """Validation scores of one forecaster on (n, 4, H, W) inputs and (n, 6, H, W) observations."""
+    """Validation scores of one forecaster on (n, 4, H, W) inputs and (n, 6, H, W) observations:
+    per lead CSI at 0.1/1/5 mm/h and MAE, and their means over leads (the promotion scores)."""
     forecast = np.concatenate([forecaster.forecast(inputs[i:i + batch]) for i in range(0, len(inputs), batch)])
-    return summarize(skill_per_lead(forecast, observed, LEAD_MINUTES))
+    rows = scores_per_lead(forecast, observed, LEAD_MINUTES)
+    keys = ("csi_0.1", "csi_1", "csi_5", "mae")
+    out = {"per_lead": {str(r["lead_minutes"]): {k: round(r[k], 5) for k in keys} | {"n": r["n_forecasts"]}
+                        for r in rows}}
+    for key in keys:
+        values = [r[key] for r in rows if np.isfinite(r[key])]
+        out[f"{key}_mean"] = round(float(np.mean(values)), 5) if values else float("nan")
+    return out
 
 
-def decide(challenger: dict, champion: dict, metric: str, margin: float) -> tuple[bool, str]:
-    """Whether the challenger beats the champion by ``margin`` on ``metric``, and why."""
+def wet_pixels(observed: np.ndarray) -> dict[str, int]:
+    """Observed pixels at or above each metric's threshold, over all windows and leads."""
+    return {f"{thr:g}": int(np.count_nonzero(observed >= thr)) for thr in sorted({t for _, t in METRICS.values()})}
+
+
+def decide(challenger: dict, champion: dict, metric: str, margin: float, *,
+           validation_wet_pixels: dict[str, int] | None = None, min_wet_pixels: int = 0) -> tuple[bool, str]:
+    """Whether the challenger beats the champion by ``margin`` on ``metric``, and why.
+
+    With ``validation_wet_pixels`` (see :func:`wet_pixels`), a validation period with fewer
+    than ``min_wet_pixels`` observed pixels at the metric's threshold cannot promote: on
+    (nearly) dry scans a CSI is noise.
+    """
     if metric not in METRICS:
         raise ValueError(f"unknown promotion metric {metric!r}; known: {sorted(METRICS)}")
-    higher_better = METRICS[metric]
+    higher_better, threshold = METRICS[metric]
     new, old = challenger[metric], champion[metric]
+    if validation_wet_pixels is not None:
+        wet = validation_wet_pixels[f"{threshold:g}"]
+        if wet < min_wet_pixels:
+            return False, (f"too little rain to judge: {wet} observed pixels >= {threshold:g} mm/h in the "
+                           f"validation scans, {min_wet_pixels} needed (challenger {metric} {new:.4f}, "
+                           f"champion {old:.4f}): kept the champion")
     if not (np.isfinite(new) and np.isfinite(old)):
         return False, f"{metric} not finite (challenger {new}, champion {old}): kept the champion"
     gain = (new - old) if higher_better else (old - new)
@@ -71,13 +86,28 @@ def decide(challenger: dict, champion: dict, metric: str, margin: float) -> tupl
 
 
 def _archived_frames(settings: Settings):
+    """Registered scans of the last ``settings.retrain_days`` before the newest, time order.
+
+    An archive file that can no longer be read is skipped with a warning (it only makes a gap).
+    """
     engine = make_engine(settings.database_url)
     try:
         with session_factory(engine)() as session:
-            records = list(session.scalars(select(FrameRecord).order_by(FrameRecord.scan_time)))
+            newest = session.scalar(select(FrameRecord.scan_time).order_by(FrameRecord.scan_time.desc()).limit(1))
+            if newest is None:
+                return []
+            since = newest - timedelta(days=settings.retrain_days)
+            records = list(session.scalars(select(FrameRecord).where(FrameRecord.scan_time >= since)
+                                           .order_by(FrameRecord.scan_time)))
     finally:
         engine.dispose()
-    return [read_frame(r.archive_path) for r in records]
+    frames = []
+    for r in records:
+        try:
+            frames.append(read_frame(r.archive_path))
+        except (OSError, ValueError) as exc:
+            log.warning("retrain: archived scan %s skipped: %s", r.archive_path, exc)
+    return frames
 
 
 def split_by_time(frames: Sequence, validation_fraction: float, max_validation: timedelta):
@@ -94,14 +124,38 @@ def split_by_time(frames: Sequence, validation_fraction: float, max_validation: 
     return train, validation, split
 
 
+def _validation_windows(frames: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs (n, 4, H, W), observed (n, 6, H, W)) in mm/h of every 10-scan window of ``frames``."""
+    from nowcast_core.evaluation import rain_rates
+
+    starts = consecutive_windows([f.scan_time for f in frames], N_INPUTS + N_LEADS)
+    if not starts:
+        raise ValueError("no validation window of 10 consecutive scans after the split")
+    rates = rain_rates(frames)
+    return (np.stack([rates[s:s + N_INPUTS] for s in starts]),
+            np.stack([rates[s + N_INPUTS:s + N_INPUTS + N_LEADS] for s in starts]))
+
+
 def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Sequence[Path] = (),
             validation_fraction: float = 0.25, max_validation: timedelta = timedelta(days=2)) -> dict:
-    """Train, judge and register a challenger; returns its registry entry (a dict)."""
-    from nowcast_core.rainnet.dataset import concat_samples, samples_from_frames
-    from nowcast_core.rainnet.train import TrainConfig, save_model, train
+    """Train, judge and register a challenger; returns its registry entry (a dict).
 
+    Parameters
+    ----------
+    settings : the system's settings (database, home, ``retrain_*`` and ``promotion_*``).
+    epochs : fine-tuning epochs (default ``settings.retrain_epochs``).
+    extra_folders : folders of scans added to the training part (e.g. the shipped training
+        data); they never validate.
+    validation_fraction, max_validation : the most recent share of the archive's span, at
+        most ``max_validation``, validates.
+    """
+    from nowcast_core.rainnet.dataset import concat_samples, samples_from_folder, samples_from_frames
+    from nowcast_core.rainnet.train import TrainConfig, configure_hardware, save_model, train
+
+    configure_hardware()
     frames = _archived_frames(settings)
     train_frames, val_frames, split = split_by_time(frames, validation_fraction, max_validation)
+    inputs, observed = _validation_windows(val_frames)
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
     try:
@@ -116,32 +170,21 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
             champion_path, champion_version = Path(champion.path), champion.version
 
         champion_forecaster = get_method("rainnet", model_path=champion_path)
-        conditioning = champion_forecaster.uses_conditioning
-        train_samples = concat_samples([samples_from_frames(train_frames, "archive", conditioning=conditioning)]
-                                       + [samples_from_frames(read_folder(f), Path(f).name, conditioning=conditioning)
-                                          for f in extra_folders])
-        if not len(train_samples):
-            raise ValueError("no training windows of 10 consecutive scans before the validation split")
-        from nowcast_core.evaluation import rain_rates
+        arch = champion_forecaster.architecture
+        sample_kw = dict(conditioning=arch["conditioning"], smoothing_px_per_lead=arch["smoothing_px_per_lead"])
+        parts = [samples_from_frames(train_frames, "archive", max_samples=settings.retrain_max_windows, **sample_kw)]
+        parts += [samples_from_folder(f, **sample_kw) for f in extra_folders]
+        train_samples = concat_samples(parts)  # raises ValueError when there is no window at all
 
-        rates = rain_rates(val_frames)
-        times = [f.scan_time for f in val_frames]
-        index = {t: k for k, t in enumerate(times)}
-        starts = [k for k, t in enumerate(times)
-                  if all(t + timedelta(minutes=10 * j) in index for j in range(N_INPUTS + N_LEADS))]
-        if not starts:
-            raise ValueError("no validation window of 10 consecutive scans after the split")
-        inputs = np.stack([rates[s:s + N_INPUTS] for s in starts])
-        observed = np.stack([rates[s + N_INPUTS:s + N_INPUTS + N_LEADS] for s in starts])
-
-        config = TrainConfig(epochs=epochs or settings.retrain_epochs, conditioning=conditioning,
-                             base_filters=champion_forecaster.base_filters, progress=False,
-                             learning_rate=settings.retrain_learning_rate)
+        config = TrainConfig(epochs=epochs or settings.retrain_epochs, base_filters=arch["base_filters"],
+                             upsampling=arch["upsampling"], conditioning=arch["conditioning"],
+                             smoothing_px_per_lead=arch["smoothing_px_per_lead"],
+                             learning_rate=settings.retrain_learning_rate, progress=False)
+        # No validation samples here: the recent scans judge the challenger and must not also pick its epoch.
         model, history = train(train_samples, None, config, initial_model=champion_forecaster.model)
         models_dir = settings.home / "models"
         tmp = save_model(model, models_dir / "challenger.tmp.keras")
-        version = registry.model_version(registry.file_sha256(tmp))
-        final = models_dir / f"{version}.keras"
+        final = models_dir / f"{registry.model_version(registry.file_sha256(tmp))}.keras"
         shutil.move(tmp, final)
 
         metrics = {
@@ -149,14 +192,16 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
             "champion": score(champion_forecaster, inputs, observed),
             "pysteps": score(get_method("pysteps"), inputs, observed),
             "champion_version": champion_version,
-            "validation_windows": len(starts),
+            "validation_windows": len(inputs),
+            "validation_wet_pixels": wet_pixels(observed),
             "training_windows": len(train_samples),
             "validation_start": split.isoformat(),
             "epochs": len(history["epochs"]),
             "train_loss": [round(e["loss"], 5) for e in history["epochs"]],
         }
         promote, reason = decide(metrics["challenger"], metrics["champion"], settings.promotion_metric,
-                                 settings.promotion_margin)
+                                 settings.promotion_margin, validation_wet_pixels=metrics["validation_wet_pixels"],
+                                 min_wet_pixels=settings.promotion_min_wet_pixels)
         with sessions() as session:
             record = registry.register_model(
                 session, final, role="candidate", decision="promoted" if promote else "rejected", reason=reason,

@@ -78,8 +78,8 @@ def lead_counts(forecast_mm_h: np.ndarray, observed_mm_h: np.ndarray,
     return out
 
 
-def skill_per_lead(forecast_mm_h: np.ndarray, observed_mm_h: np.ndarray,
-                   lead_minutes: Iterable[int]) -> dict[int, LeadCounts]:
+def counts_per_lead(forecast_mm_h: np.ndarray, observed_mm_h: np.ndarray,
+                    lead_minutes: Iterable[int]) -> dict[int, LeadCounts]:
     """Pooled counts per lead of forecasts (n, L, H, W) against observations (n, L, H, W)."""
     pooled = {}
     for k, lead in enumerate(lead_minutes):
@@ -88,6 +88,29 @@ def skill_per_lead(forecast_mm_h: np.ndarray, observed_mm_h: np.ndarray,
             total.add(lead_counts(f, o))
         pooled[lead] = total
     return pooled
+
+
+def scores_per_lead(forecast_mm_h: np.ndarray, observed_mm_h: np.ndarray,
+                    lead_minutes: Iterable[int] | None = None) -> list[dict]:
+    """Scores of forecasts (n, L, H, W) against observations (n, L, H, W), one dict per lead.
+
+    Keys: ``lead_minutes``, ``n_forecasts``, ``csi_<thr>`` per threshold (``csi_0.1``,
+    ``csi_1``, ``csi_5``, ``csi_10``; from the counts pooled over all pixels and forecasts),
+    ``mae`` (mm/h) and ``mean_forecast``, ``mean_observed`` (mm/h over valid pixels, to spot
+    a forecast that scores a low MAE by fading the rain). Lead k defaults to 10 k minutes.
+    """
+    f = np.asarray(forecast_mm_h, dtype=np.float64)
+    o = np.asarray(observed_mm_h, dtype=np.float64)
+    leads = list(lead_minutes) if lead_minutes is not None else [10 * (k + 1) for k in range(f.shape[1])]
+    rows = []
+    for k, (lead, counts) in enumerate(counts_per_lead(f, o, leads).items()):
+        valid = np.isfinite(f[:, k]) & np.isfinite(o[:, k])
+        row = {"lead_minutes": lead, "n_forecasts": counts.n_forecasts}
+        row.update({f"csi_{thr:g}": counts.csi(thr) for thr in THRESHOLDS_MM_H})
+        row.update(mae=counts.mae_mm_h, mean_forecast=float(f[:, k][valid].mean()) if valid.any() else float("nan"),
+                   mean_observed=float(o[:, k][valid].mean()) if valid.any() else float("nan"))
+        rows.append(row)
+    return rows
 
 
 def competition_score(forecast_mm_h: np.ndarray, observed_mm_h: np.ndarray,

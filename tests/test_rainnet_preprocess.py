@@ -70,3 +70,22 @@ def test_recursive_forecast_shape_finite_non_negative(conditioned):
         from nowcast_core.rainnet.extrapolation import extrapolate_batch
 
         np.testing.assert_allclose(out, extrapolate_batch(rain, 6), rtol=1e-3, atol=1e-3)
+
+
+def test_smoothed_extrapolation_and_recorded_smoothing():
+    pytest.importorskip("tensorflow")
+    from nowcast_core.rainnet.extrapolation import smooth_leads
+    from nowcast_core.rainnet.model import build_rainnet
+    from nowcast_core.rainnet.recursive import conditioning_smoothing, model_name
+
+    field = np.zeros((6, 40, 40), np.float32)
+    field[:, 20, 20] = 100.0
+    smoothed = smooth_leads(field, 2.0)
+    assert np.all(smoothed >= 0)
+    peaks = smoothed[:, 20, 20]
+    assert np.all(np.diff(peaks) < 0)  # longer lead, wider kernel, lower peak
+    np.testing.assert_allclose(smoothed.sum(axis=(1, 2)), 100.0, rtol=1e-3)  # rain volume kept
+    np.testing.assert_array_equal(smooth_leads(field, 0.0), field)
+    model = build_rainnet(4, conditioning_channels=1, residual=True, name=model_name(4, 2.0))
+    assert conditioning_smoothing(model) == 2.0
+    assert conditioning_smoothing(build_rainnet(4)) == 0.0

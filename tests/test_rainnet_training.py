@@ -61,6 +61,9 @@ def test_tiny_training_run_writes_model_and_report(radar_dir, tmp_path):
         epochs=2,
         unroll_epochs=1,
         unroll_steps=2,
+        smoothing_px_per_lead=2.0,
+        rain_mae_weight=0.5,
+        monitor="val_score",
         val_events=["fmi-20160928"],
         batch_size=4,
         progress=False,
@@ -72,9 +75,11 @@ def test_tiny_training_run_writes_model_and_report(radar_dir, tmp_path):
     assert all(np.isfinite(e["loss"]) for e in report["epochs"])
     assert [r["lead_minutes"] for r in report["epochs"][0]["val_skill"]] == [10, 20, 30, 40, 50, 60]
     assert report["final_validation"]["rainnet"][0]["mae"] >= 0
+    assert report["kept_stage"] in ("one-step", "unrolled-2")
     assert history["n_train_samples"] == 11 and history["n_val_samples"] == 11
 
     forecaster = get_method("rainnet", model_path=out)
+    assert forecaster.model.name == "rainnet4_smooth2"
     rain = np.random.default_rng(0).gamma(0.3, 3.0, size=(3, 4, 120, 120)).astype(np.float32)
     y = forecaster.forecast(rain)
     assert y.shape == (3, 6, 120, 120) and np.all(np.isfinite(y)) and np.all(y >= 0)

@@ -90,6 +90,16 @@ def test_decide(metric, challenger, champion, margin, promoted):
     assert metric in reason and ("promoted" if promoted else "kept the champion") in reason
 
 
+def test_decide_needs_enough_rain_in_the_validation_scans():
+    better = ({"csi_1_mean": 0.6}, {"csi_1_mean": 0.4}, "csi_1_mean", 0.01)
+    verdict, reason = decide(*better, validation_wet_pixels={"0.1": 90000, "1": 500}, min_wet_pixels=10000)
+    assert verdict is False and "too little rain to judge: 500 observed pixels >= 1 mm/h" in reason
+    assert decide(*better, validation_wet_pixels={"0.1": 90000, "1": 20000}, min_wet_pixels=10000)[0] is True
+    # MAE is judged where it rains at all (>= 0.1 mm/h)
+    mae = ({"mae_mean": 0.5}, {"mae_mean": 0.9}, "mae_mean", 0.0)
+    assert decide(*mae, validation_wet_pixels={"0.1": 20000, "1": 0}, min_wet_pixels=10000)[0] is True
+
+
 def test_decide_rejects_unknown_metric():
     with pytest.raises(ValueError, match="unknown promotion metric"):
         decide({"x": 1}, {"x": 0}, "x", 0)

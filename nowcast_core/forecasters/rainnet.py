@@ -7,19 +7,12 @@ optical-flow extrapolation of the inputs (see ``nowcast_core.rainnet.extrapolati
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from nowcast_core.forecasters import register
 from nowcast_core.forecasters.base import N_LEADS, check_inputs
-
-
-def model_version(path: str | Path) -> str:
-    """Version string of a model file: ``rainnet-<first 12 hex digits of its sha256>``."""
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return f"rainnet-{digest[:12]}"
 
 
 class RainNetForecaster:
@@ -36,11 +29,18 @@ class RainNetForecaster:
     def __init__(self, model_path: str | Path, batch_size: int = 16):
         import keras
 
+        from nowcast_core.rainnet.recursive import describe_model
+        from nowcast_core.registry import file_sha256, model_version
+
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
             raise FileNotFoundError(f"RainNet model file not found: {self.model_path}")
-        self.version = model_version(self.model_path)
+        self.checksum = file_sha256(self.model_path)
+        self.version = model_version(self.checksum)
         self.model = keras.saving.load_model(self.model_path, compile=False, safe_mode=True)
+        #: architecture and conditioning (``base_filters``, ``upsampling``, ``conditioning``,
+        #: ``smoothing_px_per_lead``), what a fine-tuned challenger must keep
+        self.architecture = describe_model(self.model)
         self.batch_size = batch_size
 
     def forecast(self, rain_rate_mm_h: np.ndarray) -> np.ndarray:

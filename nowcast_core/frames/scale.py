@@ -12,6 +12,8 @@ ZR_A = 200.0
 ZR_B = 1.6
 DBZ_PER_PIXEL = 70.0 / 255.0
 DBZ_OFFSET = -10.0
+#: offset of the log scale ln(R + 0.01) used for motion estimation and by RainNet (mm/h)
+LOG_OFFSET = 0.01
 
 
 def pixel_to_dbz(pixel: np.ndarray) -> np.ndarray:

@@ -4,8 +4,8 @@ Modules: :mod:`~nowcast_core.rainnet.model` (the network), :mod:`~nowcast_core.r
 (invertible scale, stacking and padding transforms), :mod:`~nowcast_core.rainnet.recursive`
 (batched recursive 6-lead forecast), :mod:`~nowcast_core.rainnet.extrapolation` (optical-flow
 conditioning), :mod:`~nowcast_core.rainnet.dataset` (samples, tf.data),
-:mod:`~nowcast_core.rainnet.train` (training, reports), :mod:`~nowcast_core.rainnet.verification`
-(CSI, MAE). TensorFlow is imported only by the functions that need it.
+:mod:`~nowcast_core.rainnet.train` (training, reports; scores from
+:mod:`nowcast_core.verification`). TensorFlow is imported only by the functions that need it.
 """
 
 from __future__ import annotations

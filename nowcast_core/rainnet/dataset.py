@@ -70,10 +70,10 @@ def event_name(folder: str | Path) -> str:
     return _WINDOW_SUFFIX.sub("", Path(folder).name)
 
 
-def add_conditioning(samples: Samples) -> Samples:
+def add_conditioning(samples: Samples, smoothing_px_per_lead: float = 0.0) -> Samples:
     """Compute the extrapolation of every sample's inputs for each of its leads (in place)."""
     rain = log_to_rain_rate(np.moveaxis(samples.frames[..., :N_INPUTS], -1, 1))
-    extrap = extrapolate_batch(rain, samples.n_leads)
+    extrap = extrapolate_batch(rain, samples.n_leads, smoothing_px_per_lead)
     samples.conditioning = stack_scans(rain_rate_to_log(extrap))
     return samples
 
@@ -92,40 +92,64 @@ def concat_samples(parts: list[Samples]) -> Samples:
     )
 
 
-def samples_from_folder(folder: str | Path, n_leads: int = 6, conditioning: bool = True) -> Samples:
-    """Every run of ``4 + n_leads`` consecutive scans of one folder is a sample.
+def samples_from_frames(
+    frames,
+    event: str,
+    n_leads: int = 6,
+    conditioning: bool = True,
+    smoothing_px_per_lead: float = 0.0,
+    max_samples: int | None = None,
+) -> Samples:
+    """Every run of ``4 + n_leads`` consecutive scans among ``frames`` is a sample.
 
     Parameters
     ----------
-    folder : folder of ``RDR_YYYYMMDDHHMM.npz`` files (invalid files are skipped).
+    frames : :class:`nowcast_core.frames.Frame` objects in time order (gaps allowed: no
+        sample spans a missing scan).
+    event : event name given to every sample (validation is split by event).
     n_leads : number of target scans after the issue time.
     conditioning : also compute the optical-flow extrapolation (see :func:`add_conditioning`).
+    smoothing_px_per_lead : smoothing of the extrapolation (see ``extrapolation.smooth_leads``).
+    max_samples : keep at most this many windows, evenly spread over the span (memory bound).
     """
-    frames = read_folder(folder)
     length = N_INPUTS + n_leads
     starts = consecutive_windows([f.scan_time for f in frames], length)
-    logs = np.stack([pixel_to_log(f.frame, f.nodata) for f in frames]) if frames else np.zeros((0, 120, 120))
-    stacks = np.stack([stack_scans(logs[s : s + length]) for s in starts]) if starts else np.zeros(
-        (0, 120, 120, length), np.float32
-    )
+    if max_samples is not None and len(starts) > max_samples:
+        starts = [starts[i] for i in np.unique(np.linspace(0, len(starts) - 1, max_samples).round().astype(int))]
+    needed = sorted({s + k for s in starts for k in range(length)})
+    logs = {i: pixel_to_log(frames[i].frame, frames[i].nodata) for i in needed}
+    stacks = (np.stack([stack_scans(np.stack([logs[s + k] for k in range(length)])) for s in starts])
+              if starts else np.zeros((0, 120, 120, length), np.float32))
     samples = Samples(
         frames=stacks.astype(np.float32),
-        events=[event_name(folder)] * len(starts),
+        events=[event] * len(starts),
         issue_times=[frames[s + N_INPUTS - 1].scan_time.isoformat() for s in starts],
     )
     if conditioning and len(samples):
-        add_conditioning(samples)
+        add_conditioning(samples, smoothing_px_per_lead)
     elif conditioning:
         samples.conditioning = np.zeros((0, 120, 120, n_leads), np.float32)
     return samples
 
 
-def samples_from_folders(folders, n_leads: int = 6, conditioning: bool = True) -> Samples:
+def samples_from_folder(
+    folder: str | Path, n_leads: int = 6, conditioning: bool = True, smoothing_px_per_lead: float = 0.0
+) -> Samples:
+    """:func:`samples_from_frames` of the valid scans of one folder (invalid files are skipped);
+    the event is the folder's name without its ``-wK`` suffix."""
+    return samples_from_frames(read_folder(folder), event_name(folder), n_leads, conditioning, smoothing_px_per_lead)
+
+
+def samples_from_folders(
+    folders, n_leads: int = 6, conditioning: bool = True, smoothing_px_per_lead: float = 0.0
+) -> Samples:
     """:func:`samples_from_folder` over many folders, joined."""
-    return concat_samples([samples_from_folder(f, n_leads, conditioning) for f in folders])
+    return concat_samples([samples_from_folder(f, n_leads, conditioning, smoothing_px_per_lead) for f in folders])
 
 
-def samples_from_competition(paths, conditioning: bool = True, event: str = "competition") -> Samples:
+def samples_from_competition(
+    paths, conditioning: bool = True, event: str = "competition", smoothing_px_per_lead: float = 0.0
+) -> Samples:
     """Samples from the competition's ``train_NNNNN.npy`` files (uint8 (120, 120, 5) each).
 
     Each file holds scans t-30 .. t+10 on the feed's pixel scale: a 4 + 1 sample.
@@ -140,7 +164,7 @@ def samples_from_competition(paths, conditioning: bool = True, event: str = "com
     samples = Samples(
         frames=np.stack(stacks).astype(np.float32), events=[event] * len(stacks), issue_times=[""] * len(stacks)
     )
-    return add_conditioning(samples) if conditioning else samples
+    return add_conditioning(samples, smoothing_px_per_lead) if conditioning else samples
 
 
 def split_by_event(samples: Samples, val_events) -> tuple[Samples, Samples]:

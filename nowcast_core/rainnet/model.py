@@ -44,6 +44,7 @@ def build_rainnet(
     dropout: float = 0.5,
     conditioning_channels: int = 0,
     residual: bool = False,
+    name: str | None = None,
 ) -> keras.Model:
     """Build a RainNet U-Net.
 
@@ -57,6 +58,8 @@ def build_rainnet(
         (height, width, conditioning_channels) concatenated with the scans.
     residual : add the conditioning field to the output (needs exactly one conditioning
         channel); the output layer then starts at zero, so the untrained model returns it.
+    name : model name (default ``rainnet<base_filters>``); it is saved in the ``.keras``
+        file, and the training code records the conditioning's smoothing there.
 
     Returns
     -------
@@ -105,4 +108,4 @@ def build_rainnet(
     if residual:
         base = layers.Activation("linear", dtype="float32", name="conditioning_float32")(conditioning)
         out = layers.Add(dtype="float32", name="residual_add")([out, base])
-    return keras.Model(inputs=inputs, outputs=out, name=f"rainnet{f}")
+    return keras.Model(inputs=inputs, outputs=out, name=name or f"rainnet{f}")

@@ -28,9 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nowcast_core.frames.scale import pixel_to_rain_rate
+from nowcast_core.frames.scale import LOG_OFFSET, pixel_to_rain_rate
 
-LOG_OFFSET = 0.01
 #: ln(0.01): the network's value for "no rain" and for no-data pixels.
 NO_RAIN_LOG = float(np.log(LOG_OFFSET))
 GRID_SIZE = 120

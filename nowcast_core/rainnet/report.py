@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 METHODS = ("rainnet", "pysteps", "persistence")
+#: Rows of :func:`skill_table`: the three methods and the model's conditioning input alone.
+ALL_ROWS = METHODS + ("conditioning",)
 
 
 def load_report(path: str | Path) -> dict:
@@ -13,7 +15,7 @@ def load_report(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def skill_table(report: dict, methods=METHODS) -> str:
+def skill_table(report: dict, methods=ALL_ROWS) -> str:
     """Validation skill per lead of the final model next to the baselines, as a markdown table.
 
     Columns: CSI at 0.1, 1 and 5 mm/h, MAE (mm/h) and mean forecast rain rate (mm/h);

@@ -35,7 +35,7 @@ from nowcast_core.rainnet.dataset import (
     split_by_event,
 )
 from nowcast_core.rainnet.preprocess import LOG_OFFSET, crop_tf, log_to_rain_rate, pad
-from nowcast_core.rainnet.verification import skill_per_lead
+from nowcast_core.verification import scores_per_lead
 
 N_LEADS = 6
 
@@ -54,6 +54,7 @@ class TrainConfig:
     patience: int = 4
     augment: bool = True
     conditioning: bool = True
+    smoothing_px_per_lead: float = 0.0
     upsampling: str = "nearest"
     rain_mae_weight: float = 0.0
     monitor: str = "val_loss"
@@ -146,11 +147,12 @@ def evaluate(
         preds.append(np.asarray(crop_tf(y)))
     pred_mm_h = log_to_rain_rate(np.moveaxis(np.concatenate(preds), -1, 1))
     obs_mm_h = log_to_rain_rate(np.moveaxis(samples.frames[..., N_INPUTS:], -1, 1))
-    return float(np.average(losses, weights=weights)), skill_per_lead(pred_mm_h, obs_mm_h)
+    return float(np.average(losses, weights=weights)), scores_per_lead(pred_mm_h, obs_mm_h)
 
 
 def baseline_skill(samples: Samples) -> dict:
-    """Skill per lead of persistence and pysteps (``nowcast_core.forecasters``) on ``samples``."""
+    """Skill per lead of persistence and pysteps (``nowcast_core.forecasters``) on ``samples``,
+    and of the conditioning extrapolation alone (key ``conditioning``) if the samples carry one."""
     from nowcast_core.forecasters import get_method
 
     inputs = log_to_rain_rate(np.moveaxis(samples.frames[..., :N_INPUTS], -1, 1))
@@ -158,7 +160,9 @@ def baseline_skill(samples: Samples) -> dict:
     out = {}
     for name in ("persistence", "pysteps"):
         forecaster = get_method(name)
-        out[name] = skill_per_lead(forecaster.forecast(inputs)[:, : samples.n_leads], obs)
+        out[name] = scores_per_lead(forecaster.forecast(inputs)[:, : samples.n_leads], obs)
+    if samples.conditioning is not None:
+        out["conditioning"] = scores_per_lead(log_to_rain_rate(np.moveaxis(samples.conditioning, -1, 1)), obs)
     return out
 
 
@@ -201,13 +205,16 @@ def train(
     -------
     (keras.Model, dict)
         The model (best validation weights, not compiled, no optimizer state) and the
-        history: ``epochs`` (per epoch: stage, loss, val_loss, val_skill per lead, seconds),
-        ``best`` epoch per stage, the config and the hardware.
+        history: ``epochs`` (per epoch: stage, loss, val_loss, val_score, val_skill per
+        lead, seconds), ``best`` epoch per stage, ``kept_stage`` (the stage whose best weights
+        are returned: multi-step fine-tuning is kept only if it beat the one-step stage on
+        the monitored value), the config and the hardware.
     """
     import keras
     import tensorflow as tf
 
     from nowcast_core.rainnet.model import build_rainnet
+    from nowcast_core.rainnet.recursive import model_name
 
     config = config or TrainConfig()
     hardware = configure_hardware()
@@ -226,6 +233,7 @@ def train(
         upsampling=config.upsampling,
         conditioning_channels=1 if use_cond else 0,
         residual=use_cond,
+        name=model_name(config.base_filters, config.smoothing_px_per_lead if use_cond else 0.0),
     )
     if initial_model is not None:
         model.set_weights(initial_model.get_weights())
@@ -248,6 +256,7 @@ def train(
         stages.append((f"unrolled-{steps}", config.unroll_epochs, steps, config.unroll_learning_rate))
 
     epoch_no = 0
+    overall = {"monitored": float("inf"), "weights": None, "stage": None}
     with _progress(config.progress) as progress:
         for stage, n_epochs, n_steps, lr in stages:
             if n_epochs <= 0:
@@ -294,11 +303,11 @@ def train(
                 record["seconds"] = round(time.perf_counter() - started, 1)
                 history["epochs"].append(record)
                 if config.progress:
-                    progress.console.log(
-                        f"epoch {epoch_no} ({stage}) loss {record['loss']:.4f}"
-                        + (f" val {record['val_loss']:.4f} score {record['val_score']:.4f} CSI1/MAE {_fmt_skill(record['val_skill'])}" if has_val else "")
-                        + f" [{record['seconds']:.0f} s]"
-                    )
+                    line = f"epoch {epoch_no} ({stage}) loss {record['loss']:.4f}"
+                    if has_val:
+                        line += f" val {record['val_loss']:.4f} score {record['val_score']:.4f}"
+                        line += f" CSI1/MAE {_fmt_skill(record['val_skill'])}"
+                    progress.console.log(line + f" [{record['seconds']:.0f} s]")
                 if not has_val:
                     continue
                 monitored = record["val_loss"] if config.monitor == "val_loss" else -record["val_score"]
@@ -310,7 +319,17 @@ def train(
                         break
             if best_weights is not None:
                 model.set_weights(best_weights)
-                history["best"][stage] = {"epoch": best_epoch, "monitor": config.monitor, "value": abs(best_loss)}
+                history["best"][stage] = {
+                    "epoch": best_epoch,
+                    "monitor": config.monitor,
+                    "value": best_loss if config.monitor == "val_loss" else -best_loss,
+                }
+                if best_loss < overall["monitored"]:
+                    overall.update(monitored=best_loss, weights=best_weights, stage=stage)
+    if overall["weights"] is not None:
+        # A later stage (multi-step fine-tuning) is kept only if it improved the monitored value.
+        model.set_weights(overall["weights"])
+        history["kept_stage"] = overall["stage"]
     return model, history
 
 
@@ -339,6 +358,7 @@ def train_from_folders(
     unroll_epochs: int = 0,
     unroll_steps: int = 6,
     conditioning: bool = True,
+    smoothing_px_per_lead: float = 0.0,
     batch_size: int = 8,
     learning_rate: float = 1e-4,
     unroll_learning_rate: float = 3e-5,
@@ -367,6 +387,8 @@ def train_from_folders(
     unroll_epochs, unroll_steps : multi-step fine-tuning epochs and recursive steps in the loss.
     conditioning : condition on the optical-flow extrapolation (the shipped model's variant);
         False gives the paper's plain 4-scan RainNet.
+    smoothing_px_per_lead : Gaussian smoothing of the conditioning, sigma = this * lead index
+        pixels (recorded in the model's name, applied again by the forecaster).
     rain_mae_weight : weight of an MAE term in mm/h added to the logcosh loss (0: paper's loss).
     monitor : early-stopping criterion, ``"val_loss"`` or ``"val_score"`` (see :func:`train`).
     init_model : optional ``.keras`` file to fine-tune instead of starting from scratch.
@@ -382,7 +404,9 @@ def train_from_folders(
     started = time.perf_counter()
     hardware = configure_hardware(threads)
     folders = [Path(f) for f in folders]
-    samples = samples_from_folders(folders, n_leads=N_LEADS, conditioning=conditioning)
+    samples = samples_from_folders(
+        folders, n_leads=N_LEADS, conditioning=conditioning, smoothing_px_per_lead=smoothing_px_per_lead
+    )
     unknown = set(val_events) - set(samples.events)
     if unknown:
         raise ValueError(f"validation events {sorted(unknown)} not among {sorted(set(samples.events))}")
@@ -392,7 +416,9 @@ def train_from_folders(
             raise ValueError("competition samples have one lead; use them without unroll_epochs")
         from nowcast_core.rainnet.dataset import concat_samples
 
-        extra = samples_from_competition(competition_files, conditioning=conditioning)
+        extra = samples_from_competition(
+            competition_files, conditioning=conditioning, smoothing_px_per_lead=smoothing_px_per_lead
+        )
         one_lead = train_samples.subset(np.arange(len(train_samples)))
         one_lead.frames = one_lead.frames[..., : N_INPUTS + 1]
         if one_lead.conditioning is not None:
@@ -409,6 +435,7 @@ def train_from_folders(
         patience=patience,
         augment=augment,
         conditioning=conditioning,
+        smoothing_px_per_lead=smoothing_px_per_lead,
         rain_mae_weight=rain_mae_weight,
         monitor=monitor,
         seed=seed,

@@ -15,13 +15,14 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from flows.daemon import stop_daemon
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,11 +115,7 @@ def main() -> int:
         while _production_runs(home / "nowcast.db") < len(scans) - 3 and time.monotonic() < deadline:
             time.sleep(1)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
+        stop_daemon(daemon, 120)
         log.close()
 
     runs = _production_runs(home / "nowcast.db")

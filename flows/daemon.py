@@ -90,3 +90,16 @@ def run_daemon(settings: Settings, *, once: bool = False) -> int:
             svc.close()
             log.info("daemon stopped")
     return 0
+
+
+def stop_daemon(process: subprocess.Popen, timeout_s: float = 60.0) -> int:
+    """Stop a daemon started with ``start_new_session=True`` as systemd would: SIGTERM, then,
+    after ``timeout_s``, SIGKILL to its whole process group (and raise TimeoutExpired)."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+

@@ -6,6 +6,8 @@ Runs on its own schedule (``settings.retrain_cron``, default weekly). The domain
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import flow, get_run_logger
 
 from nowcast_core.config import load_settings
@@ -13,15 +15,17 @@ from nowcast_core.locks import LockHeld, file_lock
 
 
 @flow(name="retrain", persist_result=False)
-def retrain(epochs: int | None = None) -> dict:
-    """Train a challenger on the archive and decide on its promotion; returns the registry entry."""
+def retrain(epochs: int | None = None, extra_folders: list[str] | None = None) -> dict:
+    """Train a challenger on the archive (and ``extra_folders``, default the setting) and decide
+    on its promotion; returns the registry entry."""
     from nowcast_core.retrain import retrain as run_retrain
 
     logger = get_run_logger()
     settings = load_settings()
     try:
         with file_lock(settings.home / "retrain.lock"):
-            entry = run_retrain(settings, epochs=epochs)
+            entry = run_retrain(settings, epochs=epochs,
+                                extra_folders=None if extra_folders is None else [Path(f) for f in extra_folders])
     except LockHeld as exc:
         logger.warning("a retraining is already running: %s", exc)
         return {"skipped": str(exc)}

@@ -301,7 +301,10 @@ def models_rollback() -> None:
 
 
 @app.command()
-def retrain(epochs: Optional[int] = None, fmt: FormatOpt = Format.table) -> None:
+def retrain(epochs: Annotated[Optional[int], typer.Option(help="fine-tuning epochs (default: setting)")] = None,
+            extra_folder: Annotated[Optional[list[Path]], typer.Option(
+                "--extra-folder", help="folder of scans added to the training part (repeatable)")] = None,
+            fmt: FormatOpt = Format.table) -> None:
     """Fine-tune a challenger on the archive; promote it only if it beats the champion."""
     from flows.embedded import configure
     from nowcast_core.config import load_settings
@@ -313,7 +316,11 @@ def retrain(epochs: Optional[int] = None, fmt: FormatOpt = Format.table) -> None
     configure(settings.home, settings.prefect_startup_timeout_s)
     from flows.retrain import retrain as retrain_flow
 
-    entry = retrain_flow(epochs=epochs)
+    try:
+        entry = retrain_flow(epochs=epochs, extra_folders=[str(f) for f in extra_folder] if extra_folder else None)
+    except (ValueError, LookupError) as exc:
+        err.print(f"[red]retraining not possible: {exc}[/red]")
+        raise typer.Exit(1) from None
     if "skipped" in entry:
         err.print(f"[yellow]{entry['skipped']}[/yellow]")
         raise typer.Exit(1)

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     retrain_epochs: int = Field(3, ge=1, description="fine-tuning epochs of a retraining")
     retrain_learning_rate: float = Field(3e-5, gt=0, description="learning rate of the fine-tuning")
     retrain_days: float = Field(14, gt=0, description="days of archived scans (before the newest) a retraining uses")
+    retrain_extra_folders: list[Path] = Field(
+        default_factory=list, description="folders of scans added to every retraining's training part (never validate)")
     retrain_max_windows: int = Field(600, ge=1, description="most training windows of a retraining (memory bound)")
     promotion_metric: str = Field("csi_1_mean", description="score a challenger must beat the champion on")
     promotion_margin: float = Field(0.01, ge=0, description="how much better a challenger must be")

@@ -136,7 +136,7 @@ def _validation_windows(frames: Sequence) -> tuple[np.ndarray, np.ndarray]:
             np.stack([rates[s + N_INPUTS:s + N_INPUTS + N_LEADS] for s in starts]))
 
 
-def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Sequence[Path] = (),
+def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Sequence[Path] | None = None,
             validation_fraction: float = 0.25, max_validation: timedelta = timedelta(days=2)) -> dict:
     """Train, judge and register a challenger; returns its registry entry (a dict).
 
@@ -144,8 +144,8 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
     ----------
     settings : the system's settings (database, home, ``retrain_*`` and ``promotion_*``).
     epochs : fine-tuning epochs (default ``settings.retrain_epochs``).
-    extra_folders : folders of scans added to the training part (e.g. the shipped training
-        data); they never validate.
+    extra_folders : folders of scans added to the training part (e.g. the data the shipped
+        model was trained on); they never validate. Default ``settings.retrain_extra_folders``.
     validation_fraction, max_validation : the most recent share of the archive's span, at
         most ``max_validation``, validates.
     """
@@ -173,7 +173,8 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
         arch = champion_forecaster.architecture
         sample_kw = dict(conditioning=arch["conditioning"], smoothing_px_per_lead=arch["smoothing_px_per_lead"])
         parts = [samples_from_frames(train_frames, "archive", max_samples=settings.retrain_max_windows, **sample_kw)]
-        parts += [samples_from_folder(f, **sample_kw) for f in extra_folders]
+        extra = settings.retrain_extra_folders if extra_folders is None else extra_folders
+        parts += [samples_from_folder(f, **sample_kw) for f in extra]
         train_samples = concat_samples(parts)  # raises ValueError when there is no window at all
 
         config = TrainConfig(epochs=epochs or settings.retrain_epochs, base_filters=arch["base_filters"],

@@ -13,6 +13,14 @@ Databases
     Without PostgreSQL server binaries the PostgreSQL tests are skipped, or fail when the
     environment variable CI is set.
 
+Services
+    ``make_service``               ``make_service(**settings)``: a migrated :class:`Service` on
+                                   ``db_url`` with a home under ``tmp_path`` (persistence, no
+                                   baselines, no settle time unless overridden); closed after.
+    ``make_sqlite_service``        the same on ``sqlite_url`` only.
+
+Every test runs without the caller's ``NOWCAST_*`` and ``PREFECT_*`` environment variables.
+
 Data
     ``shared_radar`` (session)     Path of the real radar data, ``<repo>/../shared/data/radar``;
                                    skipped when absent (failed when CI is set).
@@ -20,10 +28,14 @@ Data
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from nowcast_core.config import load_settings
+from nowcast_core.service import Service
 
 try:  # tests/ as a package or as a plain rootdir (pytest's default "prepend" import mode)
     from . import pg
@@ -87,3 +99,36 @@ def shared_radar() -> Path:
     if not radar.is_dir():
         _unavailable(f"real radar data not found at {radar}")
     return radar
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in [k for k in os.environ if k.startswith(("NOWCAST_", "PREFECT_"))]:
+        monkeypatch.delenv(key)
+
+
+def _service_factory(tmp_path: Path, database_url: str):
+    made = []
+
+    def make(**overrides) -> Service:
+        kwargs = {"home": tmp_path / "home", "database_url": database_url, "settle_seconds": 0,
+                  "method": "persistence", "baselines": []}
+        kwargs.update(overrides)
+        svc = Service(load_settings(**kwargs))
+        svc.migrate()
+        made.append(svc)
+        return svc
+
+    yield make
+    for svc in made:
+        svc.close()
+
+
+@pytest.fixture
+def make_service(tmp_path: Path, db_url: str):
+    yield from _service_factory(tmp_path, db_url)
+
+
+@pytest.fixture
+def make_sqlite_service(tmp_path: Path, sqlite_url: str):
+    yield from _service_factory(tmp_path, sqlite_url)

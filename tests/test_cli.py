@@ -28,12 +28,6 @@ ROW_KEYS = {"issue_time", "dam", "lead_minutes", "valid_time", "mean_mm_h", "max
             "model_version"}
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-    for key in [k for k in os.environ if k.startswith(("NOWCAST_", "PREFECT_"))]:
-        monkeypatch.delenv(key)
-
-
 def _nowcast_exe() -> list[str]:
     beside = Path(sys.executable).parent / "nowcast"
     if beside.exists():

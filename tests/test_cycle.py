@@ -31,30 +31,6 @@ N_DAMS = 7
 ROWS_PER_RUN = N_DAMS * len(LEAD_MINUTES)  # 42
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-    for key in [k for k in os.environ if k.startswith("NOWCAST_")]:
-        monkeypatch.delenv(key)
-
-
-@pytest.fixture
-def make_service(tmp_path, db_url):
-    made = []
-
-    def make(**overrides) -> Service:
-        kwargs = {"home": tmp_path / "home", "database_url": db_url, "settle_seconds": 0, "method": "persistence",
-                  "baselines": []}
-        kwargs.update(overrides)
-        svc = Service(load_settings(**kwargs))
-        svc.migrate()
-        made.append(svc)
-        return svc
-
-    yield make
-    for svc in made:
-        svc.close()
-
-
 def cycle(svc: Service):
     """One cycle's steps, as the forecast-cycle flow runs them."""
     report = svc.ingest()

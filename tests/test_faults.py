@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
+from flows.daemon import stop_daemon
 from nowcast_core.config import load_settings
 from nowcast_core.db.models import DamRainfall, ForecastRun, FrameRecord, RejectedFile
 from nowcast_core.frames import frame_file_name
@@ -108,12 +109,7 @@ def test_two_daemons_on_one_home(tmp_path):
         assert f"pid {first.pid}" in second.stderr
         assert first.poll() is None  # the first one goes on
     finally:
-        first.send_signal(signal.SIGTERM)
-        try:
-            first.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(first.pid, signal.SIGKILL)
-            raise
+        stop_daemon(first)
     assert first.returncode == 0  # SIGTERM stops it cleanly
 
 

@@ -21,32 +21,6 @@ from nowcast_core.queries import frame_rows
 from nowcast_core.service import Service
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-    import os
-
-    for key in [k for k in os.environ if k.startswith("NOWCAST_")]:
-        monkeypatch.delenv(key)
-
-
-@pytest.fixture
-def make_service(tmp_path, db_url):
-    made = []
-
-    def make(**overrides) -> Service:
-        kwargs = {"home": tmp_path / "home", "database_url": db_url, "settle_seconds": 0, "method": "persistence",
-                  "baselines": []}
-        kwargs.update(overrides)
-        svc = Service(load_settings(**kwargs))
-        svc.migrate()
-        made.append(svc)
-        return svc
-
-    yield make
-    for svc in made:
-        svc.close()
-
-
 def _frames(svc) -> dict[datetime, FrameRecord]:
     with svc.sessions() as s:
         return {r.scan_time: r for r in s.scalars(select(FrameRecord))}

@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 import helpers_frames as hf
 from nowcast_core import registry
 from nowcast_core.cli import app
-from nowcast_core.config import load_settings
 from nowcast_core.db.models import ForecastRun
 from nowcast_core.rainnet import bundled_model_path
 from nowcast_core.retrain import retrain
@@ -24,26 +23,16 @@ pytestmark = pytest.mark.slow
 EVENT = "knmi-w0"  # 46 scans (7.5 h); the last quarter (about 2 h) validates
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-    for key in [k for k in os.environ if k.startswith("NOWCAST_")]:
-        monkeypatch.delenv(key)
-
-
 @pytest.fixture
-def archived(tmp_path, shared_radar):
+def archived(make_sqlite_service, shared_radar):
     """A service whose archive holds a whole real event (ingested, not forecast)."""
-    settings = load_settings(home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'nowcast.db'}",
-                             settle_seconds=0, method=None, baselines=[], retrain_max_windows=24)
-    svc = Service(settings)
-    svc.migrate()
+    svc = make_sqlite_service(method=None, retrain_max_windows=24)
     files = sorted((shared_radar / EVENT).glob("RDR_*.npz"))
-    hf.deliver(files, settings.inbox)
+    hf.deliver(files, svc.settings.inbox)
     assert len(svc.ingest().registered) == len(files)
     with svc.sessions() as s:  # as the daemon's first cycle does
         assert registry.ensure_bundled_registered(s, bundled_model_path()) is not None
-    yield svc
-    svc.close()
+    return svc
 
 
 def _models(svc: Service) -> list[dict]:
@@ -113,62 +102,52 @@ def test_a_challenger_made_worse_on_purpose_is_not_promoted(archived, monkeypatc
     assert {"id", "created", "decision", "metrics"} <= set(listed[0])
 
 
-def test_running_service_picks_up_a_promoted_model_at_its_next_cycle(tmp_path, shared_radar):
+def test_running_service_picks_up_a_promoted_model_at_its_next_cycle(make_sqlite_service, tmp_path, shared_radar):
     """The daemon's long-lived service switches models without a restart."""
     from nowcast_core.rainnet.model import build_rainnet
     from nowcast_core.rainnet.recursive import model_name
     from nowcast_core.rainnet.train import save_model
 
-    settings = load_settings(home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'nowcast.db'}",
-                             settle_seconds=0, method=None, baselines=[])
-    svc = Service(settings)
-    svc.migrate()
-    try:
-        files = sorted((shared_radar / EVENT).glob("RDR_*.npz"))[:8]
-        hf.deliver(files[:5], settings.inbox)
-        svc.ingest()
-        first = svc.forecast(production=True)
-        assert first.method == "rainnet" and first.runs == 2
-        # An operator promotes another model (here an untrained width-4 network) from elsewhere.
-        other = save_model(build_rainnet(4, conditioning_channels=1, residual=True, name=model_name(4, 2.0)),
-                           tmp_path / "other.keras")
-        with svc.sessions() as s:
-            record = registry.register_model(s, other, reason="test")
-            registry.promote(s, record, "operator's choice")
-            s.commit()
-            new_version = record.version
-        hf.deliver(files[5:], settings.inbox)
-        svc.ingest()
-        second = svc.forecast(production=True)
-        assert second.runs == 3 and second.model_version == new_version != first.model_version
-        with svc.sessions() as s:
-            versions = [r.model_version for r in s.query(ForecastRun).order_by(ForecastRun.issue_time)]
-        assert versions == [first.model_version] * 2 + [new_version] * 3
-        # a rollback restores the previous champion, again at the next cycle
-        with svc.sessions() as s:
-            restored = registry.rollback(s)
-            s.commit()
-            assert restored.version == first.model_version
-        hf.deliver(sorted((shared_radar / EVENT).glob("RDR_*.npz"))[8:9], settings.inbox)
-        svc.ingest()
-        assert svc.forecast(production=True).model_version == first.model_version
-    finally:
-        svc.close()
+    svc = make_sqlite_service(method=None)
+    settings = svc.settings
+    files = sorted((shared_radar / EVENT).glob("RDR_*.npz"))[:8]
+    hf.deliver(files[:5], settings.inbox)
+    svc.ingest()
+    first = svc.forecast(production=True)
+    assert first.method == "rainnet" and first.runs == 2
+    # An operator promotes another model (here an untrained width-4 network) from elsewhere.
+    other = save_model(build_rainnet(4, conditioning_channels=1, residual=True, name=model_name(4, 2.0)),
+                       tmp_path / "other.keras")
+    with svc.sessions() as s:
+        record = registry.register_model(s, other, reason="test")
+        registry.promote(s, record, "operator's choice")
+        s.commit()
+        new_version = record.version
+    hf.deliver(files[5:], settings.inbox)
+    svc.ingest()
+    second = svc.forecast(production=True)
+    assert second.runs == 3 and second.model_version == new_version != first.model_version
+    with svc.sessions() as s:
+        versions = [r.model_version for r in s.query(ForecastRun).order_by(ForecastRun.issue_time)]
+    assert versions == [first.model_version] * 2 + [new_version] * 3
+    # a rollback restores the previous champion, again at the next cycle
+    with svc.sessions() as s:
+        restored = registry.rollback(s)
+        s.commit()
+        assert restored.version == first.model_version
+    hf.deliver(sorted((shared_radar / EVENT).glob("RDR_*.npz"))[8:9], settings.inbox)
+    svc.ingest()
+    assert svc.forecast(production=True).model_version == first.model_version
 
 
-def test_retrain_without_enough_scans_says_why(tmp_path, shared_radar):
-    settings = load_settings(home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'nowcast.db'}",
-                             settle_seconds=0, method="persistence", baselines=[])
-    svc = Service(settings)
-    svc.migrate()
-    try:
-        hf.deliver(sorted((shared_radar / EVENT).glob("RDR_*.npz"))[:12], settings.inbox)
-        svc.ingest()
-        with pytest.raises(ValueError, match="too few to train and validate"):
-            retrain(settings, epochs=1)
-        assert _models(svc) == []
-    finally:
-        svc.close()
+def test_retrain_without_enough_scans_says_why(make_sqlite_service, shared_radar):
+    svc = make_sqlite_service()
+    settings = svc.settings
+    hf.deliver(sorted((shared_radar / EVENT).glob("RDR_*.npz"))[:12], settings.inbox)
+    svc.ingest()
+    with pytest.raises(ValueError, match="too few to train and validate"):
+        retrain(settings, epochs=1)
+    assert _models(svc) == []
 
 
 def test_scores_pool_counts_over_windows():
@@ -195,11 +174,12 @@ def test_forecasts_keep_arriving_on_time_during_a_retrain(tmp_path, shared_radar
     """`nowcast run` with a retraining due every minute: scans delivered while the retraining
     child process trains are forecast within a few poll intervals, and the retraining ends
     with a registry entry."""
-    import signal
     import subprocess
     import sys
     import time
     from datetime import datetime
+
+    from flows.daemon import stop_daemon
 
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NOWCAST_", "PREFECT_"))}
@@ -234,12 +214,7 @@ def test_forecasts_keep_arriving_on_time_during_a_retrain(tmp_path, shared_radar
         retrain_finished = time.time()
         time.sleep(6.0)  # the last delivered scan's cycle
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            raise
+        stop_daemon(daemon, 90)
     log = log_path.read_text()
     assert "retraining finished (exit code 0)" in log, log[-3000:]
     during = {t: w for t, w in delivered.items() if retrain_started <= w <= retrain_finished}

@@ -253,8 +253,22 @@ def models_list(fmt: FormatOpt = Format.table) -> None:
     if fmt == Format.json:
         print(json.dumps(rows, indent=2))
         return
-    keep = ("id", "created", "version", "role", "decision", "reason", "metrics")
-    render([{k: (json.dumps(r[k]) if k == "metrics" else r[k]) for k in keep} for r in rows], fmt, title="models")
+    render([_model_summary(r) for r in rows], fmt, title="models (full metrics: --format json)")
+
+
+def _model_summary(row: dict) -> dict:
+    """A registry entry for a table: its decision and the promotion scores of the retraining."""
+    m = row["metrics"] or {}
+
+    def scores(key: str) -> str:
+        if "challenger" not in m:
+            return ""
+        return " / ".join(f"{m[who].get(key, float('nan')):.3f}" for who in ("challenger", "champion", "pysteps"))
+
+    span = f"{row['data_start'] or ''} .. {row['data_end'] or ''}" if row["data_start"] else ""
+    return {"id": row["id"], "created": row["created"][:19] + "Z", "version": row["version"], "role": row["role"],
+            "decision": row["decision"], "csi_1_mean new/champion/pysteps": scores("csi_1_mean"),
+            "mae_mean new/champion/pysteps": scores("mae_mean"), "data": span, "reason": row["reason"]}
 
 
 def _bundled():
@@ -327,9 +341,7 @@ def retrain(epochs: Annotated[Optional[int], typer.Option(help="fine-tuning epoc
     if fmt == Format.json:
         print(json.dumps(entry, indent=2))
     else:
-        render([{k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in entry.items() if k != "metrics"}], fmt,
-               title="retraining candidate")
-        err.print(entry["reason"])
+        render([_model_summary(entry)], fmt, title="retraining candidate (full metrics: --format json)")
 
 
 @app.command()

@@ -88,17 +88,32 @@ def unroll(model, frames, conditioning, n_leads: int, training: bool = False):
     return tf.concat(outputs, axis=-1)
 
 
-def _predictor(model, n_leads: int):
+def use_xla() -> bool:
+    """Whether recursive forecasts are XLA-compiled by default: on a GPU, where fusing the six
+    steps helps; not on the CPU, where oneDNN's convolutions already run at the matmul rate
+    (``docs/BENCHMARKS.md``). ``NOWCAST_XLA=1`` / ``0`` overrides."""
+    import os
+
+    import tensorflow as tf
+
+    setting = os.environ.get("NOWCAST_XLA", "").strip().lower()
+    if setting in ("1", "true", "yes", "0", "false", "no"):
+        return setting in ("1", "true", "yes")
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def _predictor(model, n_leads: int, jit_compile: bool):
     import tensorflow as tf
 
     cache = _PREDICTORS.setdefault(model, {})
-    if n_leads not in cache:
+    key = (n_leads, jit_compile)
+    if key not in cache:
         if uses_conditioning(model):
-            fn = tf.function(lambda f, c: unroll(model, f, c, n_leads), reduce_retracing=True)
+            fn = tf.function(lambda f, c: unroll(model, f, c, n_leads), reduce_retracing=True, jit_compile=jit_compile)
         else:
-            fn = tf.function(lambda f: unroll(model, f, None, n_leads), reduce_retracing=True)
-        cache[n_leads] = fn
-    return cache[n_leads]
+            fn = tf.function(lambda f: unroll(model, f, None, n_leads), reduce_retracing=True, jit_compile=jit_compile)
+        cache[key] = fn
+    return cache[key]
 
 
 def recursive_forecast(
@@ -107,6 +122,7 @@ def recursive_forecast(
     n_leads: int = 6,
     batch_size: int = 16,
     extrapolation_mm_h: np.ndarray | None = None,
+    jit_compile: bool | None = None,
 ) -> np.ndarray:
     """Forecast ``n_leads`` 10-minute steps for many issue times.
 
@@ -119,6 +135,7 @@ def recursive_forecast(
     extrapolation_mm_h : optional precomputed conditioning (n, n_leads, 120, 120) in mm/h;
         computed with :func:`extrapolate_batch` (with the model's recorded smoothing) when
         the model needs it and none is given.
+    jit_compile : XLA-compile the six steps; None: :func:`use_xla`.
 
     Returns
     -------
@@ -132,7 +149,7 @@ def recursive_forecast(
     conditioned = uses_conditioning(model)
     if conditioned and extrapolation_mm_h is None:
         extrapolation_mm_h = extrapolate_batch(x, n_leads, conditioning_smoothing(model))
-    predict = _predictor(model, n_leads)
+    predict = _predictor(model, n_leads, use_xla() if jit_compile is None else jit_compile)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         frames = to_model_inputs(x[start:stop])

@@ -127,7 +127,8 @@ def test_cli_deploy_dry_run_and_refusal_without_server(tmp_path):
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_deploy_smoke():
-    """scripts/deploy-smoke end to end: 12 sample scans -> 9 production runs stored via a Prefect worker."""
+    """scripts/deploy-smoke end to end: 30 sample scans -> 27 production runs stored via a Prefect worker,
+    and a retraining run on its own pool that leaves a registry entry."""
     try:
         pg.find_bindir()
     except pg.PostgresUnavailable as exc:
@@ -143,6 +144,9 @@ def test_deploy_smoke():
     m = re.fullmatch(r"(\d+) forecast runs stored", lines[-1])
     assert m, tail
     assert int(m.group(1)) >= 1, tail
-    assert int(m.group(1)) == 9, tail  # 12 scans, each with t-10, t-20, t-30 from the 4th on
+    assert int(m.group(1)) == 27, tail  # 30 scans, each with t-10, t-20, t-30 from the 4th on
     assert "server holds: 3 deployments, each concurrency 1 CANCEL_NEW, one schedule" in proc.stdout, tail
     assert "no leftover processes" in proc.stdout, tail
+    retrain = re.search(r"retrain/nowcast triggered on pool nowcast-training: \['Completed'\]; registry model \d+ "
+                        r"rainnet-[0-9a-f]{12}: (promoted|rejected): .*: ok", proc.stdout)
+    assert retrain, tail

@@ -137,8 +137,8 @@ def main() -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
-    print(f"| scans | cycles with forecasts | RSS after warm-up (MB) | RSS at end (MB) | slope (MB / 100 cycles) "
-          f"| open files after warm-up / end | app DB (KB) | Prefect DB (KB) |")
+    print("| scans | cycles with forecasts | RSS after warm-up (MB) | RSS at end (MB) | slope (MB / 100 cycles) "
+          "| open files after warm-up / end | app DB (KB) | Prefect DB (KB) |")
     print("|---|---|---|---|---|---|---|---|")
     print(f"| {len(scans)} | {runs} | {first['rss_mb']} | {last['rss_mb']} | {result['rss_slope_mb_per_100_cycles']} "
           f"| {first['open_files']} / {last['open_files']} | {last['app_db_kb']} | {last['prefect_db_kb']} |")

@@ -245,10 +245,11 @@ app.add_typer(models_app, name="models")
 def models_list(fmt: FormatOpt = Format.table) -> None:
     """Every known model, oldest first, with its decision and metrics."""
     from nowcast_core import registry
+    from nowcast_core.rainnet import bundled_model_path
 
     svc = _service()
     with svc.sessions() as session:
-        registry.ensure_bundled_registered(session, _bundled())
+        registry.ensure_bundled_registered(session, bundled_model_path())
         rows = [registry.model_row(r) for r in registry.list_models(session)]
     if fmt == Format.json:
         print(json.dumps(rows, indent=2))
@@ -269,12 +270,6 @@ def _model_summary(row: dict) -> dict:
     return {"id": row["id"], "created": row["created"][:19] + "Z", "version": row["version"], "role": row["role"],
             "decision": row["decision"], "csi_1_mean new/champion/pysteps": scores("csi_1_mean"),
             "mae_mean new/champion/pysteps": scores("mae_mean"), "data": span, "reason": row["reason"]}
-
-
-def _bundled():
-    from nowcast_core.rainnet import bundled_model_path
-
-    return bundled_model_path()
 
 
 @models_app.command("promote")

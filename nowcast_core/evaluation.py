@@ -21,12 +21,11 @@ def rain_rates(frames: Sequence[Frame]) -> np.ndarray:
     return out
 
 
-def folder_sequences(folder: str | Path, n_after: int = 0) -> tuple[list[datetime], np.ndarray, np.ndarray]:
-    """Issue times of a folder with their inputs and, with ``n_after``, the scans that followed.
+def frame_sequences(frames: Sequence[Frame], n_after: int = 0) -> tuple[list[datetime], np.ndarray, np.ndarray]:
+    """Issue times among time-ordered scans with their inputs and, with ``n_after``, the scans that followed.
 
     Returns issue times, inputs (n, 4, H, W) and observations (n, n_after, H, W), rain rates in mm/h.
     """
-    frames = read_folder(folder)
     starts = consecutive_windows([f.scan_time for f in frames], N_INPUTS + n_after)
     if not starts:
         return [], np.zeros((0, N_INPUTS, 120, 120), np.float32), np.zeros((0, n_after, 120, 120), np.float32)
@@ -37,12 +36,22 @@ def folder_sequences(folder: str | Path, n_after: int = 0) -> tuple[list[datetim
     return issue_times, inputs, observed
 
 
+def folder_sequences(folder: str | Path, n_after: int = 0) -> tuple[list[datetime], np.ndarray, np.ndarray]:
+    """:func:`frame_sequences` of the valid scans of a folder."""
+    return frame_sequences(read_folder(folder), n_after)
+
+
+def forecast_batched(forecaster: Forecaster, inputs: np.ndarray, batch: int = 32) -> np.ndarray:
+    """``forecaster`` over (n, 4, H, W) inputs, ``batch`` issue times at a time: (n, 6, H, W)."""
+    if not len(inputs):
+        return np.zeros((0, N_LEADS) + inputs.shape[2:], np.float32)
+    return np.concatenate([forecaster.forecast(inputs[i:i + batch]) for i in range(0, len(inputs), batch)])
+
+
 def predict_folder(folder: str | Path, forecaster: Forecaster, batch: int = 32) -> tuple[list[datetime], np.ndarray]:
     """Forecasts from every scan of ``folder`` that has its three predecessors: (issue times, (n, 6, H, W))."""
     issue_times, inputs, _ = folder_sequences(folder)
-    if not issue_times:
-        return [], np.zeros((0, N_LEADS, 120, 120), np.float32)
-    return issue_times, np.concatenate([forecaster.forecast(inputs[i:i + batch]) for i in range(0, len(inputs), batch)])
+    return issue_times, forecast_batched(forecaster, inputs, batch)
 
 
 def evaluate_folders(folders: Sequence[str | Path], forecasters: Sequence[Forecaster],
@@ -61,7 +70,7 @@ def evaluate_folders(folders: Sequence[str | Path], forecasters: Sequence[Foreca
             continue
         n_starts += len(inputs)
         for forecaster in forecasters:
-            forecast = np.concatenate([forecaster.forecast(inputs[i:i + 32]) for i in range(0, len(inputs), 32)])
+            forecast = forecast_batched(forecaster, inputs)
             for lead, counts in counts_per_lead(forecast, observed, LEAD_MINUTES).items():
                 pooled[forecaster.name, lead].add(counts)
             first_lead[forecaster.name][0].append(forecast[:, 0])

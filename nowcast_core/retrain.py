@@ -25,8 +25,9 @@ from nowcast_core import registry
 from nowcast_core.config import Settings
 from nowcast_core.db import make_engine, session_factory
 from nowcast_core.db.models import FrameRecord
+from nowcast_core.evaluation import forecast_batched, frame_sequences
 from nowcast_core.forecasters import LEAD_MINUTES, N_INPUTS, N_LEADS, Forecaster, get_method
-from nowcast_core.frames import consecutive_windows, read_frame
+from nowcast_core.frames import read_frame
 from nowcast_core.rainnet import bundled_model_path
 from nowcast_core.verification import scores_per_lead
 
@@ -41,7 +42,7 @@ METRICS = {"csi_1_mean": (True, 1.0), "csi_0.1_mean": (True, 0.1), "csi_5_mean":
 def score(forecaster: Forecaster, inputs: np.ndarray, observed: np.ndarray, batch: int = 16) -> dict:
     """Validation scores of one forecaster on (n, 4, H, W) inputs and (n, 6, H, W) observations:
     per lead CSI at 0.1/1/5 mm/h and MAE, and their means over leads (the promotion scores)."""
-    forecast = np.concatenate([forecaster.forecast(inputs[i:i + batch]) for i in range(0, len(inputs), batch)])
+    forecast = forecast_batched(forecaster, inputs, batch)
     rows = scores_per_lead(forecast, observed, LEAD_MINUTES)
     keys = ("csi_0.1", "csi_1", "csi_5", "mae")
     out = {"per_lead": {str(r["lead_minutes"]): {k: round(r[k], 5) for k in keys} | {"n": r["n_forecasts"]}
@@ -124,18 +125,6 @@ def split_by_time(frames: Sequence, validation_fraction: float, max_validation: 
     return train, validation, split
 
 
-def _validation_windows(frames: Sequence) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs (n, 4, H, W), observed (n, 6, H, W)) in mm/h of every 10-scan window of ``frames``."""
-    from nowcast_core.evaluation import rain_rates
-
-    starts = consecutive_windows([f.scan_time for f in frames], N_INPUTS + N_LEADS)
-    if not starts:
-        raise ValueError("no validation window of 10 consecutive scans after the split")
-    rates = rain_rates(frames)
-    return (np.stack([rates[s:s + N_INPUTS] for s in starts]),
-            np.stack([rates[s + N_INPUTS:s + N_INPUTS + N_LEADS] for s in starts]))
-
-
 def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Sequence[Path] | None = None,
             validation_fraction: float = 0.25, max_validation: timedelta = timedelta(days=2)) -> dict:
     """Train, judge and register a challenger; returns its registry entry (a dict).
@@ -150,12 +139,14 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
         most ``max_validation``, validates.
     """
     from nowcast_core.rainnet.dataset import concat_samples, samples_from_folder, samples_from_frames
-    from nowcast_core.rainnet.train import TrainConfig, configure_hardware, save_model, train
+    from nowcast_core.rainnet.recursive import describe_model
+    from nowcast_core.rainnet.train import TrainConfig, save_model, train
 
-    configure_hardware()
     frames = _archived_frames(settings)
     train_frames, val_frames, split = split_by_time(frames, validation_fraction, max_validation)
-    inputs, observed = _validation_windows(val_frames)
+    _, inputs, observed = frame_sequences(val_frames, N_LEADS)
+    if not len(inputs):
+        raise ValueError("no validation window of 10 consecutive scans after the split")
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
     try:
@@ -170,7 +161,7 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
             champion_path, champion_version = Path(champion.path), champion.version
 
         champion_forecaster = get_method("rainnet", model_path=champion_path)
-        arch = champion_forecaster.architecture
+        arch = describe_model(champion_forecaster.model)  # the challenger keeps it
         sample_kw = dict(conditioning=arch["conditioning"], smoothing_px_per_lead=arch["smoothing_px_per_lead"])
         parts = [samples_from_frames(train_frames, "archive", max_samples=settings.retrain_max_windows, **sample_kw)]
         extra = settings.retrain_extra_folders if extra_folders is None else extra_folders

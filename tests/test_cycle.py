@@ -6,7 +6,6 @@ Every test runs on SQLite and on a real PostgreSQL (``db_url``). Production uses
 
 from __future__ import annotations
 
-import os
 import random
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,7 +16,6 @@ from sqlalchemy import select
 
 import helpers_frames as hf
 from nowcast_core import registry
-from nowcast_core.config import load_settings
 from nowcast_core.cycle import INPUT_OFFSETS, complete_issue_times
 from nowcast_core.dams import dam_rainfall
 from nowcast_core.db.models import DamRainfall, ForecastRun, FrameRecord, RejectedFile

@@ -14,11 +14,9 @@ from sqlalchemy import func, select
 
 import helpers_frames as hf
 from nowcast_core import ingest as ingest_module
-from nowcast_core.config import load_settings
 from nowcast_core.db.models import FrameRecord, RejectedFile
 from nowcast_core.frames import frame_file_name, scan_time_from_name
 from nowcast_core.queries import frame_rows
-from nowcast_core.service import Service
 
 
 def _frames(svc) -> dict[datetime, FrameRecord]:

@@ -5,18 +5,25 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 import helpers_frames as hf
+from flows.daemon import stop_daemon
 from nowcast_core import registry
 from nowcast_core.cli import app
-from nowcast_core.db.models import ForecastRun
+from nowcast_core.db import make_engine, session_factory
+from nowcast_core.db.models import ForecastRun, ModelRecord
 from nowcast_core.rainnet import bundled_model_path
-from nowcast_core.retrain import retrain
+from nowcast_core.retrain import retrain, score
 from nowcast_core.service import Service
 
 pytestmark = pytest.mark.slow
@@ -152,8 +159,6 @@ def test_retrain_without_enough_scans_says_why(make_sqlite_service, shared_radar
 
 def test_scores_pool_counts_over_windows():
     """The promotion scores are pooled counts, so a perfect forecaster gets CSI 1 and MAE 0."""
-    from nowcast_core.retrain import score
-
     class Oracle:
         name, version = "oracle", "1"
 
@@ -174,12 +179,6 @@ def test_forecasts_keep_arriving_on_time_during_a_retrain(tmp_path, shared_radar
     """`nowcast run` with a retraining due every minute: scans delivered while the retraining
     child process trains are forecast within a few poll intervals, and the retraining ends
     with a registry entry."""
-    import subprocess
-    import sys
-    import time
-    from datetime import datetime
-
-    from flows.daemon import stop_daemon
 
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NOWCAST_", "PREFECT_"))}
@@ -219,11 +218,6 @@ def test_forecasts_keep_arriving_on_time_during_a_retrain(tmp_path, shared_radar
     assert "retraining finished (exit code 0)" in log, log[-3000:]
     during = {t: w for t, w in delivered.items() if retrain_started <= w <= retrain_finished}
     assert len(during) >= 3, f"only {len(during)} scans arrived during the retraining"
-    from sqlalchemy import func, select
-
-    from nowcast_core.db import make_engine, session_factory
-    from nowcast_core.db.models import ModelRecord
-
     engine = make_engine(f"sqlite:///{home / 'nowcast.db'}")
     try:
         with session_factory(engine)() as s:

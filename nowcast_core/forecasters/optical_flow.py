@@ -13,7 +13,6 @@ import numpy as np
 
 from nowcast_core.forecasters import register
 from nowcast_core.forecasters.base import N_LEADS, check_inputs
-
 from nowcast_core.frames.scale import LOG_OFFSET
 
 

@@ -29,18 +29,13 @@ class RainNetForecaster:
     def __init__(self, model_path: str | Path, batch_size: int = 16):
         import keras
 
-        from nowcast_core.rainnet.recursive import describe_model
         from nowcast_core.registry import file_sha256, model_version
 
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
             raise FileNotFoundError(f"RainNet model file not found: {self.model_path}")
-        self.checksum = file_sha256(self.model_path)
-        self.version = model_version(self.checksum)
+        self.version = model_version(file_sha256(self.model_path))
         self.model = keras.saving.load_model(self.model_path, compile=False, safe_mode=True)
-        #: architecture and conditioning (``base_filters``, ``upsampling``, ``conditioning``,
-        #: ``smoothing_px_per_lead``), what a fine-tuned challenger must keep
-        self.architecture = describe_model(self.model)
         self.batch_size = batch_size
 
     def forecast(self, rain_rate_mm_h: np.ndarray) -> np.ndarray:

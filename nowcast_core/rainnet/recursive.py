@@ -8,6 +8,7 @@ is exactly what the same rain rates would give as a fresh input.
 
 from __future__ import annotations
 
+import functools
 import re
 import weakref
 
@@ -88,10 +89,11 @@ def unroll(model, frames, conditioning, n_leads: int, training: bool = False):
     return tf.concat(outputs, axis=-1)
 
 
+@functools.cache
 def use_xla() -> bool:
     """Whether recursive forecasts are XLA-compiled by default: on a GPU, where fusing the six
     steps helps; not on the CPU, where oneDNN's convolutions already run at the matmul rate
-    (``docs/BENCHMARKS.md``). ``NOWCAST_XLA=1`` / ``0`` overrides."""
+    (``docs/BENCHMARKS.md``). ``NOWCAST_XLA=1`` / ``0`` overrides. Decided once per process."""
     import os
 
     import tensorflow as tf

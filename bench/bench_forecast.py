@@ -79,8 +79,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "bench" / "forecast.json")
     args = ap.parse_args()
 
-    from nowcast_core.evaluation import folder_sequences
     from nowcast_core.forecasters import get_method
+    from nowcast_core.io.sequences import folder_sequences
     from nowcast_core.rainnet import bundled_model_path
     from nowcast_core.rainnet.model import build_rainnet
     from nowcast_core.rainnet.recursive import recursive_forecast

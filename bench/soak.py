@@ -78,7 +78,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="nowcast-soak-"))
     home, source = work / "home", work / "scans"
-    nowcast = [sys.executable, "-m", "nowcast_core.cli"]
+    nowcast = [sys.executable, "-m", "nowcast_app.cli"]
     if args.source:
         scans = sorted(args.source.glob("RDR_*.npz"))[: args.scans]
     else:

@@ -18,7 +18,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from nowcast_core.config import Settings
-from nowcast_core.locks import file_lock
+from nowcast_core.cycle.locks import file_lock
 
 log = logging.getLogger("nowcast.daemon")
 
@@ -64,7 +64,7 @@ def run_daemon(settings: Settings, *, once: bool = False) -> int:
         def _retrain():
             # Its own process, at low priority: a cycle that falls due during training runs on time.
             log.info("retraining started in a child process")
-            child = subprocess.Popen([sys.executable, "-m", "nowcast_core.cli", "retrain"],
+            child = subprocess.Popen([sys.executable, "-m", "nowcast_app.cli", "retrain"],
                                      preexec_fn=lambda: os.nice(10))
             training.append(child)
             rc = child.wait()

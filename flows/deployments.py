@@ -85,7 +85,10 @@ def worker_env(settings: Settings, environ: Mapping[str, str] | None = None,
 
 
 def _one_at_a_time():
-    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.client.schemas.objects import (
+        ConcurrencyLimitConfig,
+        ConcurrencyLimitStrategy,
+    )
 
     return ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
 
@@ -94,7 +97,7 @@ def build_deployments(settings: Settings, options: DeployOptions | None = None,
                       environ: Mapping[str, str] | None = None) -> list[Any]:
     """The three :class:`prefect.deployments.runner.RunnerDeployment` objects (no server needed).
 
-    Loading an entrypoint imports its flow module (not ``nowcast_core.retrain``, which the
+    Loading an entrypoint imports its flow module (not ``nowcast_core.models.retrain``, which the
     retrain flow imports only when it runs).
     """
     from prefect import Flow

@@ -1,6 +1,6 @@
 """The forecast cycle flow: poll, ingest, forecast what is pending, store.
 
-Thin: every step is a method of :class:`nowcast_core.service.Service`. The service (and so
+Thin: every step is a method of :class:`nowcast_core.cycle.service.Service`. The service (and so
 the loaded model) lives as long as the process, so the embedded daemon loads it once.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from nowcast_core.locks import LockHeld, file_lock
-from nowcast_core.service import Service
+from nowcast_core.cycle.locks import LockHeld, file_lock
+from nowcast_core.cycle.service import Service
 
 _SERVICES: dict[str, Service] = {}
 

@@ -1,7 +1,7 @@
 """The retraining flow: fine-tune a challenger from the champion, promote only if measurably better.
 
 Runs on its own schedule (``settings.retrain_cron``, default weekly). The domain logic is
-:func:`nowcast_core.retrain.retrain`; this flow only orchestrates it.
+:func:`nowcast_core.models.retrain.retrain`; this flow only orchestrates it.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from nowcast_core.config import load_settings
-from nowcast_core.locks import LockHeld, file_lock
+from nowcast_core.cycle.locks import LockHeld, file_lock
 
 
 @flow(name="retrain", persist_result=False)
 def retrain(epochs: int | None = None, extra_folders: list[str] | None = None) -> dict:
     """Train a challenger on the archive (and ``extra_folders``, default the setting) and decide
     on its promotion; returns the registry entry."""
-    from nowcast_core.retrain import retrain as run_retrain
+    from nowcast_core.models.retrain import retrain as run_retrain
 
     logger = get_run_logger()
     settings = load_settings()

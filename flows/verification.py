@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from flows.forecast_cycle import service
-from nowcast_core.locks import LockHeld, file_lock
+from nowcast_core.cycle.locks import LockHeld, file_lock
 
 
 @flow(name="verification", persist_result=False)

@@ -3,7 +3,7 @@
 from alembic import context
 
 from nowcast_core.db.engine import make_engine
-from nowcast_core.db.models import Base
+from nowcast_core.db.schema import Base
 
 config = context.config
 target_metadata = Base.metadata

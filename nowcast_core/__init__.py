@@ -1,13 +1,18 @@
-"""Operational precipitation nowcasting for hydro-power dams.
+"""Operational precipitation nowcasting for hydro-power dams: the library.
 
-Packages by concern:
+Packages by concern (the application, ``nowcast_app``, and the Prefect flows, ``flows``, sit above):
 
-- ``frames``: the radar feed's file contract (reading, validating, pixel scale).
-- ``forecasters``: persistence, pysteps optical flow and RainNet behind one interface.
-- ``rainnet``: the RainNet model, its preprocessing and its training.
+- ``contract``, ``times``: the shared grid, scan interval and leads; how times are written.
+- ``io``: the feed's scan files, forecast windows, stored forecast fields, crash-safe writes.
+- ``inbox``: validating, archiving and quarantining what arrives; replaying scans into it.
+- ``extrapolation``: persistence and pysteps optical-flow extrapolation.
+- ``forecasters``: persistence, pysteps and RainNet behind one interface (``get_method``).
+- ``rainnet``: the RainNet network, its build configuration, preprocessing and training.
+- ``verification``: scores, stored verification and skill, offline evaluation.
+- ``models``: the model registry, the production choice and its fallback, retraining.
 - ``dams``: catchments and their rainfall statistics.
-- ``db``: the database schema and its repository functions.
-- ``ingest`` / ``cycle``: the inbox and the forecast cycle's domain logic.
+- ``db``: the schema, engine, migrations and queries.
+- ``cycle``: the forecast cycle's steps and the service that runs them.
 """
 
 __version__ = "0.1.0"

@@ -11,7 +11,12 @@ import os
 from pathlib import Path
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 DEFAULT_DAMS_FILE = PACKAGE_DATA / "dams.toml"

@@ -31,10 +31,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
-from nowcast_core.forecasters.base import LEAD_MINUTES
-from nowcast_core.frames.reader import GRID_SHAPE
+from nowcast_core.contract import GRID_SHAPE, LEAD_MINUTES
 
 #: The dams file shipped with the package: the 7 competition dam pixels with nominal discs.
 DEFAULT_DAMS_FILE = Path(__file__).resolve().parent / "data" / "dams.toml"

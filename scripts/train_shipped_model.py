@@ -31,12 +31,12 @@ def validate_through_interface(model_path: Path, folders, val_events) -> dict:
     Inputs are the rain rates of the feed's pixels (t-30 .. t); the same starts are scored
     for pysteps, persistence and the model's conditioning input alone. Also times them.
     """
+    from nowcast_core.contract import N_INPUTS
+    from nowcast_core.extrapolation import extrapolate_batch
     from nowcast_core.forecasters import get_method
-    from nowcast_core.rainnet.dataset import N_INPUTS, event_name, samples_from_folders
-    from nowcast_core.rainnet.extrapolation import extrapolate_batch
-    from nowcast_core.rainnet.recursive import conditioning_smoothing
+    from nowcast_core.rainnet.dataset import event_name, samples_from_folders
     from nowcast_core.rainnet.preprocess import log_to_rain_rate
-    from nowcast_core.verification import scores_per_lead
+    from nowcast_core.verification.scores import scores_per_lead
 
     val_folders = [f for f in folders if event_name(f) in set(val_events)]
     samples = samples_from_folders(val_folders, conditioning=False)
@@ -51,7 +51,7 @@ def validate_through_interface(model_path: Path, folders, val_events) -> dict:
         out[name] = scores_per_lead(forecast, observed)
         if name == "rainnet":
             out["rainnet_version"] = forecaster.version
-            smoothing = conditioning_smoothing(forecaster.model)
+            smoothing = forecaster.config.smoothing_px_per_lead
     # the network's conditioning input alone: what the U-Net adds is the difference to this
     out["conditioning"] = scores_per_lead(extrapolate_batch(inputs, 6, smoothing), observed)
     out["conditioning_smoothing_px_per_lead"] = smoothing

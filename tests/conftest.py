@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 
 from nowcast_core.config import load_settings
-from nowcast_core.service import Service
+from nowcast_core.cycle.service import Service
 
 try:  # tests/ as a package or as a plain rootdir (pytest's default "prepend" import mode)
     from . import pg

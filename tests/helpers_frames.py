@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nowcast_core.frames import frame_file_name, scan_time_from_name
+from nowcast_core.io import frame_file_name, scan_time_from_name
 
 GRID = (120, 120)
 OLD_AGE_S = 3600.0

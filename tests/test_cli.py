@@ -15,14 +15,14 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import helpers_frames as hf
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import helpers_frames as hf
-from nowcast_core.cli import app
-from nowcast_core.frames import pixel_to_rain_rate, read_frame
-from nowcast_core.store import quantize
+from nowcast_app.cli import app
+from nowcast_core.io import pixel_to_rain_rate, read_frame
+from nowcast_core.io.fields import quantize
 
 ROW_KEYS = {"issue_time", "dam", "lead_minutes", "valid_time", "mean_mm_h", "max_mm_h", "depth_mm", "method",
             "model_version"}
@@ -33,7 +33,7 @@ def _nowcast_exe() -> list[str]:
     if beside.exists():
         return [str(beside)]
     found = shutil.which("nowcast")
-    return [found] if found else [sys.executable, "-c", "from nowcast_core.cli import main; main()"]
+    return [found] if found else [sys.executable, "-c", "from nowcast_app.cli import main; main()"]
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:

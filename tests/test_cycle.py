@@ -10,20 +10,20 @@ import random
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import helpers_frames as hf
 import numpy as np
 import pytest
 from sqlalchemy import select
 
-import helpers_frames as hf
-from nowcast_core import registry
-from nowcast_core.cycle import INPUT_OFFSETS, complete_issue_times
+from nowcast_core.contract import LEAD_MINUTES
+from nowcast_core.cycle.service import Service
+from nowcast_core.cycle.steps import INPUT_OFFSETS, complete_issue_times
 from nowcast_core.dams import dam_rainfall
-from nowcast_core.db.models import DamRainfall, ForecastRun, FrameRecord, RejectedFile
-from nowcast_core.forecasters import LEAD_MINUTES
-from nowcast_core.frames import FAULT_KINDS, pixel_to_rain_rate, read_frame
-from nowcast_core.queries import export_fields, forecast_rows
-from nowcast_core.service import Service
-from nowcast_core.store import load_field, quantize
+from nowcast_core.db.queries import export_fields, forecast_rows
+from nowcast_core.db.schema import DamRainfall, ForecastRun, FrameRecord, RejectedFile
+from nowcast_core.io import FAULT_KINDS, pixel_to_rain_rate, read_frame
+from nowcast_core.io.fields import load_field, quantize
+from nowcast_core.models import registry
 
 N_DAMS = 7
 ROWS_PER_RUN = N_DAMS * len(LEAD_MINUTES)  # 42

@@ -108,7 +108,7 @@ def _cli_env(tmp_path) -> dict[str, str]:
 
 def test_cli_deploy_dry_run_and_refusal_without_server(tmp_path):
     script = Path(sys.executable).parent / "nowcast"
-    nowcast = [str(script)] if script.exists() else [sys.executable, "-m", "nowcast_core.cli"]
+    nowcast = [str(script)] if script.exists() else [sys.executable, "-m", "nowcast_app.cli"]
     out = subprocess.run([*nowcast, "deploy", "--dry-run", "--format", "json", "--training-pool", "gpu"],
                          cwd=REPO, env=_cli_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -20,13 +20,13 @@ from sqlalchemy.exc import OperationalError
 
 from flows.daemon import stop_daemon
 from nowcast_core.config import load_settings
-from nowcast_core.db.models import DamRainfall, ForecastRun, FrameRecord, RejectedFile
-from nowcast_core.frames import frame_file_name
-from nowcast_core.sample import write_sequence
-from nowcast_core.service import Service
-from nowcast_core.store import load_field
+from nowcast_core.cycle.service import Service
+from nowcast_core.db.schema import DamRainfall, ForecastRun, FrameRecord, RejectedFile
+from nowcast_core.io import frame_file_name
+from nowcast_core.io.fields import load_field
+from nowcast_core.io.sample import write_sequence
 
-NOWCAST = [sys.executable, "-m", "nowcast_core.cli"]
+NOWCAST = [sys.executable, "-m", "nowcast_app.cli"]
 
 
 def _env(home: Path, **extra) -> dict:
@@ -171,7 +171,7 @@ def test_daemon_tick_survives_a_failing_cycle(tmp_path, monkeypatch):
 def test_archive_write_failure_keeps_scan_in_inbox(tmp_path, monkeypatch):
     import errno
 
-    import nowcast_core.ingest as ingest
+    import nowcast_core.inbox.ingest as ingest
 
     svc = _sample_service(tmp_path)
     paths = write_sequence(tmp_path / "scans", n_scans=4, seed=1)

@@ -8,15 +8,15 @@ import errno
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import helpers_frames as hf
 import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-import helpers_frames as hf
-from nowcast_core import ingest as ingest_module
-from nowcast_core.db.models import FrameRecord, RejectedFile
-from nowcast_core.frames import frame_file_name, scan_time_from_name
-from nowcast_core.queries import frame_rows
+from nowcast_core.db.queries import frame_rows
+from nowcast_core.db.schema import FrameRecord, RejectedFile
+from nowcast_core.inbox import ingest as ingest_module
+from nowcast_core.io import frame_file_name, scan_time_from_name
 
 
 def _frames(svc) -> dict[datetime, FrameRecord]:

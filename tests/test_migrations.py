@@ -14,7 +14,14 @@ from sqlalchemy.orm import Session
 
 from nowcast_core.db import downgrade, make_engine, upgrade
 from nowcast_core.db.migrate import alembic_config, current_revision
-from nowcast_core.db.models import Base, DamRainfall, ForecastRun, FrameRecord, ModelRecord, RejectedFile
+from nowcast_core.db.schema import (
+    Base,
+    DamRainfall,
+    ForecastRun,
+    FrameRecord,
+    ModelRecord,
+    RejectedFile,
+)
 
 T0 = datetime(2024, 1, 15, 3, 30, tzinfo=UTC)
 VERSION_TABLE = "alembic_version"

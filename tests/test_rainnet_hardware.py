@@ -7,23 +7,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nowcast_core.verification import scores_per_lead
+from nowcast_core.verification.scores import scores_per_lead
 
 pytest.importorskip("tensorflow")
 
 
 @pytest.fixture(scope="module")
 def shipped_and_inputs(shared_radar):
-    from nowcast_core.evaluation import folder_sequences
+    from nowcast_core.extrapolation import extrapolate_batch
     from nowcast_core.forecasters import get_method
-    from nowcast_core.rainnet.extrapolation import extrapolate_batch
-    from nowcast_core.rainnet.recursive import conditioning_smoothing
-
+    from nowcast_core.io.sequences import folder_sequences
     forecaster = get_method("rainnet")
     _, inputs, _ = folder_sequences(shared_radar / "mch-20150515-w0")
     inputs = inputs[:6]
-    extrapolation = extrapolate_batch(inputs, 6, conditioning_smoothing(forecaster.model))
-    return forecaster.model, inputs, extrapolation
+    extrapolation = extrapolate_batch(inputs, 6, forecaster.config.smoothing_px_per_lead)
+    return forecaster, inputs, extrapolation
 
 
 def _close(a: np.ndarray, b: np.ndarray, mae_tol: float, csi_tol: float) -> None:
@@ -37,7 +35,8 @@ def _close(a: np.ndarray, b: np.ndarray, mae_tol: float, csi_tol: float) -> None
 def test_xla_compiled_forecast_equals_the_plain_one(shipped_and_inputs):
     from nowcast_core.rainnet.recursive import recursive_forecast
 
-    model, inputs, extrapolation = shipped_and_inputs
+    forecaster, inputs, extrapolation = shipped_and_inputs
+    model = forecaster.model
     plain = recursive_forecast(model, inputs, 6, 6, extrapolation, jit_compile=False)
     xla = recursive_forecast(model, inputs, 6, 6, extrapolation, jit_compile=True)
     assert plain.max() > 1.0  # a wet event
@@ -47,16 +46,14 @@ def test_xla_compiled_forecast_equals_the_plain_one(shipped_and_inputs):
 def test_mixed_precision_forecast_equals_float32_within_tolerance(shipped_and_inputs):
     import keras
 
-    from nowcast_core.rainnet.model import build_rainnet
-    from nowcast_core.rainnet.recursive import describe_model, model_name, recursive_forecast
+    from nowcast_core.rainnet.recursive import recursive_forecast
 
-    model, inputs, extrapolation = shipped_and_inputs
-    arch = describe_model(model)
+    forecaster, inputs, extrapolation = shipped_and_inputs
+    model = forecaster.model
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        half = build_rainnet(arch["base_filters"], upsampling=arch["upsampling"], conditioning_channels=1,
-                             residual=True, name=model_name(arch["base_filters"], arch["smoothing_px_per_lead"]))
+        half = forecaster.config.build()
         half.set_weights(model.get_weights())
         assert half.get_layer("enc1_conv1").compute_dtype == "float16"
         assert half.output.dtype == "float32"  # the output head stays float32

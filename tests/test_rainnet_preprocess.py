@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nowcast_core.frames.scale import pixel_to_rain_rate
+from nowcast_core.io.scale import pixel_to_rain_rate
 from nowcast_core.rainnet import preprocess as pp
 
 
@@ -67,16 +67,16 @@ def test_recursive_forecast_shape_finite_non_negative(conditioned):
     assert np.all(np.isfinite(out)) and np.all(out >= 0)
     if conditioned:
         # untrained residual model = the extrapolation it is conditioned on
-        from nowcast_core.rainnet.extrapolation import extrapolate_batch
+        from nowcast_core.extrapolation import extrapolate_batch
 
         np.testing.assert_allclose(out, extrapolate_batch(rain, 6), rtol=1e-3, atol=1e-3)
 
 
-def test_smoothed_extrapolation_and_recorded_smoothing():
+def test_smoothed_extrapolation_and_build_configuration_saved_in_the_model_file(tmp_path):
     pytest.importorskip("tensorflow")
-    from nowcast_core.rainnet.extrapolation import smooth_leads
-    from nowcast_core.rainnet.model import build_rainnet
-    from nowcast_core.rainnet.recursive import conditioning_smoothing, model_name
+    from nowcast_core.extrapolation import smooth_leads
+    from nowcast_core.forecasters import get_method
+    from nowcast_core.rainnet.config import RainNetConfig, read_config, save_model
 
     field = np.zeros((6, 40, 40), np.float32)
     field[:, 20, 20] = 100.0
@@ -86,6 +86,13 @@ def test_smoothed_extrapolation_and_recorded_smoothing():
     assert np.all(np.diff(peaks) < 0)  # longer lead, wider kernel, lower peak
     np.testing.assert_allclose(smoothed.sum(axis=(1, 2)), 100.0, rtol=1e-3)  # rain volume kept
     np.testing.assert_array_equal(smooth_leads(field, 0.0), field)
-    model = build_rainnet(4, conditioning_channels=1, residual=True, name=model_name(4, 2.0))
-    assert conditioning_smoothing(model) == 2.0
-    assert conditioning_smoothing(build_rainnet(4)) == 0.0
+    config = RainNetConfig(base_filters=4, conditioning=True, smoothing_px_per_lead=2.0)
+    path = save_model(config.build(), tmp_path / "m.keras", config)
+    assert read_config(path) == config
+    forecaster = get_method("rainnet", model_path=path)  # loads in safe mode, reads the configuration back
+    assert forecaster.config == config and len(forecaster.model.inputs) == 2
+    plain = RainNetConfig(base_filters=4, conditioning=False)
+    assert read_config(save_model(plain.build(), tmp_path / "p.keras", plain)).conditioning is False
+    (tmp_path / "old.keras").write_bytes((tmp_path / "p.keras").read_bytes()[:100])
+    with pytest.raises(ValueError, match="not a readable"):
+        read_config(tmp_path / "old.keras")

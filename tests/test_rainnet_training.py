@@ -22,7 +22,11 @@ def radar_dir() -> Path:
 
 
 def test_event_names_and_split(radar_dir):
-    from nowcast_core.rainnet.dataset import event_name, samples_from_folders, split_by_event
+    from nowcast_core.rainnet.dataset import (
+        event_name,
+        samples_from_folders,
+        split_by_event,
+    )
 
     assert event_name(radar_dir / "knmi-w2") == "knmi"
     assert event_name("mch-20150515-w0") == "mch-20150515"
@@ -74,12 +78,12 @@ def test_tiny_training_run_writes_model_and_report(radar_dir, tmp_path):
     assert [e["stage"] for e in report["epochs"]] == ["one-step", "one-step", "unrolled-2"]
     assert all(np.isfinite(e["loss"]) for e in report["epochs"])
     assert [r["lead_minutes"] for r in report["epochs"][0]["val_skill"]] == [10, 20, 30, 40, 50, 60]
-    assert report["final_validation"]["rainnet"][0]["mae"] >= 0
+    assert report["final_validation"]["rainnet"][0]["mae_mm_h"] >= 0
     assert report["kept_stage"] in ("one-step", "unrolled-2")
     assert history["n_train_samples"] == 11 and history["n_val_samples"] == 11
 
     forecaster = get_method("rainnet", model_path=out)
-    assert forecaster.model.name == "rainnet4_smooth2"
+    assert forecaster.config.smoothing_px_per_lead == 2.0 and forecaster.config.base_filters == 4
     rain = np.random.default_rng(0).gamma(0.3, 3.0, size=(3, 4, 120, 120)).astype(np.float32)
     y = forecaster.forecast(rain)
     assert y.shape == (3, 6, 120, 120) and np.all(np.isfinite(y)) and np.all(y >= 0)
@@ -87,8 +91,8 @@ def test_tiny_training_run_writes_model_and_report(radar_dir, tmp_path):
 
 def test_shipped_model_loads_in_safe_mode_and_forecasts(radar_dir):
     from nowcast_core.forecasters import get_method
-    from nowcast_core.frames import read_folder
-    from nowcast_core.frames.scale import pixel_to_rain_rate
+    from nowcast_core.io import read_folder
+    from nowcast_core.io.scale import pixel_to_rain_rate
     from nowcast_core.rainnet import bundled_model_path
 
     path = bundled_model_path()

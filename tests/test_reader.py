@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import helpers_frames as hf
 import numpy as np
 import pytest
 
-import helpers_frames as hf
-from nowcast_core.frames import (
+from nowcast_core.io import (
     FAULT_KINDS,
     FrameError,
     NotReadyError,

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from nowcast_core import registry
 from nowcast_core.db import make_engine, session_factory, upgrade
-from nowcast_core.retrain import decide, split_by_time
+from nowcast_core.models import registry
+from nowcast_core.models.retrain import decide, split_by_time
 
 
 @pytest.fixture
@@ -79,8 +79,8 @@ def test_verify_model_file_detects_corruption_and_absence(sessions, tmp_path):
         ("csi_1_mean", 0.50, 0.40, 0.01, True),
         ("csi_1_mean", 0.405, 0.40, 0.01, False),  # better, but not by the margin
         ("csi_1_mean", 0.30, 0.40, 0.0, False),
-        ("mae_mean", 0.80, 0.90, 0.05, True),  # lower is better
-        ("mae_mean", 0.95, 0.90, 0.0, False),
+        ("mae_mm_h_mean", 0.80, 0.90, 0.05, True),  # lower is better
+        ("mae_mm_h_mean", 0.95, 0.90, 0.0, False),
         ("csi_1_mean", math.nan, 0.40, 0.0, False),
     ],
 )
@@ -96,7 +96,7 @@ def test_decide_needs_enough_rain_in_the_validation_scans():
     assert verdict is False and "too little rain to judge: 500 observed pixels >= 1 mm/h" in reason
     assert decide(*better, validation_wet_pixels={"0.1": 90000, "1": 20000}, min_wet_pixels=10000)[0] is True
     # MAE is judged where it rains at all (>= 0.1 mm/h)
-    mae = ({"mae_mean": 0.5}, {"mae_mean": 0.9}, "mae_mean", 0.0)
+    mae = ({"mae_mm_h_mean": 0.5}, {"mae_mm_h_mean": 0.9}, "mae_mm_h_mean", 0.0)
     assert decide(*mae, validation_wet_pixels={"0.1": 20000, "1": 0}, min_wet_pixels=10000)[0] is True
 
 

@@ -11,20 +11,20 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import helpers_frames as hf
 import numpy as np
 import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-import helpers_frames as hf
 from flows.daemon import stop_daemon
-from nowcast_core import registry
-from nowcast_core.cli import app
+from nowcast_app.cli import app
+from nowcast_core.cycle.service import Service
 from nowcast_core.db import make_engine, session_factory
-from nowcast_core.db.models import ForecastRun, ModelRecord
+from nowcast_core.db.schema import ForecastRun, ModelRecord
+from nowcast_core.models import registry
+from nowcast_core.models.retrain import retrain, score
 from nowcast_core.rainnet import bundled_model_path
-from nowcast_core.retrain import retrain, score
-from nowcast_core.service import Service
 
 pytestmark = pytest.mark.slow
 EVENT = "knmi-w0"  # 46 scans (7.5 h); the last quarter (about 2 h) validates
@@ -65,7 +65,7 @@ def test_retrain_on_a_real_event_registers_challenger_with_decision(archived):
     for who in ("challenger", "champion", "pysteps"):
         assert sorted(metrics[who]["per_lead"], key=int) == ["10", "20", "30", "40", "50", "60"]
         assert {v["n"] for v in metrics[who]["per_lead"].values()} == {metrics["validation_windows"]}
-        assert 0 < metrics[who]["csi_1_mean"] < 1 and metrics[who]["mae_mean"] > 0
+        assert 0 < metrics[who]["csi_1_mean"] < 1 and metrics[who]["mae_mm_h_mean"] > 0
     assert metrics["champion_version"] == bundled["version"]
     assert metrics["training_windows"] == 24 and metrics["validation_windows"] > 0 and metrics["epochs"] == 1
     assert metrics["validation_wet_pixels"]["1"] >= 10000  # rain enough to judge on CSI at 1 mm/h
@@ -111,9 +111,7 @@ def test_a_challenger_made_worse_on_purpose_is_not_promoted(archived, monkeypatc
 
 def test_running_service_picks_up_a_promoted_model_at_its_next_cycle(make_sqlite_service, tmp_path, shared_radar):
     """The daemon's long-lived service switches models without a restart."""
-    from nowcast_core.rainnet.model import build_rainnet
-    from nowcast_core.rainnet.recursive import model_name
-    from nowcast_core.rainnet.train import save_model
+    from nowcast_core.rainnet.config import RainNetConfig, save_model
 
     svc = make_sqlite_service(method=None)
     settings = svc.settings
@@ -123,8 +121,8 @@ def test_running_service_picks_up_a_promoted_model_at_its_next_cycle(make_sqlite
     first = svc.forecast(production=True)
     assert first.method == "rainnet" and first.runs == 2
     # An operator promotes another model (here an untrained width-4 network) from elsewhere.
-    other = save_model(build_rainnet(4, conditioning_channels=1, residual=True, name=model_name(4, 2.0)),
-                       tmp_path / "other.keras")
+    config = RainNetConfig(base_filters=4, conditioning=True, smoothing_px_per_lead=2.0)
+    other = save_model(config.build(), tmp_path / "other.keras", config)
     with svc.sessions() as s:
         record = registry.register_model(s, other, reason="test")
         registry.promote(s, record, "operator's choice")
@@ -171,7 +169,7 @@ def test_scores_pool_counts_over_windows():
     rng = np.random.default_rng(0)
     observed = rng.gamma(0.5, 2.0, size=(5, 6, 16, 16)).astype(np.float32)
     result = score(Oracle(observed), np.zeros((5, 4, 16, 16), np.float32), observed, batch=5)
-    assert result["csi_1_mean"] == 1.0 and result["mae_mean"] == 0.0
+    assert result["csi_1_mean"] == 1.0 and result["mae_mm_h_mean"] == 0.0
     assert result["per_lead"]["60"]["n"] == 5
 
 
@@ -189,7 +187,7 @@ def test_forecasts_keep_arriving_on_time_during_a_retrain(tmp_path, shared_radar
     hf.deliver(files[:30], home / "inbox")
     log_path = tmp_path / "daemon.log"
     with open(log_path, "w") as log_file:
-        daemon = subprocess.Popen([sys.executable, "-m", "nowcast_core.cli", "run"], env=env, stdout=log_file,
+        daemon = subprocess.Popen([sys.executable, "-m", "nowcast_app.cli", "run"], env=env, stdout=log_file,
                                   stderr=subprocess.STDOUT, start_new_session=True)
     delivered: dict[datetime, float] = {}  # scan time -> wall time of delivery
     retrain_started = retrain_finished = None

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from nowcast_core.forecasters import get_method
-from nowcast_core.frames import pixel_to_rain_rate, read_folder, read_frame
-from nowcast_core.sample import generate_sequence, write_sequence
+from nowcast_core.io import pixel_to_rain_rate, read_folder, read_frame
+from nowcast_core.io.sample import generate_sequence, write_sequence
 
 START = datetime(2021, 7, 1, 6, 0, tzinfo=UTC)
 

@@ -8,11 +8,17 @@ import numpy as np
 import pytest
 
 from nowcast_core.config import load_settings
-from nowcast_core.frames import pixel_to_rain_rate, read_folder
-from nowcast_core.queries import export_fields
-from nowcast_core.service import Service
-from nowcast_core.skill import skill_rows
-from nowcast_core.verification import THRESHOLDS_MM_H, LeadCounts, competition_score, lead_counts
+from nowcast_core.cycle.service import Service
+from nowcast_core.db.queries import export_fields
+from nowcast_core.io import pixel_to_rain_rate, read_folder
+from nowcast_core.verification.scores import (
+    THRESHOLDS_MM_H,
+    LeadCounts,
+    competition_score,
+    lead_counts,
+    score_key,
+)
+from nowcast_core.verification.stored import skill_rows
 
 
 def test_lead_counts_match_hand_count():
@@ -45,7 +51,7 @@ def test_competition_score_at_dam_pixels():
     forecast[0, 50, 71] = 1.0
     forecast[0, 52, 64] = 1.0  # false alarm
     s = competition_score(forecast, observed, pixels)
-    assert s["mae"] == pytest.approx(1.0)
+    assert s["mae_mm_h"] == pytest.approx(1.0)
     assert s["csi"] == pytest.approx(0.5)
     assert s["score"] == pytest.approx(2.0)
 
@@ -91,7 +97,7 @@ def test_skill_equals_recomputation_from_exports(verified_service, shared_radar)
                     hits = np.sum((f >= thr) & (o >= thr))
                     union = np.sum((f >= thr) | (o >= thr))
                     expected = hits / union if union else None
-                    got = row["csi"][f"{thr:g}"]
+                    got = row[score_key("csi", thr)]
                     if expected is None:
                         assert got is None
                     else:

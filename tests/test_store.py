@@ -10,11 +10,17 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from nowcast_core.cycle import store_run
+from nowcast_core.cycle.steps import store_run
 from nowcast_core.dams import load_dams
 from nowcast_core.db import make_engine, session_factory, upgrade
-from nowcast_core.db.models import ForecastRun
-from nowcast_core.store import RESOLUTION_MM_H, atomic_write, load_field, quantize, save_field
+from nowcast_core.db.schema import ForecastRun
+from nowcast_core.io.fields import (
+    RESOLUTION_MM_H,
+    atomic_write,
+    load_field,
+    quantize,
+    save_field,
+)
 
 ISSUE = datetime(2021, 7, 1, 6, 30, tzinfo=UTC)
 

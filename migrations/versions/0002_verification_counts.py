@@ -4,10 +4,10 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-28 15:27:11.552486
 """
-from alembic import op
 import sqlalchemy as sa
-import nowcast_core.db.models
+from alembic import op
 
+import nowcast_core.db.schema
 
 revision = '0002'
 down_revision = '0001'
@@ -21,10 +21,10 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('run_id', sa.Integer(), nullable=False),
     sa.Column('lead_minutes', sa.Integer(), nullable=False),
-    sa.Column('valid_time', nowcast_core.db.models.UTCDateTime(), nullable=False),
+    sa.Column('valid_time', nowcast_core.db.schema.UTCDateTime(), nullable=False),
     sa.Column('n_pixels', sa.Integer(), nullable=False),
     sa.Column('abs_error_sum', sa.Float(), nullable=False),
-    sa.Column('verified_at', nowcast_core.db.models.UTCDateTime(), nullable=False),
+    sa.Column('verified_at', nowcast_core.db.schema.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['run_id'], ['forecast_runs.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('run_id', 'lead_minutes', name='uq_verification_run_lead')

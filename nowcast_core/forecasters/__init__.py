@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from nowcast_core.forecasters.base import N_INPUTS, N_LEADS, LEAD_MINUTES, Forecaster
+from nowcast_core.forecasters.base import LEAD_MINUTES, N_INPUTS, N_LEADS, Forecaster
 
 _REGISTRY: dict[str, Callable[..., Forecaster]] = {}
 

@@ -6,9 +6,9 @@ from typing import Protocol
 
 import numpy as np
 
-N_INPUTS = 4
-N_LEADS = 6
-LEAD_MINUTES = tuple(10 * (k + 1) for k in range(N_LEADS))
+from nowcast_core.contract import LEAD_MINUTES, N_INPUTS, N_LEADS
+
+__all__ = ["Forecaster", "check_inputs", "LEAD_MINUTES", "N_INPUTS", "N_LEADS"]
 
 
 class Forecaster(Protocol):

@@ -1,8 +1,9 @@
 """RainNet forecaster: a trained RainNet U-Net run recursively for six 10-minute leads.
 
 The model is a ``.keras`` file loaded with ``safe_mode=True``; by default the one bundled
-in ``nowcast_core/data/models/``. A model with a second (conditioning) input gets the
-optical-flow extrapolation of the inputs (see ``nowcast_core.rainnet.extrapolation``).
+in ``nowcast_core/data/models/``. Its build configuration (``RainNetConfig``, saved inside
+the file) says whether it takes the optical-flow extrapolation of the inputs as a second
+input and how much that extrapolation is smoothed (see ``nowcast_core.extrapolation``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nowcast_core.contract import GRID_SHAPE
 from nowcast_core.forecasters import register
 from nowcast_core.forecasters.base import N_LEADS, check_inputs
 
@@ -27,15 +29,15 @@ class RainNetForecaster:
     name = "rainnet"
 
     def __init__(self, model_path: str | Path, batch_size: int = 16):
-        import keras
-
-        from nowcast_core.registry import file_sha256, model_version
+        from nowcast_core.io.files import file_sha256
+        from nowcast_core.rainnet import model_version
+        from nowcast_core.rainnet.config import load_model
 
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
             raise FileNotFoundError(f"RainNet model file not found: {self.model_path}")
         self.version = model_version(file_sha256(self.model_path))
-        self.model = keras.saving.load_model(self.model_path, compile=False, safe_mode=True)
+        self.model, self.config = load_model(self.model_path)
         self.batch_size = batch_size
 
     def forecast(self, rain_rate_mm_h: np.ndarray) -> np.ndarray:
@@ -43,9 +45,10 @@ class RainNetForecaster:
         from nowcast_core.rainnet.recursive import recursive_forecast
 
         x = check_inputs(rain_rate_mm_h)
-        if x.shape[2:] != (120, 120):
-            raise ValueError(f"RainNet forecasts the 120 x 120 grid, got {x.shape[2:]}")
-        out = recursive_forecast(self.model, x, N_LEADS, self.batch_size)
+        if x.shape[2:] != GRID_SHAPE:
+            raise ValueError(f"RainNet forecasts the {GRID_SHAPE[0]} x {GRID_SHAPE[1]} grid, got {x.shape[2:]}")
+        out = recursive_forecast(self.model, x, N_LEADS, self.batch_size,
+                                 smoothing_px_per_lead=self.config.smoothing_px_per_lead)
         return np.nan_to_num(out, nan=0.0, posinf=0.0).clip(0.0).astype(np.float32)
 
 

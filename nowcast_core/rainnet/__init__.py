@@ -2,10 +2,10 @@
 
 Modules: :mod:`~nowcast_core.rainnet.model` (the network), :mod:`~nowcast_core.rainnet.preprocess`
 (invertible scale, stacking and padding transforms), :mod:`~nowcast_core.rainnet.recursive`
-(batched recursive 6-lead forecast), :mod:`~nowcast_core.rainnet.extrapolation` (optical-flow
+(batched recursive 6-lead forecast), :mod:`~nowcast_core.extrapolation` (optical-flow
 conditioning), :mod:`~nowcast_core.rainnet.dataset` (samples, tf.data),
 :mod:`~nowcast_core.rainnet.train` (training, reports; scores from
-:mod:`nowcast_core.verification`). TensorFlow is imported only by the functions that need it.
+:mod:`nowcast_core.verification.scores`). TensorFlow is imported only by the functions that need it.
 """
 
 from __future__ import annotations
@@ -16,10 +16,46 @@ MODEL_DIR = Path(__file__).resolve().parents[1] / "data" / "models"
 BUNDLED_MODEL_NAME = "rainnet.keras"
 
 
+def import_keras():
+    """Keras (and TensorFlow), imported once without TensorFlow's start-up banner on stderr.
+
+    TensorFlow's C++ start-up lines (oneDNN, CPU features, absl) go straight to file
+    descriptor 2; they are hidden unless ``TF_CPP_MIN_LOG_LEVEL`` is set to 0 (``--verbose``).
+    """
+    import os
+    import sys
+
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet = os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0"
+    saved = os.dup(2) if quiet else None
+    try:
+        if quiet:
+            sys.stderr.flush()
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        import keras
+        import tensorflow  # noqa: F401  (initialises the runtime now, while its lines are hidden)
+
+        tensorflow.config.list_physical_devices()
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+    return keras
+
+
+def model_version(checksum: str) -> str:
+    """Version string of a model file: ``rainnet-`` and the first 12 hex digits of its sha256."""
+    return f"rainnet-{checksum[:12]}"
+
+
 def bundled_model_path() -> Path | None:
     """Path of the trained model shipped with the package, or None if it is absent."""
     path = MODEL_DIR / BUNDLED_MODEL_NAME
     return path if path.is_file() else None
 
 
-__all__ = ["bundled_model_path", "MODEL_DIR", "BUNDLED_MODEL_NAME"]
+__all__ = ["import_keras", "bundled_model_path", "model_version", "MODEL_DIR", "BUNDLED_MODEL_NAME"]

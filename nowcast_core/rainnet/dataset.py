@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nowcast_core.frames import consecutive_windows, read_folder
-from nowcast_core.rainnet.extrapolation import extrapolate_batch
+from nowcast_core.contract import N_INPUTS
+from nowcast_core.extrapolation import extrapolate_batch
+from nowcast_core.io import consecutive_windows, read_folder
 from nowcast_core.rainnet.preprocess import (
     log_to_rain_rate,
     pad_tf,
@@ -27,7 +28,6 @@ from nowcast_core.rainnet.preprocess import (
     stack_scans,
 )
 
-N_INPUTS = 4
 _WINDOW_SUFFIX = re.compile(r"-w\d+$")
 
 
@@ -104,7 +104,7 @@ def samples_from_frames(
 
     Parameters
     ----------
-    frames : :class:`nowcast_core.frames.Frame` objects in time order (gaps allowed: no
+    frames : :class:`nowcast_core.io.Frame` objects in time order (gaps allowed: no
         sample spans a missing scan).
     event : event name given to every sample (validation is split by event).
     n_leads : number of target scans after the issue time.

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from nowcast_core.frames.scale import LOG_OFFSET, pixel_to_rain_rate
+from nowcast_core.contract import GRID_SHAPE
+from nowcast_core.io.scale import LOG_OFFSET, pixel_to_rain_rate
 
 #: ln(0.01): the network's value for "no rain" and for no-data pixels.
 NO_RAIN_LOG = float(np.log(LOG_OFFSET))
-GRID_SIZE = 120
+GRID_SIZE = GRID_SHAPE[0]
 MODEL_SIZE = 128
 PAD = (MODEL_SIZE - GRID_SIZE) // 2
 

@@ -9,12 +9,11 @@ is exactly what the same rain rates would give as a fresh input.
 from __future__ import annotations
 
 import functools
-import re
 import weakref
 
 import numpy as np
 
-from nowcast_core.rainnet.extrapolation import extrapolate_batch
+from nowcast_core.extrapolation import extrapolate_batch
 from nowcast_core.rainnet.preprocess import (
     NO_RAIN_LOG,
     crop_tf,
@@ -32,32 +31,6 @@ _PREDICTORS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 def uses_conditioning(model) -> bool:
     """True if the model takes the extrapolation as a second input."""
     return len(model.inputs) == 2
-
-
-def model_name(base_filters: int, smoothing_px_per_lead: float = 0.0) -> str:
-    """Model name that records the conditioning's smoothing (read back by :func:`conditioning_smoothing`)."""
-    return f"rainnet{base_filters}_smooth{smoothing_px_per_lead:g}"
-
-
-def conditioning_smoothing(model) -> float:
-    """Smoothing (pixels per lead) of the extrapolation the model was trained on (0 if not recorded)."""
-    m = re.search(r"_smooth([0-9.]+)$", model.name)
-    return float(m.group(1)) if m else 0.0
-
-
-def describe_model(model) -> dict:
-    """What :func:`nowcast_core.rainnet.train.train` needs to rebuild ``model``'s architecture:
-    ``base_filters``, ``upsampling``, ``conditioning`` and ``smoothing_px_per_lead``."""
-    import keras
-
-    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
-    transposed = any(isinstance(layer, keras.layers.Conv2DTranspose) for layer in model.layers)
-    return {
-        "base_filters": int(convs[0].filters),
-        "upsampling": "transpose" if transposed else "nearest",
-        "conditioning": uses_conditioning(model),
-        "smoothing_px_per_lead": conditioning_smoothing(model),
-    }
 
 
 def unroll(model, frames, conditioning, n_leads: int, training: bool = False):
@@ -125,6 +98,7 @@ def recursive_forecast(
     batch_size: int = 16,
     extrapolation_mm_h: np.ndarray | None = None,
     jit_compile: bool | None = None,
+    smoothing_px_per_lead: float = 0.0,
 ) -> np.ndarray:
     """Forecast ``n_leads`` 10-minute steps for many issue times.
 
@@ -135,9 +109,10 @@ def recursive_forecast(
     n_leads : number of leads (t+10 .. t+10*n_leads).
     batch_size : issue times per network call.
     extrapolation_mm_h : optional precomputed conditioning (n, n_leads, 120, 120) in mm/h;
-        computed with :func:`extrapolate_batch` (with the model's recorded smoothing) when
-        the model needs it and none is given.
+        computed with :func:`extrapolate_batch` when the model needs it and none is given.
     jit_compile : XLA-compile the six steps; None: :func:`use_xla`.
+    smoothing_px_per_lead : smoothing of the computed conditioning (the model's
+        :class:`~nowcast_core.rainnet.config.RainNetConfig`).
 
     Returns
     -------
@@ -150,7 +125,7 @@ def recursive_forecast(
         return out
     conditioned = uses_conditioning(model)
     if conditioned and extrapolation_mm_h is None:
-        extrapolation_mm_h = extrapolate_batch(x, n_leads, conditioning_smoothing(model))
+        extrapolation_mm_h = extrapolate_batch(x, n_leads, smoothing_px_per_lead)
     predict = _predictor(model, n_leads, use_xla() if jit_compile is None else jit_compile)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)

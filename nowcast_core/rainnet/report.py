@@ -30,7 +30,7 @@ def skill_table(report: dict, methods=ALL_ROWS) -> str:
         for row in final.get(method, []):
             lines.append(
                 f"| {method} | +{row['lead_minutes']} | {row['csi_0.1']:.3f} | {row['csi_1']:.3f} | "
-                f"{row['csi_5']:.3f} | {row['mae']:.3f} | {row['mean_forecast']:.3f} | {row['mean_observed']:.3f} |"
+                f"{row['csi_5']:.3f} | {row['mae_mm_h']:.3f} | {row['mean_forecast_mm_h']:.3f} | {row['mean_observed_mm_h']:.3f} |"
             )
     return "\n".join(lines)
 
@@ -44,7 +44,7 @@ def comparison_table(report: dict) -> str:
     ]
     for k, row in enumerate(final["rainnet"]):
         csi = [final[m][k]["csi_1"] for m in METHODS]
-        mae = [final[m][k]["mae"] for m in METHODS]
+        mae = [final[m][k]["mae_mm_h"] for m in METHODS]
         cells = [f"**{v:.3f}**" if v == max(csi) else f"{v:.3f}" for v in csi]
         cells += [f"**{v:.3f}**" if v == min(mae) else f"{v:.3f}" for v in mae]
         lines.append(f"| +{row['lead_minutes']} | " + " | ".join(cells) + " |")
@@ -56,7 +56,7 @@ def epoch_table(report: dict) -> str:
     lines = ["| epoch | stage | loss | val loss | CSI1/MAE +10 | +30 | +60 | s |", "|---|---|---|---|---|---|---|---|"]
     for e in report["epochs"]:
         sk = {r["lead_minutes"]: r for r in e.get("val_skill", [])}
-        cells = [f"{sk[m]['csi_1']:.3f} / {sk[m]['mae']:.3f}" if m in sk else "" for m in (10, 30, 60)]
+        cells = [f"{sk[m]['csi_1']:.3f} / {sk[m]['mae_mm_h']:.3f}" if m in sk else "" for m in (10, 30, 60)]
         lines.append(
             f"| {e['epoch']} | {e['stage']} | {e['loss']:.4f} | {e.get('val_loss', float('nan')):.4f} | "
             + " | ".join(cells)

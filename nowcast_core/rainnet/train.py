@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from nowcast_core.contract import N_INPUTS, N_LEADS
+from nowcast_core.rainnet.config import RainNetConfig, save_model
 from nowcast_core.rainnet.dataset import (
-    N_INPUTS,
     Samples,
     event_name,
     make_tf_dataset,
@@ -35,9 +36,7 @@ from nowcast_core.rainnet.dataset import (
     split_by_event,
 )
 from nowcast_core.rainnet.preprocess import LOG_OFFSET, crop_tf, log_to_rain_rate, pad
-from nowcast_core.verification import scores_per_lead
-
-N_LEADS = 6
+from nowcast_core.verification.scores import scores_per_lead
 
 
 @dataclass
@@ -61,6 +60,12 @@ class TrainConfig:
     seed: int = 42
     progress: bool = True
 
+    def model_config(self) -> RainNetConfig:
+        """The network's build configuration, saved inside the model file."""
+        return RainNetConfig(base_filters=self.base_filters, upsampling=self.upsampling,
+                             conditioning=self.conditioning,
+                             smoothing_px_per_lead=self.smoothing_px_per_lead if self.conditioning else 0.0)
+
 
 def configure_hardware(threads: int | None = None) -> dict:
     """Use the GPU when there is one (mixed precision), else the CPU with ``threads`` threads.
@@ -68,7 +73,9 @@ def configure_hardware(threads: int | None = None) -> dict:
     Must run before TensorFlow executes anything; later calls keep the first setting.
     Returns a description stored in the training report.
     """
-    import keras
+    from nowcast_core.rainnet import import_keras
+
+    keras = import_keras()
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -122,8 +129,8 @@ def _unroll_loss(model, batch, n_steps: int, training: bool, rain_mae_weight: fl
 def skill_score(skill: list[dict]) -> float:
     """One number for model selection (higher is better): mean CSI at 1 mm/h over the leads
     minus the mean MAE relative to the mean observed rain rate."""
-    csi1 = np.nanmean([r["csi_1"] for r in skill])
-    rel_mae = np.mean([r["mae"] for r in skill]) / max(np.mean([r["mean_observed"] for r in skill]), 1e-6)
+    csi1 = np.nanmean([np.nan if r["csi_1"] is None else r["csi_1"] for r in skill])
+    rel_mae = np.mean([r["mae_mm_h"] for r in skill]) / max(np.mean([r["mean_observed_mm_h"] for r in skill]), 1e-6)
     return float(csi1 - rel_mae)
 
 
@@ -151,23 +158,29 @@ def evaluate(
 
 
 def baseline_skill(samples: Samples) -> dict:
-    """Skill per lead of persistence and pysteps (``nowcast_core.forecasters``) on ``samples``,
-    and of the conditioning extrapolation alone (key ``conditioning``) if the samples carry one."""
-    from nowcast_core.forecasters import get_method
+    """Skill per lead of persistence and pysteps extrapolation (as the forecasters of the same
+    names compute them) on ``samples``, and of the conditioning extrapolation alone (key
+    ``conditioning``) if the samples carry one."""
+    from nowcast_core import extrapolation
 
     inputs = log_to_rain_rate(np.moveaxis(samples.frames[..., :N_INPUTS], -1, 1))
     obs = log_to_rain_rate(np.moveaxis(samples.frames[..., N_INPUTS:], -1, 1))
-    out = {}
-    for name in ("persistence", "pysteps"):
-        forecaster = get_method(name)
-        out[name] = scores_per_lead(forecaster.forecast(inputs)[:, : samples.n_leads], obs)
+    n = samples.n_leads
+    out = {"persistence": scores_per_lead(extrapolation.persistence(inputs, n), obs),
+           "pysteps": scores_per_lead(extrapolation.extrapolate_batch(inputs, n, fill_inflow=False), obs)}
     if samples.conditioning is not None:
         out["conditioning"] = scores_per_lead(log_to_rain_rate(np.moveaxis(samples.conditioning, -1, 1)), obs)
     return out
 
 
 def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -180,7 +193,7 @@ def _progress(enabled: bool):
 
 
 def _fmt_skill(skill: list[dict]) -> str:
-    return " ".join(f"+{r['lead_minutes']}:{r['csi_1']:.2f}/{r['mae']:.2f}" for r in skill)
+    return " ".join(f"+{r['lead_minutes']}:{r['csi_1'] or 0:.2f}/{r['mae_mm_h']:.2f}" for r in skill)
 
 
 def train(
@@ -213,9 +226,9 @@ def train(
     import keras
     import tensorflow as tf
 
-    from nowcast_core.rainnet.model import build_rainnet
-    from nowcast_core.rainnet.recursive import model_name
+    from nowcast_core.rainnet import import_keras
 
+    import_keras()
     config = config or TrainConfig()
     hardware = configure_hardware()
     keras.utils.set_random_seed(config.seed)
@@ -228,13 +241,7 @@ def train(
             val_samples = Samples(val_samples.frames, None, val_samples.events, val_samples.issue_times)
     has_val = val_samples is not None and len(val_samples) > 0
 
-    model = build_rainnet(
-        config.base_filters,
-        upsampling=config.upsampling,
-        conditioning_channels=1 if use_cond else 0,
-        residual=use_cond,
-        name=model_name(config.base_filters, config.smoothing_px_per_lead if use_cond else 0.0),
-    )
+    model = config.model_config().build()
     if initial_model is not None:
         model.set_weights(initial_model.get_weights())
     if config.monitor not in ("val_loss", "val_score"):
@@ -331,15 +338,6 @@ def train(
         model.set_weights(overall["weights"])
         history["kept_stage"] = overall["stage"]
     return model, history
-
-
-def save_model(model, out_path: str | Path) -> Path:
-    """Save ``model`` as a ``.keras`` file without optimizer state (the model is never compiled)."""
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    model.optimizer = None
-    model.save(out_path)
-    return out_path
 
 
 def report_path_for(model_path: str | Path) -> Path:
@@ -443,13 +441,13 @@ def train_from_folders(
     )
     initial = None
     if init_model is not None:
-        import keras
+        from nowcast_core.rainnet.config import load_model
 
-        initial = keras.saving.load_model(init_model, compile=False, safe_mode=True)
+        initial, _ = load_model(init_model)
     model, history = train(train_samples, val_samples if len(val_samples) else None, config, initial)
     if init_model is not None:
         history["init_model"] = Path(init_model).name
-    out_path = save_model(model, out_path)
+    out_path = save_model(model, out_path, config.model_config())
     history["hardware"] = hardware
     history["folders"] = [f.name for f in folders]
     history["events"] = sorted({event_name(f) for f in folders})

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from nowcast_core import registry
 from nowcast_core.forecasters import Forecaster, get_method
+from nowcast_core.io.files import file_sha256
+from nowcast_core.models import registry
 from nowcast_core.rainnet import bundled_model_path
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def resolve(session: Session, method: str | None = None, model: Path | None = No
     if model is not None:
         if not Path(model).exists():
             return Choice(FALLBACK_METHOD, note=f"configured model {model} is missing: {FALLBACK_METHOD} fallback")
-        return Choice("rainnet", Path(model), registry.file_sha256(model))
+        return Choice("rainnet", Path(model), file_sha256(model))
     registry.ensure_bundled_registered(session, bundled_model_path())
     record = registry.champion(session)
     if record is None:

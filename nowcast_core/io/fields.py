@@ -7,13 +7,13 @@ verification all see the same numbers.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import os
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+
+from nowcast_core.io.files import atomic_write, sha256_bytes
 
 RESOLUTION_MM_H = 0.01
 _MAX_COUNT = np.iinfo(np.uint16).max
@@ -35,27 +35,13 @@ def field_relpath(issue_time: datetime, method: str, checksum: str) -> Path:
     return Path(f"{issue_time:%Y/%m/%d}") / f"{issue_time:%Y%m%d%H%M}_{method}_{checksum[:12]}.npz"
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_field(root: Path, issue_time: datetime, method: str, rain_rate_mm_h: np.ndarray) -> tuple[str, str]:
     """Store a (6, H, W) forecast; returns (path relative to ``root``, sha256 of the file)."""
     counts = np.rint(quantize(rain_rate_mm_h) / RESOLUTION_MM_H).astype(np.uint16)
     buf = io.BytesIO()
     np.savez_compressed(buf, rain_rate_counts=counts, resolution_mm_h=np.float64(RESOLUTION_MM_H))
     data = buf.getvalue()
-    checksum = hashlib.sha256(data).hexdigest()
+    checksum = sha256_bytes(data)
     rel = field_relpath(issue_time, method, checksum)
     atomic_write(Path(root) / rel, data)
     return str(rel), checksum
@@ -64,7 +50,7 @@ def save_field(root: Path, issue_time: datetime, method: str, rain_rate_mm_h: np
 def load_field(root: Path, relpath: str, checksum: str | None = None) -> np.ndarray:
     """Load a stored forecast as float32 mm/h; verify its checksum when given."""
     data = (Path(root) / relpath).read_bytes()
-    if checksum is not None and hashlib.sha256(data).hexdigest() != checksum:
+    if checksum is not None and sha256_bytes(data) != checksum:
         raise ValueError(f"forecast field {relpath} does not match its stored checksum")
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         return (npz["rain_rate_counts"].astype(np.float64) * float(npz["resolution_mm_h"])).astype(np.float32)

@@ -13,7 +13,7 @@ The rain field of each scan is the sum of
 
 The motion is coherent (one steering velocity of a few pixels per 10 minutes), so optical
 flow has skill over persistence. Rates are converted to the feed's uint8 pixel scale with
-:func:`nowcast_core.frames.rain_rate_to_pixel`; rain-free pixels are 0.
+:func:`nowcast_core.io.rain_rate_to_pixel`; rain-free pixels are 0.
 
 Everything is drawn from ``numpy.random.default_rng(seed)`` in a fixed order, so a seed gives
 the same sequence every time, and a shorter sequence is a prefix of a longer one.
@@ -22,7 +22,6 @@ the same sequence every time, and a shorter sequence is a prefix of a longer one
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,8 +29,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from nowcast_core.frames.reader import GRID_SHAPE, SCAN_INTERVAL, frame_file_name
-from nowcast_core.frames.scale import rain_rate_to_pixel
+from nowcast_core.contract import GRID_SHAPE, SCAN_INTERVAL
+from nowcast_core.io.files import atomic_write
+from nowcast_core.io.frames import frame_file_name
+from nowcast_core.io.scale import rain_rate_to_pixel
 
 #: Default first scan time: a monsoon-season morning (UTC).
 DEFAULT_START = datetime(2020, 8, 2, 0, 0, tzinfo=UTC)
@@ -229,9 +230,7 @@ def write_sequence(
         path = folder / frame_file_name(scan_time)
         buffer = io.BytesIO()
         np.savez_compressed(buffer, frame=frame)
-        tmp = folder / f".{path.name}.tmp"
-        tmp.write_bytes(buffer.getvalue())
-        os.replace(tmp, path)
+        atomic_write(path, buffer.getvalue())
         paths.append(path)
     return paths
 

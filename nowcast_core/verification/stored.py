@@ -16,12 +16,18 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from nowcast_core.contract import LEAD_MINUTES
 from nowcast_core.dams import Dam, catchment_mask
-from nowcast_core.db.models import Contingency, DamRainfall, ForecastRun, FrameRecord, LeadVerification
-from nowcast_core.forecasters import LEAD_MINUTES
-from nowcast_core.ingest import load_rain_rates
-from nowcast_core.store import load_field
-from nowcast_core.verification import THRESHOLDS_MM_H, LeadCounts, lead_counts
+from nowcast_core.db.schema import (
+    Contingency,
+    DamRainfall,
+    ForecastRun,
+    FrameRecord,
+    LeadVerification,
+)
+from nowcast_core.inbox.ingest import load_rain_rates
+from nowcast_core.io.fields import load_field
+from nowcast_core.verification.scores import COUNT_NAMES, LeadCounts, lead_counts
 
 
 def _observed_dam_values(observed: np.ndarray, dams: Sequence[Dam]) -> dict[str, tuple[float | None, float | None]]:
@@ -111,7 +117,9 @@ def skill_rows(session: Session, *, since: datetime | None = None, until: dateti
         q = q.where(ForecastRun.issue_time >= since)
     if until is not None:
         q = q.where(ForecastRun.issue_time <= until)
-    pools: dict[tuple, LeadCounts] = defaultdict(LeadCounts)
+    # Stored counts keep no sums of rates: the mean forecast and observed rates are unknown here.
+    pools: dict[tuple, LeadCounts] = defaultdict(
+        lambda: LeadCounts(forecast_sum=None, observed_sum=None, contingency={}))
     seen: set[int] = set()
     for method, lv, c in session.execute(q):
         key = (method, lv.lead_minutes) if by == "lead" else (method,)
@@ -121,24 +129,13 @@ def skill_rows(session: Session, *, since: datetime | None = None, until: dateti
             pool.n_forecasts += 1
             pool.n_pixels += lv.n_pixels
             pool.abs_error_sum += lv.abs_error_sum
-        counts = pool.contingency.setdefault(c.threshold_mm_h, dict.fromkeys(("hits", "misses", "false_alarms", "correct_negatives"), 0))
-        counts["hits"] += c.hits
-        counts["misses"] += c.misses
-        counts["false_alarms"] += c.false_alarms
-        counts["correct_negatives"] += c.correct_negatives
+        counts = pool.contingency.setdefault(c.threshold_mm_h, dict.fromkeys(COUNT_NAMES, 0))
+        for name in COUNT_NAMES:
+            counts[name] += getattr(c, name)
     rows = []
     for key in sorted(pools):
-        pool = pools[key]
-        row = {"method": key[0]}
-        if by == "lead":
-            row["lead_minutes"] = key[1]
-        row["n_forecasts"] = pool.n_forecasts
-        row["mae_mm_h"] = _fmt(pool.mae_mm_h)
-        scores = {thr: pool.scores(thr) for thr in THRESHOLDS_MM_H if thr in pool.contingency}
-        row["csi"] = {f"{thr:g}": _fmt(s["csi"]) for thr, s in scores.items()}
-        row["pod"] = {f"{thr:g}": _fmt(s["pod"]) for thr, s in scores.items()}
-        row["far"] = {f"{thr:g}": _fmt(s["far"]) for thr, s in scores.items()}
-        rows.append(row)
+        row = {"method": key[0]} | ({"lead_minutes": key[1]} if by == "lead" else {})
+        rows.append(row | pools[key].summary(digits=4))
     return rows
 
 

@@ -10,10 +10,7 @@ producer's temporary files and are left alone.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,8 +20,15 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from nowcast_core.db.models import FrameRecord, RejectedFile
-from nowcast_core.frames import Frame, FrameError, NotReadyError, pixel_to_rain_rate, read_frame
+from nowcast_core.db.schema import FrameRecord, RejectedFile
+from nowcast_core.io import (
+    Frame,
+    FrameError,
+    NotReadyError,
+    pixel_to_rain_rate,
+    read_frame,
+)
+from nowcast_core.io.files import atomic_copy, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -58,21 +62,8 @@ def _unique_destination(folder: Path, name: str) -> Path:
     return dest
 
 
-def _copy_durably(src: Path, dest: Path) -> None:
-    """Copy ``src`` to ``dest`` through a temporary name, fsync, then rename."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        shutil.copyfile(src, tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _move(src: Path, dest: Path) -> None:
-    _copy_durably(src, dest)
+    atomic_copy(src, dest)
     src.unlink()
 
 
@@ -138,10 +129,10 @@ def _ingest_one(session: Session, path: Path, home: Path, archive: Path, quarant
     dest = archive_path_for(archive, frame.scan_time, path.name)
     if dest.exists():
         # An earlier poll archived it but did not finish registering (crash); keep that copy only if identical.
-        if hashlib.sha256(dest.read_bytes()).hexdigest() != frame.checksum:
+        if file_sha256(dest) != frame.checksum:
             dest = _unique_destination(dest.parent, path.name)
     if not dest.exists():
-        _copy_durably(path, dest)
+        atomic_copy(path, dest)
     try:
         register_frame(session, frame, dest)
     except IntegrityError:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 from pathlib import Path
 
-from nowcast_core.frames.reader import FrameError, scan_time_from_name
+from nowcast_core.io.files import atomic_copy
+from nowcast_core.io.frames import FrameError, scan_time_from_name
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +32,7 @@ def replay_folder(folder: str | Path, inbox: str | Path, *, speed: float = 60.0)
     for scan_time, path in scans:
         if previous is not None and speed > 0:
             time.sleep(max(0.0, (scan_time - previous).total_seconds() / speed))
-        tmp = inbox / f".{path.name}.part"
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, inbox / path.name)
+        atomic_copy(path, inbox / path.name)
         previous = scan_time
     return len(scans)
 
@@ -47,7 +44,7 @@ def demo_source(home: Path) -> Path:
         events = sorted(p for p in shared.iterdir() if p.is_dir() and any(p.glob("RDR_*.npz")))
         if events:
             return events[0]
-    from nowcast_core.sample import write_sequence
+    from nowcast_core.io.sample import write_sequence
 
     target = Path(home) / "sample"
     if not any(target.glob("RDR_*.npz")):

@@ -21,22 +21,28 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from nowcast_core import registry
 from nowcast_core.config import Settings
+from nowcast_core.contract import LEAD_MINUTES, N_INPUTS, N_LEADS
 from nowcast_core.db import make_engine, session_factory
-from nowcast_core.db.models import FrameRecord
-from nowcast_core.evaluation import forecast_batched, frame_sequences
-from nowcast_core.forecasters import LEAD_MINUTES, N_INPUTS, N_LEADS, Forecaster, get_method
-from nowcast_core.frames import read_frame
-from nowcast_core.rainnet import bundled_model_path
-from nowcast_core.verification import scores_per_lead
+from nowcast_core.db.schema import FrameRecord
+from nowcast_core.forecasters import Forecaster, get_method
+from nowcast_core.forecasters.batch import forecast_batched
+from nowcast_core.io import read_frame
+from nowcast_core.io.files import file_sha256
+from nowcast_core.io.sequences import frame_sequences
+from nowcast_core.models import registry
+from nowcast_core.rainnet import bundled_model_path, model_version
+from nowcast_core.verification.scores import scores_per_lead
 
 log = logging.getLogger(__name__)
 
 #: Scores a challenger can be judged on: whether higher is better, and the rain rate (mm/h)
 #: the validation scans must reach on enough pixels for the score to mean something.
 METRICS = {"csi_1_mean": (True, 1.0), "csi_0.1_mean": (True, 0.1), "csi_5_mean": (True, 5.0),
-           "mae_mean": (False, 0.1)}
+           "mae_mm_h_mean": (False, 0.1)}
+#: Per-lead scores kept in a retraining's metrics (keys of ``LeadCounts.summary``); ``<key>_mean``
+#: is their mean over the leads.
+SCORE_KEYS = ("csi_0.1", "csi_1", "csi_5", "mae_mm_h")
 
 
 def score(forecaster: Forecaster, inputs: np.ndarray, observed: np.ndarray, batch: int = 16) -> dict:
@@ -44,13 +50,16 @@ def score(forecaster: Forecaster, inputs: np.ndarray, observed: np.ndarray, batc
     per lead CSI at 0.1/1/5 mm/h and MAE, and their means over leads (the promotion scores)."""
     forecast = forecast_batched(forecaster, inputs, batch)
     rows = scores_per_lead(forecast, observed, LEAD_MINUTES)
-    keys = ("csi_0.1", "csi_1", "csi_5", "mae")
-    out = {"per_lead": {str(r["lead_minutes"]): {k: round(r[k], 5) for k in keys} | {"n": r["n_forecasts"]}
+    out = {"per_lead": {str(r["lead_minutes"]): {k: _round(r[k]) for k in SCORE_KEYS} | {"n": r["n_forecasts"]}
                         for r in rows}}
-    for key in keys:
-        values = [r[key] for r in rows if np.isfinite(r[key])]
+    for key in SCORE_KEYS:
+        values = [r[key] for r in rows if r[key] is not None]
         out[f"{key}_mean"] = round(float(np.mean(values)), 5) if values else float("nan")
     return out
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 5)
 
 
 def wet_pixels(observed: np.ndarray) -> dict[str, int]:
@@ -138,9 +147,13 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
     validation_fraction, max_validation : the most recent share of the archive's span, at
         most ``max_validation``, validates.
     """
-    from nowcast_core.rainnet.dataset import concat_samples, samples_from_folder, samples_from_frames
-    from nowcast_core.rainnet.recursive import describe_model
-    from nowcast_core.rainnet.train import TrainConfig, save_model, train
+    from nowcast_core.rainnet.config import save_model
+    from nowcast_core.rainnet.dataset import (
+        concat_samples,
+        samples_from_folder,
+        samples_from_frames,
+    )
+    from nowcast_core.rainnet.train import TrainConfig, train
 
     frames = _archived_frames(settings)
     train_frames, val_frames, split = split_by_time(frames, validation_fraction, max_validation)
@@ -161,22 +174,22 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
             champion_path, champion_version = Path(champion.path), champion.version
 
         champion_forecaster = get_method("rainnet", model_path=champion_path)
-        arch = describe_model(champion_forecaster.model)  # the challenger keeps it
-        sample_kw = dict(conditioning=arch["conditioning"], smoothing_px_per_lead=arch["smoothing_px_per_lead"])
+        arch = champion_forecaster.config  # the challenger keeps the champion's build configuration
+        sample_kw = dict(conditioning=arch.conditioning, smoothing_px_per_lead=arch.smoothing_px_per_lead)
         parts = [samples_from_frames(train_frames, "archive", max_samples=settings.retrain_max_windows, **sample_kw)]
         extra = settings.retrain_extra_folders if extra_folders is None else extra_folders
         parts += [samples_from_folder(f, **sample_kw) for f in extra]
         train_samples = concat_samples(parts)  # raises ValueError when there is no window at all
 
-        config = TrainConfig(epochs=epochs or settings.retrain_epochs, base_filters=arch["base_filters"],
-                             upsampling=arch["upsampling"], conditioning=arch["conditioning"],
-                             smoothing_px_per_lead=arch["smoothing_px_per_lead"],
+        config = TrainConfig(epochs=epochs or settings.retrain_epochs, base_filters=arch.base_filters,
+                             upsampling=arch.upsampling, conditioning=arch.conditioning,
+                             smoothing_px_per_lead=arch.smoothing_px_per_lead,
                              learning_rate=settings.retrain_learning_rate, progress=False)
         # No validation samples here: the recent scans judge the challenger and must not also pick its epoch.
         model, history = train(train_samples, None, config, initial_model=champion_forecaster.model)
         models_dir = settings.home / "models"
-        tmp = save_model(model, models_dir / "challenger.tmp.keras")
-        final = models_dir / f"{registry.model_version(registry.file_sha256(tmp))}.keras"
+        tmp = save_model(model, models_dir / "challenger.tmp.keras", config.model_config())
+        final = models_dir / f"{model_version(file_sha256(tmp))}.keras"
         shutil.move(tmp, final)
 
         metrics = {

@@ -10,8 +10,8 @@ import numpy as np
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from nowcast_core.db.models import DamRainfall, ForecastRun, FrameRecord, RejectedFile
-from nowcast_core.store import load_field
+from nowcast_core.db.schema import DamRainfall, ForecastRun, FrameRecord, RejectedFile
+from nowcast_core.io.fields import load_field
 
 
 def _iso(t: datetime | None) -> str | None:

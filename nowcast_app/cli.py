@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from nowcast_core.output import Format, render
+from nowcast_app.output import Format, render
 
 app = typer.Typer(help="Precipitation nowcasting for hydro-power dams.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -42,7 +42,7 @@ def parse_time(value: Optional[str]) -> Optional[datetime]:
 
 
 def _service():
-    from nowcast_core.service import Service
+    from nowcast_core.cycle.service import Service
 
     svc = Service.from_env()
     svc.migrate()
@@ -95,13 +95,13 @@ def run(once: Annotated[bool, typer.Option("--once", help="run one cycle and exi
     """Run the daemon: a forecast cycle every poll interval, until SIGTERM/SIGINT."""
     from flows.daemon import run_daemon
     from nowcast_core.config import load_settings
-    from nowcast_core.locks import LockHeld
+    from nowcast_core.cycle.locks import LockHeld
 
     _setup_logging(verbose)
     settings = load_settings(**({"poll_interval_s": 10.0} if demo and "NOWCAST_POLL_INTERVAL_S" not in os.environ else {}))
     settings.ensure_dirs()
     if demo:
-        from nowcast_core.replay import start_demo_replay
+        from nowcast_core.inbox.replay import start_demo_replay
 
         start_demo_replay(settings)
     try:
@@ -116,7 +116,7 @@ def replay(folder: Path, speed: Annotated[float, typer.Option(help="times faster
            inbox: Optional[Path] = None) -> None:
     """Copy FOLDER's scans into the inbox in time order, SPEED times faster than real time."""
     from nowcast_core.config import load_settings
-    from nowcast_core.replay import replay_folder
+    from nowcast_core.inbox.replay import replay_folder
 
     _setup_logging()
     settings = load_settings()
@@ -129,7 +129,7 @@ def replay(folder: Path, speed: Annotated[float, typer.Option(help="times faster
 def sample(out: Path, scans: int = 36, seed: int = 0,
            start: Annotated[Optional[str], typer.Option(help="first scan time, ISO 8601 UTC")] = None) -> None:
     """Write a synthetic sample sequence (moving, growing and decaying rain cells) to OUT."""
-    from nowcast_core.sample import write_sequence
+    from nowcast_core.io.sample import write_sequence
 
     kwargs = {"n_scans": scans, "seed": seed}
     if start:
@@ -144,7 +144,7 @@ def forecasts(dam: Optional[str] = None, issue_time: Annotated[Optional[str], ty
               method: Annotated[Optional[str], typer.Option(help="a stored method; default the production runs")] = None,
               fmt: FormatOpt = Format.table) -> None:
     """Dam rainfall forecasts (default: the latest production run)."""
-    from nowcast_core.queries import forecast_rows
+    from nowcast_core.db.queries import forecast_rows
 
     svc = _service()
     with svc.sessions() as session:
@@ -157,7 +157,7 @@ def forecasts(dam: Optional[str] = None, issue_time: Annotated[Optional[str], ty
 def frames(rejected: Annotated[bool, typer.Option("--rejected", help="quarantined files and reasons")] = False,
            fmt: FormatOpt = Format.table) -> None:
     """Registered scans, or the rejected files with their reasons."""
-    from nowcast_core.queries import frame_rows
+    from nowcast_core.db.queries import frame_rows
 
     svc = _service()
     with svc.sessions() as session:
@@ -171,7 +171,7 @@ def export(out: Annotated[Path, typer.Option("--out", help="FILE.npz")], since: 
     """Write stored forecast fields to an .npz: issue_times and rain_rate_mm_h (n x 6 x 120 x 120)."""
     import numpy as np
 
-    from nowcast_core.queries import export_fields
+    from nowcast_core.db.queries import export_fields
 
     svc = _service()
     with svc.sessions() as session:
@@ -211,7 +211,7 @@ class By(str, Enum):
 def skill(since: Optional[str] = None, until: Optional[str] = None, by: By = By.lead, fmt: FormatOpt = Format.table,
           plot: Annotated[Optional[Path], typer.Option(help="draw CSI and MAE against lead to FILE.png")] = None) -> None:
     """Verified skill from stored counts: MAE, CSI/POD/FAR at 0.1, 1, 5, 10 mm/h."""
-    from nowcast_core.skill import skill_rows
+    from nowcast_core.verification.stored import skill_rows
 
     svc = _service()
     with svc.sessions() as session:
@@ -231,7 +231,7 @@ def skill(since: Optional[str] = None, until: Optional[str] = None, by: By = By.
 
 
 def skill_rows_by_lead(svc, since, until):
-    from nowcast_core.skill import skill_rows
+    from nowcast_core.verification.stored import skill_rows
 
     with svc.sessions() as session:
         return skill_rows(session, since=parse_time(since), until=parse_time(until), by="lead")
@@ -244,7 +244,7 @@ app.add_typer(models_app, name="models")
 @models_app.command("list")
 def models_list(fmt: FormatOpt = Format.table) -> None:
     """Every known model, oldest first, with its decision and metrics."""
-    from nowcast_core import registry
+    from nowcast_core.models import registry
     from nowcast_core.rainnet import bundled_model_path
 
     svc = _service()
@@ -269,14 +269,14 @@ def _model_summary(row: dict) -> dict:
     span = f"{row['data_start'] or ''} .. {row['data_end'] or ''}" if row["data_start"] else ""
     return {"id": row["id"], "created": row["created"][:19] + "Z", "version": row["version"], "role": row["role"],
             "decision": row["decision"], "csi_1_mean new/champion/pysteps": scores("csi_1_mean"),
-            "mae_mean new/champion/pysteps": scores("mae_mean"), "data": span, "reason": row["reason"]}
+            "mae_mm_h_mean new/champion/pysteps": scores("mae_mm_h_mean"), "data": span, "reason": row["reason"]}
 
 
 @models_app.command("promote")
 def models_promote(model_id: int) -> None:
     """Make model ID the champion (the running daemon picks it up at its next cycle)."""
-    from nowcast_core import registry
-    from nowcast_core.db.models import ModelRecord
+    from nowcast_core.db.schema import ModelRecord
+    from nowcast_core.models import registry
 
     svc = _service()
     with svc.sessions() as session:
@@ -296,7 +296,7 @@ def models_promote(model_id: int) -> None:
 @models_app.command("rollback")
 def models_rollback() -> None:
     """Retire the champion and restore the previous one."""
-    from nowcast_core import registry
+    from nowcast_core.models import registry
 
     svc = _service()
     with svc.sessions() as session:
@@ -356,7 +356,7 @@ def train(folders: list[Path], out: Annotated[Path, typer.Option("--out", help="
                                  competition_files=competition or ())
     err.print(f"model written to {out}, report to {report_path_for(out)} ({len(history['epochs'])} epochs)")
     if register:
-        from nowcast_core import registry
+        from nowcast_core.models import registry
 
         svc = _service()
         with svc.sessions() as session:
@@ -379,7 +379,7 @@ def _forecaster(method: str, model: Optional[Path]):
     if method != "rainnet":
         return get_method(method)
     if model is None:
-        from nowcast_core.production import resolve
+        from nowcast_core.models.production import resolve
 
         svc = _service()
         with svc.sessions() as session:
@@ -399,7 +399,7 @@ def predict(folder: Path, out: Annotated[Path, typer.Option("--out", help="FILE.
     """Forecast from every scan in FOLDER that has its three predecessors."""
     import numpy as np
 
-    from nowcast_core.evaluation import predict_folder
+    from nowcast_core.forecasters.batch import predict_folder
 
     forecaster = _forecaster(method.value, model)
     issue_times, rain = predict_folder(folder, forecaster)
@@ -413,7 +413,7 @@ def predict(folder: Path, out: Annotated[Path, typer.Option("--out", help="FILE.
     if plot is not None:
         from nowcast_core.config import load_settings
         from nowcast_core.dams import load_dams
-        from nowcast_core.evaluation import folder_sequences
+        from nowcast_core.io.sequences import folder_sequences
         from nowcast_core.plots import plot_forecast
 
         wanted = parse_time(plot_issue_time) if plot_issue_time else issue_times[-1]
@@ -432,7 +432,7 @@ def evaluate(folders: list[Path], fmt: FormatOpt = Format.table, model: Optional
     """Skill per lead of rainnet, pysteps and persistence side by side on folders of scans."""
     from nowcast_core.config import load_settings
     from nowcast_core.dams import load_dams
-    from nowcast_core.evaluation import evaluate_folders
+    from nowcast_core.models.evaluation import evaluate_folders
 
     forecasters = [_forecaster(m.strip(), model) for m in methods.split(",") if m.strip()]
     pixels = [d.pixel for d in load_dams(load_settings().dams_file)]
@@ -466,7 +466,14 @@ def deploy(work_pool: Annotated[str, typer.Option(envvar="NOWCAST_WORK_POOL",
            migrate: Annotated[bool, typer.Option(help="migrate the application database first")] = True,
            fmt: FormatOpt = Format.table) -> None:
     """Register the flows as deployments on the Prefect server at $PREFECT_API_URL (see docs/DEPLOY.md)."""
-    from flows.deployments import REPO_DIR, DeployError, DeployOptions, build_deployments, deploy as do_deploy, describe
+    from flows.deployments import (
+        REPO_DIR,
+        DeployError,
+        DeployOptions,
+        build_deployments,
+        describe,
+    )
+    from flows.deployments import deploy as do_deploy
     from nowcast_core.config import load_settings
 
     _setup_logging()
@@ -498,5 +505,5 @@ def main() -> None:  # pragma: no cover
     app()
 
 
-if __name__ == "__main__":  # python -m nowcast_core.cli: how the daemon starts a retraining process
+if __name__ == "__main__":  # python -m nowcast_app.cli: how the daemon starts a retraining process
     app()

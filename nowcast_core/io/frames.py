@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-GRID_SHAPE = (120, 120)
-SCAN_INTERVAL = timedelta(minutes=10)
+from nowcast_core.contract import GRID_SHAPE, SCAN_INTERVAL
+
 NAME_PATTERN = re.compile(r"^RDR_(\d{12})\.npz$")
 
 #: Reason codes, one per fault kind of the spec.

@@ -21,12 +21,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from nowcast_core.contract import LEAD_MINUTES, N_INPUTS, SCAN_INTERVAL
 from nowcast_core.dams import Dam, dam_rainfall
-from nowcast_core.db.models import DamRainfall, ForecastRun, FrameRecord
-from nowcast_core.forecasters import LEAD_MINUTES, N_INPUTS, Forecaster
-from nowcast_core.frames.reader import SCAN_INTERVAL
-from nowcast_core.ingest import load_rain_rates
-from nowcast_core.store import quantize, save_field
+from nowcast_core.db.schema import DamRainfall, ForecastRun, FrameRecord
+from nowcast_core.forecasters import Forecaster
+from nowcast_core.inbox.ingest import load_rain_rates
+from nowcast_core.io.fields import quantize, save_field
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-THRESHOLDS_MM_H = (0.1, 1.0, 5.0, 10.0)
+from nowcast_core.contract import THRESHOLDS_MM_H
+
 COUNT_NAMES = ("hits", "misses", "false_alarms", "correct_negatives")
 
 
@@ -24,13 +25,31 @@ def _detcat():
     return detcatscores
 
 
+#: The scores of a pool of forecasts, as every part of the system names them (one key scheme):
+#: ``n_forecasts``, ``mae_mm_h``, ``mean_forecast_mm_h``, ``mean_observed_mm_h`` and, per
+#: threshold, ``csi_<thr>``, ``pod_<thr>``, ``far_<thr>`` (``csi_0.1``, ``csi_1``, ``csi_5``, ``csi_10``).
+CATEGORICAL_SCORES = ("csi", "pod", "far")
+
+
+def score_key(score: str, threshold_mm_h: float) -> str:
+    """``csi_1``, ``pod_0.1``, ...: the key of a categorical score at a threshold."""
+    return f"{score}_{threshold_mm_h:g}"
+
+
 @dataclass
 class LeadCounts:
-    """Additive verification counts of forecasts at one lead (or any pool of them)."""
+    """Additive verification counts of forecasts at one lead (or any pool of them).
+
+    ``forecast_sum`` and ``observed_sum`` (mm/h summed over the valid pixels) are None where
+    they were not kept (the stored verification keeps counts and absolute errors only);
+    :meth:`summary` then leaves the mean rates out.
+    """
 
     n_forecasts: int = 0
     n_pixels: int = 0
     abs_error_sum: float = 0.0
+    forecast_sum: float | None = 0.0
+    observed_sum: float | None = 0.0
     contingency: dict[float, dict[str, int]] = field(
         default_factory=lambda: {thr: dict.fromkeys(COUNT_NAMES, 0) for thr in THRESHOLDS_MM_H})
 
@@ -38,25 +57,48 @@ class LeadCounts:
         self.n_forecasts += other.n_forecasts
         self.n_pixels += other.n_pixels
         self.abs_error_sum += other.abs_error_sum
+        self.forecast_sum = None if None in (self.forecast_sum, other.forecast_sum) else self.forecast_sum + other.forecast_sum
+        self.observed_sum = None if None in (self.observed_sum, other.observed_sum) else self.observed_sum + other.observed_sum
         for thr, counts in other.contingency.items():
             mine = self.contingency.setdefault(thr, dict.fromkeys(COUNT_NAMES, 0))
             for name in COUNT_NAMES:
                 mine[name] += counts[name]
 
+    def _mean(self, total: float | None) -> float:
+        return total / self.n_pixels if self.n_pixels and total is not None else float("nan")
+
     @property
     def mae_mm_h(self) -> float:
-        return self.abs_error_sum / self.n_pixels if self.n_pixels else float("nan")
+        return self._mean(self.abs_error_sum)
 
     def scores(self, threshold_mm_h: float) -> dict[str, float]:
         """CSI, POD and FAR at a threshold (pysteps' formulas on the summed table)."""
         c = self.contingency[threshold_mm_h]
         table = {"thr": threshold_mm_h, "axis": None, **{k: np.array(v) for k, v in c.items()}}
         with np.errstate(divide="ignore", invalid="ignore"):
-            s = _detcat().det_cat_fct_compute(table, scores=["CSI", "POD", "FAR"])
+            s = _detcat().det_cat_fct_compute(table, scores=[name.upper() for name in CATEGORICAL_SCORES])
         return {k.lower(): float(v) for k, v in s.items()}
 
     def csi(self, threshold_mm_h: float) -> float:
         return self.scores(threshold_mm_h)["csi"]
+
+    def summary(self, digits: int | None = None) -> dict[str, float | int | None]:
+        """The scores in the one key scheme (see :data:`CATEGORICAL_SCORES`); NaN becomes None
+        and values are rounded to ``digits`` when given."""
+
+        def clean(x: float) -> float | None:
+            if x is None or not np.isfinite(x):
+                return None
+            return round(float(x), digits) if digits is not None else float(x)
+
+        row: dict[str, float | int | None] = {"n_forecasts": self.n_forecasts, "mae_mm_h": clean(self.mae_mm_h)}
+        if self.forecast_sum is not None and self.observed_sum is not None:
+            row["mean_forecast_mm_h"] = clean(self._mean(self.forecast_sum))
+            row["mean_observed_mm_h"] = clean(self._mean(self.observed_sum))
+        for thr in sorted(self.contingency):
+            for name, value in self.scores(thr).items():
+                row[score_key(name, thr)] = clean(value)
+        return row
 
 
 def lead_counts(forecast_mm_h: np.ndarray, observed_mm_h: np.ndarray,
@@ -65,8 +107,8 @@ def lead_counts(forecast_mm_h: np.ndarray, observed_mm_h: np.ndarray,
     f = np.asarray(forecast_mm_h, dtype=np.float64)
     o = np.asarray(observed_mm_h, dtype=np.float64)
     valid = np.isfinite(o) & np.isfinite(f)
-    out = LeadCounts(n_forecasts=1, n_pixels=int(valid.sum()),
-                     abs_error_sum=float(np.abs(f[valid] - o[valid]).sum()), contingency={})
+    out = LeadCounts(n_forecasts=1, n_pixels=int(valid.sum()), abs_error_sum=float(np.abs(f[valid] - o[valid]).sum()),
+                     forecast_sum=float(f[valid].sum()), observed_sum=float(o[valid].sum()), contingency={})
     f, o = f[valid], o[valid]
     for thr in thresholds_mm_h:
         # Counted here, not with pysteps' det_cat_fct_accum: pysteps thresholds with ``>``, the
@@ -92,25 +134,13 @@ def counts_per_lead(forecast_mm_h: np.ndarray, observed_mm_h: np.ndarray,
 
 def scores_per_lead(forecast_mm_h: np.ndarray, observed_mm_h: np.ndarray,
                     lead_minutes: Iterable[int] | None = None) -> list[dict]:
-    """Scores of forecasts (n, L, H, W) against observations (n, L, H, W), one dict per lead.
-
-    Keys: ``lead_minutes``, ``n_forecasts``, ``csi_<thr>`` per threshold (``csi_0.1``,
-    ``csi_1``, ``csi_5``, ``csi_10``; from the counts pooled over all pixels and forecasts),
-    ``mae`` (mm/h) and ``mean_forecast``, ``mean_observed`` (mm/h over valid pixels, to spot
-    a forecast that scores a low MAE by fading the rain). Lead k defaults to 10 k minutes.
-    """
+    """Scores of forecasts (n, L, H, W) against observations (n, L, H, W), one dict per lead:
+    ``lead_minutes`` and :meth:`LeadCounts.summary` of the counts pooled over all pixels and
+    forecasts (the mean forecast and observed rates show a forecast that scores a low MAE by
+    fading the rain). Lead k defaults to 10 k minutes."""
     f = np.asarray(forecast_mm_h, dtype=np.float64)
-    o = np.asarray(observed_mm_h, dtype=np.float64)
     leads = list(lead_minutes) if lead_minutes is not None else [10 * (k + 1) for k in range(f.shape[1])]
-    rows = []
-    for k, (lead, counts) in enumerate(counts_per_lead(f, o, leads).items()):
-        valid = np.isfinite(f[:, k]) & np.isfinite(o[:, k])
-        row = {"lead_minutes": lead, "n_forecasts": counts.n_forecasts}
-        row.update({f"csi_{thr:g}": counts.csi(thr) for thr in THRESHOLDS_MM_H})
-        row.update(mae=counts.mae_mm_h, mean_forecast=float(f[:, k][valid].mean()) if valid.any() else float("nan"),
-                   mean_observed=float(o[:, k][valid].mean()) if valid.any() else float("nan"))
-        rows.append(row)
-    return rows
+    return [{"lead_minutes": lead, **counts.summary()} for lead, counts in counts_per_lead(f, observed_mm_h, leads).items()]
 
 
 def competition_score(forecast_mm_h: np.ndarray, observed_mm_h: np.ndarray,
@@ -128,4 +158,4 @@ def competition_score(forecast_mm_h: np.ndarray, observed_mm_h: np.ndarray,
     hits = np.count_nonzero((f >= wet_mm_h) & wet)
     denom = np.count_nonzero((f >= wet_mm_h) | wet)
     csi = hits / denom if denom else float("nan")
-    return {"mae": mae, "csi": csi, "score": mae / csi if csi else float("inf")}
+    return {"mae_mm_h": mae, "csi": csi, "score": mae / csi if csi else float("inf")}

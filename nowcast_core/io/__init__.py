@@ -1,6 +1,8 @@
-"""The radar feed's file contract: pixel scale, reading and validating scan files."""
+"""Files in and out: the radar feed's scan contract (``frames``, ``scale``), forecast windows
+(``sequences``), stored forecast fields (``fields``), synthetic scans (``sample``) and
+crash-safe writes (``files``)."""
 
-from nowcast_core.frames.reader import (
+from nowcast_core.io.frames import (
     FAULT_KINDS,
     Frame,
     FrameError,
@@ -11,7 +13,7 @@ from nowcast_core.frames.reader import (
     read_frame,
     scan_time_from_name,
 )
-from nowcast_core.frames.scale import (
+from nowcast_core.io.scale import (
     dbz_to_pixel,
     dbz_to_rain_rate,
     pixel_to_dbz,

@@ -11,14 +11,14 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from nowcast_core import cycle
 from nowcast_core.config import Settings, load_settings
+from nowcast_core.cycle import steps as cycle
 from nowcast_core.dams import load_dams
 from nowcast_core.db import make_engine, session_factory, upgrade
-from nowcast_core.db.models import ForecastRun, FrameRecord, RejectedFile
+from nowcast_core.db.schema import ForecastRun, FrameRecord, RejectedFile
 from nowcast_core.forecasters import Forecaster, get_method
-from nowcast_core.ingest import IngestReport, ingest_inbox
-from nowcast_core.production import ProductionForecaster, resolve
+from nowcast_core.inbox.ingest import IngestReport, ingest_inbox
+from nowcast_core.models.production import ProductionForecaster, resolve
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class Service:
 
     def verify(self) -> int:
         """Score every stored forecast whose observation has arrived."""
-        from nowcast_core.skill import verify_pending
+        from nowcast_core.verification.stored import verify_pending
 
         with self.sessions() as session:
             n = verify_pending(session, self.settings.forecasts, self.dams,

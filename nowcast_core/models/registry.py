@@ -7,27 +7,15 @@ data span and the decision taken on it. At most one row has ``role='champion'``;
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nowcast_core.db.models import ModelRecord
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def model_version(checksum: str) -> str:
-    """Version string of a model file: ``rainnet-`` and the first 12 hex digits of its sha256."""
-    return f"rainnet-{checksum[:12]}"
+from nowcast_core.db.schema import ModelRecord
+from nowcast_core.io.files import file_sha256
+from nowcast_core.rainnet import model_version
 
 
 def champion(session: Session) -> ModelRecord | None:
@@ -113,11 +101,17 @@ def ensure_bundled_registered(session: Session, bundled_path: Path | None) -> Mo
     """On a new installation, register the model shipped with the project as the first champion."""
     if bundled_path is None or not Path(bundled_path).exists():
         return None
-    if session.scalar(select(ModelRecord.id).limit(1)) is not None:
-        return None
-    record = register_model(session, bundled_path, decision="bundled",
-                            reason="shipped with the project: first production model")
-    promote(session, record, "shipped with the project: first production model")
+    if session.scalar(select(ModelRecord.id).limit(1)) is None:
+        reason = "shipped with the project: first production model"
+    else:
+        # An upgrade of the package replaced the shipped file under a champion that is the shipped model.
+        current = champion(session)
+        if (current is None or current.decision != "bundled" or Path(current.path) != Path(bundled_path).resolve()
+                or file_sha256(bundled_path) == current.checksum):
+            return None
+        reason = f"shipped with a newer version of the package (replaces {current.version})"
+    record = register_model(session, bundled_path, decision="bundled", reason=reason)
+    promote(session, record, reason)
     session.commit()
     return record
 

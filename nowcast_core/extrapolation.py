@@ -1,0 +1,75 @@
+"""Extrapolation nowcasts: persistence, and pysteps' Lucas-Kanade motion with semi-Lagrangian advection.
+
+Motion is estimated on ln(R + 0.01) of the four input scans; the newest scan is advected
+six 10-minute steps. Pixels advected in from outside the grid have no source (NaN in
+pysteps): they become 0 mm/h, or, with ``fill_inflow``, the newest scan itself
+(persistence), a better prior for a learned correction than "dry".
+
+Optionally lead k (1..6) is smoothed with a Gaussian of standard deviation
+``smoothing_px_per_lead * k`` pixels (mirror boundary): small scales lose their
+predictability first (the idea behind S-PROG in pysteps). RainNet's conditioning input is
+``extrapolate_batch(..., fill_inflow=True, smoothing)`` with the smoothing its configuration records.
+
+Used by the ``pysteps`` and ``persistence`` forecasters and by RainNet; imports neither.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nowcast_core.contract import N_LEADS
+from nowcast_core.io.scale import LOG_OFFSET
+
+
+def persistence(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS) -> np.ndarray:
+    """The newest scan at every lead: (n, 4, H, W) -> (n, n_leads, H, W), NaN -> 0, >= 0."""
+    x = np.asarray(rain_rate_mm_h, dtype=np.float32)
+    last = np.maximum(np.nan_to_num(x[:, -1], nan=0.0), 0.0)
+    return np.repeat(last[:, None], n_leads, axis=1)
+
+
+def extrapolate(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS, fill_inflow: bool = False) -> np.ndarray:
+    """Lucas-Kanade + semi-Lagrangian nowcast of one sequence (4, H, W) -> (n_leads, H, W).
+
+    NaN (no data) input pixels are left out of the motion estimate; ``fill_inflow`` gives
+    areas with no upstream source the last scan's value instead of 0 mm/h.
+    """
+    from pysteps import motion, nowcasts
+
+    seq = np.asarray(rain_rate_mm_h, dtype=np.float64)
+    last = np.nan_to_num(seq[-1], nan=0.0)
+    if not np.any(last > 0):
+        return np.zeros((n_leads,) + last.shape, dtype=np.float32)
+    log_seq = np.log(seq + LOG_OFFSET)
+    velocity = motion.get_method("LK")(log_seq, verbose=False)
+    out = nowcasts.get_method("extrapolation")(last, velocity, n_leads)
+    out = np.where(np.isfinite(out), out, last[None] if fill_inflow else 0.0)
+    return np.clip(out, 0.0, None).astype(np.float32)
+
+
+def smooth_leads(rain_rate_mm_h: np.ndarray, smoothing_px_per_lead: float) -> np.ndarray:
+    """Gaussian smoothing of leads (n_leads, H, W): lead k gets sigma = ``smoothing_px_per_lead * k``."""
+    from scipy.ndimage import gaussian_filter
+
+    out = np.asarray(rain_rate_mm_h, dtype=np.float32).copy()
+    if smoothing_px_per_lead > 0:
+        for k in range(len(out)):
+            out[k] = gaussian_filter(out[k], smoothing_px_per_lead * (k + 1), mode="reflect")
+    return np.maximum(out, 0.0)
+
+
+def extrapolate_batch(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS, smoothing_px_per_lead: float = 0.0,
+                      fill_inflow: bool = True) -> np.ndarray:
+    """:func:`extrapolate` (then :func:`smooth_leads`) over a batch: (n, 4, H, W) -> (n, n_leads, H, W).
+
+    The default is RainNet's conditioning: inflow filled with the newest scan, NaN input as dry.
+    """
+    x = np.asarray(rain_rate_mm_h)
+    if len(x) == 0:
+        return np.zeros((0, n_leads) + x.shape[2:], dtype=np.float32)
+    out = []
+    for seq in x:
+        if fill_inflow:
+            seq = np.maximum(np.nan_to_num(np.asarray(seq, dtype=np.float64), nan=0.0), 0.0)
+        out.append(smooth_leads(extrapolate(seq, n_leads, fill_inflow=fill_inflow), smoothing_px_per_lead))
+    return np.stack(out)

@@ -1,0 +1,30 @@
+"""Times as the system writes and reads them: ISO 8601 in UTC with a ``Z``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def iso_utc(t: datetime | None, timespec: str = "auto") -> str | None:
+    """``2020-10-31T12:00:00Z`` (None stays None); naive times are taken as UTC."""
+    if t is None:
+        return None
+    t = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    return t.isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def iso_minutes(t: datetime) -> str:
+    """``2020-10-31T12:00Z``: a scan or issue time in messages."""
+    return f"{t.astimezone(UTC) if t.tzinfo else t:%Y-%m-%dT%H:%MZ}"
+
+
+def parse_iso_utc(value: str) -> datetime:
+    """An ISO 8601 string (``Z`` or an offset; naive = UTC) as an aware UTC datetime.
+
+    Raises ValueError with the accepted form in its message.
+    """
+    try:
+        t = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an ISO 8601 time, e.g. 2020-10-31T12:00Z") from None
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)

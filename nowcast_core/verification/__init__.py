@@ -1,0 +1,2 @@
+"""Verification: additive counts and scores in one key scheme (``scores``), verification stored per
+run and lead with skill aggregated from it (``stored``)."""

@@ -64,7 +64,7 @@ def run_daemon(settings: Settings, *, once: bool = False) -> int:
         def _retrain():
             # Its own process, at low priority: a cycle that falls due during training runs on time.
             log.info("retraining started in a child process")
-            child = subprocess.Popen([sys.executable, "-m", "nowcast_app.cli", "retrain"],
+            child = subprocess.Popen([sys.executable, "-m", "flows.retrain_child"],
                                      preexec_fn=lambda: os.nice(10))
             training.append(child)
             rc = child.wait()

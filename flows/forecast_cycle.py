@@ -6,6 +6,8 @@ the loaded model) lives as long as the process, so the embedded daemon loads it 
 
 from __future__ import annotations
 
+import logging
+
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -13,6 +15,7 @@ from nowcast_core.cycle.locks import LockHeld, file_lock
 from nowcast_core.cycle.service import Service
 
 _SERVICES: dict[str, Service] = {}
+log = logging.getLogger("nowcast.cycle")
 
 
 def service() -> Service:
@@ -54,7 +57,6 @@ def verify(svc: Service) -> int:
 @flow(name="forecast-cycle", log_prints=True, persist_result=False)
 def forecast_cycle() -> dict:
     """One cycle. Two cycles never overlap: a second one finds the lock held and returns."""
-    logger = get_run_logger()
     svc = service()
     try:
         with file_lock(svc.settings.home / "cycle.lock"):
@@ -63,7 +65,29 @@ def forecast_cycle() -> dict:
             baselines = forecast_baselines(svc)
             verified = verify(svc)
     except LockHeld as exc:
-        logger.warning("previous cycle still running, this one skipped: %s", exc)
+        get_run_logger().warning("previous cycle still running, this one skipped: %s", exc)
         return {"skipped": str(exc)}
-    logger.info("cycle: inbox %s; production %s; baselines %s; %d leads verified", inbox, production, baselines, verified)
-    return {"inbox": inbox, "production": production, "baselines": baselines, "verified": verified}
+    summary = {"inbox": inbox, "production": production, "baselines": baselines, "verified": verified}
+    log.info(describe_cycle(summary, svc.newest_scan_time()))
+    return summary
+
+
+def _age(delta) -> str:
+    minutes = delta.total_seconds() / 60
+    if abs(minutes) < 120:
+        return f"{minutes:.1f} min"
+    return f"{minutes / 60:.1f} h" if abs(minutes) < 48 * 60 else f"{minutes / 1440:.1f} days"
+
+
+def describe_cycle(summary: dict, newest_scan) -> str:
+    """The daemon's one console line per cycle: what arrived, what was stored, how far behind, which method."""
+    from datetime import UTC, datetime
+
+    inbox, production = summary["inbox"], summary["production"]
+    runs = production["runs"] + sum(b["runs"] for b in summary["baselines"])
+    lag = f"newest scan {_age(datetime.now(UTC) - newest_scan)} old" if newest_scan else "no scan yet"
+    parts = [f"cycle: {inbox['registered']} scans registered, {inbox['rejected']} rejected",
+             f"{inbox['waiting']} waiting" if inbox["waiting"] else "",
+             f"{runs} runs stored ({production['runs']} production)", lag,
+             f"method {production['method']}" + (f" ({production['note']})" if production["note"] else "")]
+    return "; ".join(p for p in parts if p)

@@ -1,11 +1,9 @@
-"""The ``nowcast`` command line."""
+"""The ``nowcast`` command line (see the README for every command and its exit codes)."""
 
 from __future__ import annotations
 
 import json
-import logging
 import os
-import sys
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -14,39 +12,115 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from nowcast_app.errors import CliError, usage_error
+from nowcast_app.errors import run as run_app
+from nowcast_app.logs import setup_logging
 from nowcast_app.output import Format, render
 
 app = typer.Typer(help="Precipitation nowcasting for hydro-power dams.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
-db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+                  pretty_exceptions_enable=False, rich_markup_mode=None)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(db_app, name="db")
 err = Console(stderr=True)
 
-
-def _setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("httpx", "alembic", "tensorflow", "absl"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="debug logging and tracebacks")]
+#: A folder that must exist (checked by the parser: a typo is a usage error, exit 2).
+ExistingFolder = Annotated[Path, typer.Argument(exists=True, file_okay=False, dir_okay=True, readable=True)]
 
 
-def parse_time(value: Optional[str]) -> Optional[datetime]:
-    """ISO 8601 to an aware UTC datetime (naive times are taken as UTC)."""
+@app.callback()
+def _global_options(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging, and the traceback "
+                                                          "of an unexpected error")] = False) -> None:
+    """Precipitation nowcasting for hydro-power dams."""
+    if verbose:
+        setup_logging(verbose=True)
+
+
+def parse_time(value: Optional[str], option: str = "time") -> Optional[datetime]:
+    """ISO 8601 to an aware UTC datetime (naive times are taken as UTC); a usage error if malformed."""
     if value is None:
         return None
+    from nowcast_core.times import parse_iso_utc
+
     try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not an ISO 8601 time, e.g. 2020-10-31T12:00Z") from None
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+        return parse_iso_utc(value)
+    except ValueError as exc:
+        raise usage_error(f"{option}: {exc}") from None
+
+
+def _time_range(since: Optional[str], until: Optional[str]) -> tuple[Optional[datetime], Optional[datetime]]:
+    start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    if start is not None and end is not None and end < start:
+        raise usage_error(f"--until {until} is before --since {since}", "swap them")
+    return start, end
+
+
+def _settings(**overrides):
+    """Effective settings; a bad setting is a usage error naming it."""
+    from pydantic import ValidationError
+
+    from nowcast_core.config import load_settings
+
+    try:
+        return load_settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(x) for x in first.get("loc", ())) or "settings"
+        raise usage_error(f"setting {name} (NOWCAST_{name.upper()}): {first.get('msg')}") from None
+
+
+def _writable_settings(**overrides):
+    """Settings whose state folders exist (created now) and can be written."""
+    settings = _settings(**overrides)
+    try:
+        settings.ensure_dirs()
+    except OSError as exc:
+        raise CliError(f"cannot create the nowcast home {Path(settings.home).resolve()}: "
+                       f"{exc.strerror or exc}", "set NOWCAST_HOME to a folder you can write") from None
+    return settings
 
 
 def _service():
+    """The installation, created and migrated if need be (commands that write)."""
     from nowcast_core.cycle.service import Service
 
-    svc = Service.from_env()
+    svc = Service(_writable_settings())
     svc.migrate()
     return svc
+
+
+def _existing_service():
+    """An existing installation, never created or migrated (commands that only read)."""
+    from nowcast_core.cycle.service import Service
+    from nowcast_core.db.migrate import current_revision, head_revision
+
+    settings = _settings()
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        from sqlalchemy.engine import make_url
+
+        db_file = Path(make_url(url).database or "")
+        if not db_file.is_file():
+            raise CliError(f"no nowcast installation at {Path(settings.home).resolve()} (no database {db_file})",
+                           "set NOWCAST_HOME (or NOWCAST_DATABASE_URL) to an installation, or start one with `nowcast run`")
+    current, head = current_revision(url), head_revision()
+    if current != head:
+        raise CliError(f"the database schema is at {current or 'nothing'}, this version needs {head}",
+                       "run `nowcast db upgrade`")
+    return Service(settings, create=False)
+
+
+def _out_file(out: Path, option: str = "--out") -> Path:
+    """An output file whose folder exists (no folders are created for a typo)."""
+    folder = out.expanduser().resolve().parent
+    if not folder.is_dir():
+        raise usage_error(f"{option} {out}: folder {folder} does not exist", "create it first, or write elsewhere")
+    return out
+
+
+def _known(value: Optional[str], known: list[str], what: str, option: str) -> None:
+    if value is not None and value not in known:
+        raise usage_error(f"unknown {what} {value!r} for {option}", f"known: {', '.join(known)}")
 
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
@@ -55,24 +129,46 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json o
 @app.command()
 def config(fmt: FormatOpt = Format.table) -> None:
     """Print the effective settings."""
-    from nowcast_core.config import load_settings
-
-    settings = load_settings()
-    rows = [{"setting": k, "value": str(v)} for k, v in settings.model_dump().items()]
+    settings = _settings()
+    values = settings.model_dump(mode="json") | _resolved_production(settings)
     if fmt == Format.json:
-        print(json.dumps(settings.model_dump(mode="json"), indent=2))
+        print(json.dumps(values, indent=2))
     else:
-        render(rows, fmt, title="effective settings (NOWCAST_* environment, TOML file, defaults)")
+        render([{"setting": k, "value": "" if v is None else str(v)} for k, v in values.items()], fmt,
+               title="effective settings (NOWCAST_* environment, TOML file, defaults; resolved_*: what runs)")
+
+
+def _resolved_production(settings) -> dict:
+    """The production method and model a cycle would use now (the registry's champion when the
+    installation exists, else what a new installation registers)."""
+    from nowcast_core.models.production import resolve
+    from nowcast_core.rainnet import bundled_model_path
+
+    try:
+        svc = _existing_service()
+    except CliError:
+        bundled = bundled_model_path()
+        if settings.method not in (None, "rainnet"):
+            return {"resolved_method": settings.method, "resolved_model": None}
+        model = settings.model or bundled
+        return {"resolved_method": "rainnet" if model else "pysteps",
+                "resolved_model": str(model) if model else None,
+                "resolved_note": "no installation yet: the model a first start registers"}
+    try:
+        with svc.sessions() as session:
+            choice = resolve(session, settings.method, settings.model)
+    finally:
+        svc.close()
+    return {"resolved_method": choice.method, "resolved_model": str(choice.model_path) if choice.model_path else None,
+            "resolved_note": choice.note or None}
 
 
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Migrate the database up (default: to the newest schema)."""
-    from nowcast_core.config import load_settings
     from nowcast_core.db import upgrade
 
-    settings = load_settings()
-    settings.ensure_dirs()
+    settings = _writable_settings()
     upgrade(settings.database_url, revision)
     err.print(f"database at {revision}")
 
@@ -80,48 +176,47 @@ def db_upgrade(revision: str = "head") -> None:
 @db_app.command("downgrade")
 def db_downgrade(revision: str) -> None:
     """Migrate the database down to REVISION ('base' removes every table)."""
-    from nowcast_core.config import load_settings
     from nowcast_core.db import downgrade
 
-    downgrade(load_settings().database_url, revision)
+    downgrade(_settings().database_url, revision)
     err.print(f"database at {revision}")
 
 
 @app.command()
 def run(once: Annotated[bool, typer.Option("--once", help="run one cycle and exit")] = False,
-        demo: Annotated[bool, typer.Option("--demo", help="also replay sample scans into the inbox "
-                                           "(../shared/data/radar when present, else a generated sequence)")] = False,
-        verbose: bool = False) -> None:
+        demo: Annotated[bool, typer.Option("--demo", help="also replay a real event the shipped model was not "
+                                           "trained on (../shared/data/radar), else a generated sequence")] = False,
+        verbose: VerboseOpt = False) -> None:
     """Run the daemon: a forecast cycle every poll interval, until SIGTERM/SIGINT."""
     from flows.daemon import run_daemon
-    from nowcast_core.config import load_settings
     from nowcast_core.cycle.locks import LockHeld
 
-    _setup_logging(verbose)
-    settings = load_settings(**({"poll_interval_s": 10.0} if demo and "NOWCAST_POLL_INTERVAL_S" not in os.environ else {}))
-    settings.ensure_dirs()
+    setup_logging(verbose)
+    settings = _writable_settings(**({"poll_interval_s": 10.0} if demo and "NOWCAST_POLL_INTERVAL_S" not in os.environ
+                                     else {}))
     if demo:
         from nowcast_core.inbox.replay import start_demo_replay
 
         start_demo_replay(settings)
     try:
-        raise typer.Exit(run_daemon(settings, once=once))
+        code = run_daemon(settings, once=once)
     except LockHeld as exc:
-        err.print(f"[red]another daemon is running on this home: {exc}[/red]")
-        raise typer.Exit(1) from None
+        raise CliError(f"another daemon is running on this home: {exc}", "stop it first (one daemon per home)") from None
+    raise typer.Exit(code)
 
 
 @app.command()
-def replay(folder: Path, speed: Annotated[float, typer.Option(help="times faster than real time (0: no waiting)")] = 60.0,
+def replay(folder: ExistingFolder,
+           speed: Annotated[float, typer.Option(min=0, help="times faster than real time (0: no waiting)")] = 60.0,
            inbox: Optional[Path] = None) -> None:
     """Copy FOLDER's scans into the inbox in time order, SPEED times faster than real time."""
-    from nowcast_core.config import load_settings
     from nowcast_core.inbox.replay import replay_folder
 
-    _setup_logging()
-    settings = load_settings()
-    target = inbox or settings.inbox
+    setup_logging()
+    target = inbox or _writable_settings().inbox
     n = replay_folder(folder, target, speed=speed)
+    if n == 0:
+        raise CliError(f"no scan file (RDR_YYYYMMDDHHMM.npz) in {folder}")
     err.print(f"{n} scans replayed into {target}")
 
 
@@ -141,15 +236,19 @@ def sample(out: Path, scans: int = 36, seed: int = 0,
 @app.command()
 def forecasts(dam: Optional[str] = None, issue_time: Annotated[Optional[str], typer.Option(help="ISO 8601")] = None,
               since: Optional[str] = None, until: Optional[str] = None,
-              method: Annotated[Optional[str], typer.Option(help="a stored method; default the production runs")] = None,
+              method: Annotated[Optional[str], typer.Option(help="a forecast method; default the production runs")] = None,
               fmt: FormatOpt = Format.table) -> None:
     """Dam rainfall forecasts (default: the latest production run)."""
     from nowcast_core.db.queries import forecast_rows
+    from nowcast_core.forecasters import method_names
 
-    svc = _service()
+    start, end = _time_range(since, until)
+    at = parse_time(issue_time, "--issue-time")
+    _known(method, method_names(), "method", "--method")
+    svc = _existing_service()
+    _known(dam, [d.id for d in svc.dams], "dam", "--dam")
     with svc.sessions() as session:
-        rows = forecast_rows(session, dam=dam, issue_time=parse_time(issue_time), since=parse_time(since),
-                             until=parse_time(until), method=method)
+        rows = forecast_rows(session, dam=dam, issue_time=at, since=start, until=end, method=method)
     render(rows, fmt, title="dam rainfall forecasts")
 
 
@@ -159,7 +258,7 @@ def frames(rejected: Annotated[bool, typer.Option("--rejected", help="quarantine
     """Registered scans, or the rejected files with their reasons."""
     from nowcast_core.db.queries import frame_rows
 
-    svc = _service()
+    svc = _existing_service()
     with svc.sessions() as session:
         rows = frame_rows(session, rejected=rejected)
     render(rows, fmt, title="rejected files" if rejected else "registered scans")
@@ -172,12 +271,14 @@ def export(out: Annotated[Path, typer.Option("--out", help="FILE.npz")], since: 
     import numpy as np
 
     from nowcast_core.db.queries import export_fields
+    from nowcast_core.forecasters import method_names
 
-    svc = _service()
+    start, end = _time_range(since, until)
+    _known(method, method_names(), "method", "--method")
+    _out_file(out)
+    svc = _existing_service()
     with svc.sessions() as session:
-        issue_times, rain = export_fields(session, svc.settings.forecasts, since=parse_time(since),
-                                          until=parse_time(until), method=method)
-    out.parent.mkdir(parents=True, exist_ok=True)
+        issue_times, rain = export_fields(session, svc.settings.forecasts, since=start, until=end, method=method)
     np.savez_compressed(out, issue_times=np.array(issue_times, dtype=str), rain_rate_mm_h=rain)
     err.print(f"{len(issue_times)} forecasts written to {out}")
 
@@ -185,7 +286,7 @@ def export(out: Annotated[Path, typer.Option("--out", help="FILE.npz")], since: 
 @app.command()
 def status(fmt: FormatOpt = Format.table) -> None:
     """Last scan, last forecast, lag, counts and the method in use."""
-    svc = _service()
+    svc = _existing_service()
     info = svc.status()
     if fmt == Format.json:
         print(json.dumps(info, indent=2))
@@ -196,7 +297,7 @@ def status(fmt: FormatOpt = Format.table) -> None:
 @app.command()
 def verify() -> None:
     """Score every stored forecast whose observed scan has arrived (once)."""
-    _setup_logging()
+    setup_logging()
     svc = _service()
     err.print(f"{svc.verify()} (run, lead) pairs verified")
 
@@ -213,31 +314,23 @@ def skill(since: Optional[str] = None, until: Optional[str] = None, by: By = By.
     """Verified skill from stored counts: MAE, CSI/POD/FAR at 0.1, 1, 5, 10 mm/h."""
     from nowcast_core.verification.stored import skill_rows
 
-    svc = _service()
+    start, end = _time_range(since, until)
+    if plot is not None:
+        _out_file(plot, "--plot")
+    svc = _existing_service()
     with svc.sessions() as session:
-        rows = skill_rows(session, since=parse_time(since), until=parse_time(until), by=by.value)
+        rows = skill_rows(session, since=start, until=end, by=by.value)
+        lead_rows = rows if by == By.lead else skill_rows(session, since=start, until=end, by="lead")
     if plot is not None:
         from nowcast_core.plots import plot_skill
 
-        lead_rows = rows if by == By.lead else skill_rows_by_lead(svc, since, until)
         plot_skill(lead_rows, plot)
         err.print(f"skill plot written to {plot}")
-    if fmt == Format.json:
-        print(json.dumps(rows, indent=2))
-        return
-    flat = [{k: (" ".join(f"{t}:{v}" for t, v in val.items()) if isinstance(val, dict) else val)
-             for k, val in row.items()} for row in rows]
-    render(flat, fmt, title=f"verified skill by {by.value}")
+    render(rows, fmt, title=f"verified skill by {by.value}")
 
 
-def skill_rows_by_lead(svc, since, until):
-    from nowcast_core.verification.stored import skill_rows
-
-    with svc.sessions() as session:
-        return skill_rows(session, since=parse_time(since), until=parse_time(until), by="lead")
-
-
-models_app = typer.Typer(help="The model registry: candidates, champion, promotion, rollback.", no_args_is_help=True)
+models_app = typer.Typer(help="The model registry: candidates, champion, promotion, rollback.", no_args_is_help=True,
+                         rich_markup_mode=None)
 app.add_typer(models_app, name="models")
 
 
@@ -247,7 +340,7 @@ def models_list(fmt: FormatOpt = Format.table) -> None:
     from nowcast_core.models import registry
     from nowcast_core.rainnet import bundled_model_path
 
-    svc = _service()
+    svc = _existing_service()
     with svc.sessions() as session:
         registry.ensure_bundled_registered(session, bundled_model_path())
         rows = [registry.model_row(r) for r in registry.list_models(session)]
@@ -277,18 +370,17 @@ def models_promote(model_id: int) -> None:
     """Make model ID the champion (the running daemon picks it up at its next cycle)."""
     from nowcast_core.db.schema import ModelRecord
     from nowcast_core.models import registry
+    from nowcast_core.times import iso_minutes
 
     svc = _service()
     with svc.sessions() as session:
         record = session.get(ModelRecord, model_id)
         if record is None:
-            err.print(f"[red]no model with id {model_id}[/red]")
-            raise typer.Exit(1)
+            raise CliError(f"no model with id {model_id}", "`nowcast models list` shows the ids")
         problem = registry.verify_model_file(record)
         if problem:
-            err.print(f"[red]refusing to promote: {problem}[/red]")
-            raise typer.Exit(1)
-        registry.promote(session, record, f"promoted by hand on {datetime.now(UTC):%Y-%m-%dT%H:%MZ}")
+            raise CliError(f"refusing to promote: {problem}")
+        registry.promote(session, record, f"promoted by hand on {iso_minutes(datetime.now(UTC))}")
         session.commit()
         err.print(f"model {record.id} ({record.version}) is the champion")
 
@@ -303,8 +395,7 @@ def models_rollback() -> None:
         try:
             restored = registry.rollback(session)
         except LookupError as exc:
-            err.print(f"[red]{exc}[/red]")
-            raise typer.Exit(1) from None
+            raise CliError(str(exc)) from None
         session.commit()
         err.print(f"model {restored.id} ({restored.version}) is the champion again")
 
@@ -316,23 +407,21 @@ def retrain(epochs: Annotated[Optional[int], typer.Option(help="fine-tuning epoc
             fmt: FormatOpt = Format.table) -> None:
     """Fine-tune a challenger on the archive; promote it only if it beats the champion."""
     from flows.embedded import configure
-    from nowcast_core.config import load_settings
 
-    _setup_logging()
-    settings = load_settings()
-    settings.ensure_dirs()
-    _service()  # migrate
+    setup_logging()
+    for folder in extra_folder or []:
+        if not folder.is_dir():
+            raise usage_error(f"--extra-folder {folder}: no such folder")
+    settings = _service().settings  # created and migrated
     configure(settings.home, settings.prefect_startup_timeout_s)
     from flows.retrain import retrain as retrain_flow
 
     try:
         entry = retrain_flow(epochs=epochs, extra_folders=[str(f) for f in extra_folder] if extra_folder else None)
     except (ValueError, LookupError) as exc:
-        err.print(f"[red]retraining not possible: {exc}[/red]")
-        raise typer.Exit(1) from None
+        raise CliError(f"retraining not possible: {exc}") from None
     if "skipped" in entry:
-        err.print(f"[yellow]{entry['skipped']}[/yellow]")
-        raise typer.Exit(1)
+        raise CliError(entry["skipped"])
     if fmt == Format.json:
         print(json.dumps(entry, indent=2))
     else:
@@ -340,7 +429,7 @@ def retrain(epochs: Annotated[Optional[int], typer.Option(help="fine-tuning epoc
 
 
 @app.command()
-def train(folders: list[Path], out: Annotated[Path, typer.Option("--out", help="MODEL.keras")],
+def train(folders: Annotated[list[Path], typer.Argument(exists=True, file_okay=False)], out: Annotated[Path, typer.Option("--out", help="MODEL.keras")],
           width: Annotated[int, typer.Option(help="RainNet base filters (64: the paper's 31.4 M parameters)")] = 16,
           epochs: int = 15, unroll_epochs: int = 0,
           val_events: Annotated[str, typer.Option(help="comma-separated events held out (folder name without -wK)")] = "",
@@ -350,10 +439,14 @@ def train(folders: list[Path], out: Annotated[Path, typer.Option("--out", help="
     """Train a RainNet on folders of archived scans; writes MODEL.keras and MODEL.report.json."""
     from nowcast_core.rainnet.train import report_path_for, train_from_folders
 
-    _setup_logging()
-    history = train_from_folders(folders, out, base_filters=width, epochs=epochs, unroll_epochs=unroll_epochs,
-                                 val_events=[e for e in val_events.split(",") if e], conditioning=not plain,
-                                 competition_files=competition or ())
+    setup_logging()
+    _out_file(out)
+    try:
+        history = train_from_folders(folders, out, base_filters=width, epochs=epochs, unroll_epochs=unroll_epochs,
+                                     val_events=[e for e in val_events.split(",") if e], conditioning=not plain,
+                                     competition_files=competition or ())
+    except ValueError as exc:
+        raise CliError(f"training not possible: {exc}") from None
     err.print(f"model written to {out}, report to {report_path_for(out)} ({len(history['epochs'])} epochs)")
     if register:
         from nowcast_core.models import registry
@@ -373,26 +466,33 @@ class Method(str, Enum):
 
 
 def _forecaster(method: str, model: Optional[Path]):
-    """A forecaster by name; rainnet uses MODEL, else the champion / bundled model."""
-    from nowcast_core.forecasters import get_method
+    """A forecaster by name; rainnet uses MODEL, else the champion (or, with no installation, the bundled model)."""
+    from nowcast_core.forecasters import get_method, method_names
 
+    _known(method, method_names(), "method", "--method(s)")
     if method != "rainnet":
         return get_method(method)
     if model is None:
-        from nowcast_core.models.production import resolve
+        resolved = _resolved_production(_settings(method="rainnet"))
+        if resolved["resolved_method"] != "rainnet":
+            raise CliError(f"no RainNet model: {resolved.get('resolved_note')}", "pass --model FILE.keras")
+        model = Path(resolved["resolved_model"])
+    elif not model.is_file():
+        raise usage_error(f"--model {model}: no such file")
+    try:
+        return get_method("rainnet", model_path=model)
+    except ValueError as exc:
+        raise CliError(f"cannot load the model {model}: {exc}") from None
 
-        svc = _service()
-        with svc.sessions() as session:
-            choice = resolve(session, "rainnet", svc.settings.model)
-        if choice.method != "rainnet":
-            err.print(f"[red]no RainNet model: {choice.note}[/red]")
-            raise typer.Exit(1)
-        model = choice.model_path
-    return get_method("rainnet", model_path=model)
+
+def _no_windows(folder: Path) -> CliError:
+    n = len(list(folder.glob("RDR_*.npz")))
+    return CliError(f"no forecast start in {folder}: {n} scan files, none with its three predecessors "
+                    "(scans 10 minutes apart)" if n else f"no scan file (RDR_YYYYMMDDHHMM.npz) in {folder}")
 
 
 @app.command()
-def predict(folder: Path, out: Annotated[Path, typer.Option("--out", help="FILE.npz")],
+def predict(folder: ExistingFolder, out: Annotated[Path, typer.Option("--out", help="FILE.npz")],
             method: Method = Method.rainnet, model: Optional[Path] = None,
             plot: Annotated[Optional[Path], typer.Option(help="draw one issue time's inputs and leads to FILE.png")] = None,
             plot_issue_time: Optional[str] = None) -> None:
@@ -400,55 +500,58 @@ def predict(folder: Path, out: Annotated[Path, typer.Option("--out", help="FILE.
     import numpy as np
 
     from nowcast_core.forecasters.batch import predict_folder
+    from nowcast_core.times import iso_utc
 
+    _out_file(out)
+    if plot is not None:
+        _out_file(plot, "--plot")
+    wanted = parse_time(plot_issue_time, "--plot-issue-time")
     forecaster = _forecaster(method.value, model)
     issue_times, rain = predict_folder(folder, forecaster)
     if not issue_times:
-        err.print(f"[red]no scan in {folder} has its three predecessors[/red]")
-        raise typer.Exit(1)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    iso = [t.isoformat().replace("+00:00", "Z") for t in issue_times]
+        raise _no_windows(folder)
+    if wanted is not None and wanted not in issue_times:
+        raise usage_error(f"--plot-issue-time {plot_issue_time} is not an issue time of {folder}",
+                          f"issue times run from {iso_utc(issue_times[0])} to {iso_utc(issue_times[-1])}")
+    iso = [iso_utc(t) for t in issue_times]
     np.savez_compressed(out, issue_times=np.array(iso, dtype=str), rain_rate_mm_h=rain.astype(np.float32))
     err.print(f"{len(iso)} forecasts ({forecaster.name}, {forecaster.version}) written to {out}")
     if plot is not None:
-        from nowcast_core.config import load_settings
         from nowcast_core.dams import load_dams
         from nowcast_core.io.sequences import folder_sequences
         from nowcast_core.plots import plot_forecast
 
-        wanted = parse_time(plot_issue_time) if plot_issue_time else issue_times[-1]
-        if wanted not in issue_times:
-            err.print(f"[red]{plot_issue_time} is not an issue time of {folder}[/red]")
-            raise typer.Exit(1)
+        wanted = wanted or issue_times[-1]
         k = issue_times.index(wanted)
         _, inputs, _ = folder_sequences(folder)
-        plot_forecast(inputs[k], rain[k], wanted, load_dams(load_settings().dams_file), plot, forecaster.name)
+        plot_forecast(inputs[k], rain[k], wanted, load_dams(_settings().dams_file), plot, forecaster.name)
         err.print(f"plot written to {plot}")
 
 
 @app.command()
-def evaluate(folders: list[Path], fmt: FormatOpt = Format.table, model: Optional[Path] = None,
+def evaluate(folders: Annotated[list[Path], typer.Argument(exists=True, file_okay=False)],
+             fmt: FormatOpt = Format.table, model: Optional[Path] = None,
              methods: Annotated[str, typer.Option(help="comma-separated methods")] = "rainnet,pysteps,persistence") -> None:
     """Skill per lead of rainnet, pysteps and persistence side by side on folders of scans."""
-    from nowcast_core.config import load_settings
+    from rich.progress import Progress
+
     from nowcast_core.dams import load_dams
     from nowcast_core.models.evaluation import evaluate_folders
 
     forecasters = [_forecaster(m.strip(), model) for m in methods.split(",") if m.strip()]
-    pixels = [d.pixel for d in load_dams(load_settings().dams_file)]
-    from rich.progress import Progress
-
+    if not forecasters:
+        raise usage_error("--methods names no method")
+    pixels = [d.pixel for d in load_dams(_settings().dams_file)]
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("evaluating", total=len(folders))
         rows = evaluate_folders(folders, forecasters, pixels, progress=lambda _f: progress.advance(task))
+    if not rows or not any(r["n_forecasts"] for r in rows):
+        raise CliError(f"no forecast start (4 scans and the 6 after them, 10 minutes apart) in {len(folders)} folder(s)")
     if fmt == Format.table:
         keep = ("method", "lead_minutes", "n_forecasts", "csi_0.1", "csi_1", "csi_5", "csi_10", "pod_1", "far_1",
                 "mae_mm_h", "competition_score")
-        rows = [{k: r[k] for k in keep} for r in rows]
-    if fmt == Format.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        render(rows, fmt, title="skill per lead (counts pooled over all forecast starts)")
+        rows = [{k: r.get(k) for k in keep} for r in rows]
+    render(rows, fmt, title="skill per lead (counts pooled over all forecast starts)")
 
 
 @app.command()
@@ -474,24 +577,22 @@ def deploy(work_pool: Annotated[str, typer.Option(envvar="NOWCAST_WORK_POOL",
         describe,
     )
     from flows.deployments import deploy as do_deploy
-    from nowcast_core.config import load_settings
 
-    _setup_logging()
+    setup_logging()
     extra = {}
     for item in env or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--env")
+            raise usage_error(f"--env {item!r} is not KEY=VALUE")
         extra[key] = value
-    settings = load_settings()
+    settings = _settings()
     options = DeployOptions(work_pool=work_pool, training_pool=training_pool, name=name,
                             verification_interval_s=verification_interval, source=source or REPO_DIR, extra_env=extra)
     try:
         rows = ([describe(d) for d in build_deployments(settings, options)] if dry_run
                 else do_deploy(settings, options, migrate=migrate))
     except DeployError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+        raise usage_error(str(exc)) from None
     if fmt == Format.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -501,9 +602,10 @@ def deploy(work_pool: Annotated[str, typer.Option(envvar="NOWCAST_WORK_POOL",
                   f"(retraining, on a GPU machine: prefect worker start --pool {training_pool})")
 
 
-def main() -> None:  # pragma: no cover
-    app()
+def main() -> None:
+    """The ``nowcast`` program: exit code 0 on success, 2 for usage errors, 1 for failures."""
+    raise SystemExit(run_app(app))
 
 
-if __name__ == "__main__":  # python -m nowcast_app.cli: how the daemon starts a retraining process
-    app()
+if __name__ == "__main__":
+    main()

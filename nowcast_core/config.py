@@ -18,8 +18,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-PACKAGE_DATA = Path(__file__).resolve().parent / "data"
-DEFAULT_DAMS_FILE = PACKAGE_DATA / "dams.toml"
+from nowcast_core.dams import DEFAULT_DAMS_FILE
 
 
 def _toml_file() -> Path | None:

@@ -19,6 +19,7 @@ from nowcast_core.db.schema import ForecastRun, FrameRecord, RejectedFile
 from nowcast_core.forecasters import Forecaster, get_method
 from nowcast_core.inbox.ingest import IngestReport, ingest_inbox
 from nowcast_core.models.production import ProductionForecaster, resolve
+from nowcast_core.times import iso_minutes, iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,12 @@ class Service:
     production: ProductionForecaster = field(default_factory=ProductionForecaster)
     _baselines: dict[str, Forecaster] = field(default_factory=dict)
 
+    #: False: open an existing installation only (read-only commands never create a home).
+    create: bool = True
+
     def __post_init__(self) -> None:
-        self.settings.ensure_dirs()
+        if self.create:
+            self.settings.ensure_dirs()
         self.engine = make_engine(self.settings.database_url)
         self.sessions = session_factory(self.engine)
         self.dams = load_dams(self.settings.dams_file)
@@ -80,9 +85,9 @@ class Service:
                 pending = cycle.pending_issue_times(session, max_age, method=forecaster.name)
         summary = ForecastSummary(forecaster.name, forecaster.version, too_old=len(pending.too_old), note=note)
         if pending.too_old:
-            log.info("%d scans older than %.1f h behind the newest scan are not forecast with %s (oldest %s)",
+            log.debug("%d scans older than %.1f h behind the newest scan are not forecast with %s (oldest %s)",
                      len(pending.too_old), self.settings.max_scan_age_h, forecaster.name,
-                     f"{pending.too_old[0]:%Y-%m-%dT%H:%MZ}")
+                     f"{iso_minutes(pending.too_old[0])}")
         if not pending.issue_times:
             return summary
         t0 = datetime.now(UTC)
@@ -91,7 +96,7 @@ class Service:
                                        progress=progress)
         summary.runs = len(ids)
         summary.seconds = (datetime.now(UTC) - t0).total_seconds()
-        log.info("%s: %d runs stored (%s) in %.1f s%s", "production" if production else "baseline", len(ids),
+        log.debug("%s: %d runs stored (%s) in %.1f s%s", "production" if production else "baseline", len(ids),
                  forecaster.name, summary.seconds, f"; {note}" if note else "")
         return summary
 
@@ -107,7 +112,7 @@ class Service:
             n = verify_pending(session, self.settings.forecasts, self.dams,
                                lookback=timedelta(hours=self.settings.max_scan_age_h + 1))
         if n:
-            log.info("verification: %d (run, lead) pairs scored", n)
+            log.debug("verification: %d (run, lead) pairs scored", n)
         return n
 
     def _baseline(self, method: str | None) -> Forecaster:
@@ -116,6 +121,10 @@ class Service:
         return self._baselines[method]
 
     # -- what operators ask --------------------------------------------------------------------
+    def newest_scan_time(self) -> datetime | None:
+        with self.sessions() as session:
+            return session.scalar(select(func.max(FrameRecord.scan_time)))
+
     def status(self) -> dict:
         with self.sessions() as session:
             last_scan = session.scalar(select(func.max(FrameRecord.scan_time)))
@@ -129,15 +138,17 @@ class Service:
                 "production_runs": session.scalar(select(func.count(ForecastRun.id)).where(ForecastRun.is_production)),
             }
         now = datetime.now(UTC)
-        inbox_waiting = sum(1 for p in self.settings.inbox.iterdir() if p.is_file() and not p.name.startswith("."))
+        inbox = self.settings.inbox
+        inbox_waiting = (sum(1 for p in inbox.iterdir() if p.is_file() and not p.name.startswith("."))
+                         if inbox.is_dir() else None)
         return {
-            "now": now.isoformat(timespec="seconds"),
-            "last_scan": last_scan.isoformat() if last_scan else None,
+            "now": iso_utc(now, "seconds"),
+            "last_scan": iso_utc(last_scan),
             "scan_age_minutes": round((now - last_scan).total_seconds() / 60, 1) if last_scan else None,
-            "last_forecast_issue_time": last_run.issue_time.isoformat() if last_run else None,
+            "last_forecast_issue_time": iso_utc(last_run.issue_time) if last_run else None,
             "last_forecast_method": last_run.method if last_run else None,
             "last_forecast_model_version": last_run.model_version if last_run else None,
-            "last_forecast_stored_at": last_run.finished_at.isoformat(timespec="seconds") if last_run else None,
+            "last_forecast_stored_at": iso_utc(last_run.finished_at, "seconds") if last_run else None,
             "forecast_lag_minutes": (round((last_scan - last_run.issue_time).total_seconds() / 60, 1)
                                      if last_run and last_scan else None),
             "method_in_use": choice.method,

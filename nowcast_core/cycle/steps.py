@@ -27,6 +27,7 @@ from nowcast_core.db.schema import DamRainfall, ForecastRun, FrameRecord
 from nowcast_core.forecasters import Forecaster
 from nowcast_core.inbox.ingest import load_rain_rates
 from nowcast_core.io.fields import quantize, save_field
+from nowcast_core.times import iso_minutes
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class InputLoader:
         if scan_time not in self._cache:
             record = self._session.scalar(select(FrameRecord).where(FrameRecord.scan_time == scan_time))
             if record is None:
-                raise LookupError(f"scan {scan_time:%Y-%m-%dT%H:%MZ} is not registered")
+                raise LookupError(f"scan {iso_minutes(scan_time)} is not registered")
             self._cache[scan_time] = load_rain_rates(record)
         return self._cache[scan_time]
 
@@ -102,7 +103,7 @@ def store_run(session: Session, *, issue_time: datetime, method: str, model_vers
         session.commit()
     except IntegrityError:
         session.rollback()
-        log.info("run %s %s already stored by another process", method, f"{issue_time:%Y-%m-%dT%H:%MZ}")
+        log.debug("run %s %s already stored by another process", method, f"{iso_minutes(issue_time)}")
         return None
     return run
 

@@ -12,10 +12,7 @@ from sqlalchemy.orm import Session
 
 from nowcast_core.db.schema import DamRainfall, ForecastRun, FrameRecord, RejectedFile
 from nowcast_core.io.fields import load_field
-
-
-def _iso(t: datetime | None) -> str | None:
-    return None if t is None else t.isoformat().replace("+00:00", "Z")
+from nowcast_core.times import iso_utc
 
 
 def _runs_query(method: str | None, issue_time: datetime | None, since: datetime | None,
@@ -52,10 +49,10 @@ def forecast_rows(session: Session, *, dam: str | None = None, issue_time: datet
         q = q.where(DamRainfall.dam_id == dam)
     return [
         {
-            "issue_time": _iso(run.issue_time),
+            "issue_time": iso_utc(run.issue_time),
             "dam": r.dam_id,
             "lead_minutes": r.lead_minutes,
-            "valid_time": _iso(r.valid_time),
+            "valid_time": iso_utc(r.valid_time),
             "mean_mm_h": round(r.mean_mm_h, 4),
             "max_mm_h": round(r.max_mm_h, 4),
             "wet_fraction": round(r.wet_fraction, 4),
@@ -74,12 +71,12 @@ def frame_rows(session: Session, *, rejected: bool = False) -> list[dict]:
     if rejected:
         return [
             {"file": r.file_name, "reason_kind": r.reason_kind, "reason": r.reason,
-             "quarantine_path": r.quarantine_path, "rejected_at": _iso(r.rejected_at)}
+             "quarantine_path": r.quarantine_path, "rejected_at": iso_utc(r.rejected_at)}
             for r in session.scalars(select(RejectedFile).order_by(RejectedFile.rejected_at, RejectedFile.id))
         ]
     return [
-        {"scan_time": _iso(f.scan_time), "checksum": f.checksum, "archive_path": f.archive_path,
-         "received_at": _iso(f.received_at), "wet_fraction": round(f.wet_fraction, 4),
+        {"scan_time": iso_utc(f.scan_time), "checksum": f.checksum, "archive_path": f.archive_path,
+         "received_at": iso_utc(f.received_at), "wet_fraction": round(f.wet_fraction, 4),
          "nodata_fraction": round(f.nodata_fraction, 4)}
         for f in session.scalars(select(FrameRecord).order_by(FrameRecord.scan_time))
     ]
@@ -92,4 +89,4 @@ def export_fields(session: Session, forecasts_dir: Path, *, since: datetime | No
         _runs_query(method, None, since, until).order_by(ForecastRun.issue_time)))
     fields = [load_field(forecasts_dir, r.field_path, r.field_checksum) for r in runs]
     array = np.stack(fields).astype(np.float32) if fields else np.zeros((0, 6, 120, 120), np.float32)
-    return [_iso(r.issue_time) for r in runs], array
+    return [iso_utc(r.issue_time) for r in runs], array

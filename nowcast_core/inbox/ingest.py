@@ -29,6 +29,7 @@ from nowcast_core.io import (
     read_frame,
 )
 from nowcast_core.io.files import atomic_copy, file_sha256
+from nowcast_core.times import iso_minutes
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +116,11 @@ def _ingest_one(session: Session, path: Path, home: Path, archive: Path, quarant
         if existing.checksum == frame.checksum:
             dest = _unique_destination(home / "duplicates" / f"{frame.scan_time:%Y/%m/%d}", path.name)
             _move(path, dest)
-            log.info("identical duplicate of registered scan %s dropped (kept at %s)", path.name, dest)
+            log.debug("identical duplicate of registered scan %s dropped (kept at %s)", path.name, dest)
             report.duplicates.append(path.name)
         else:
             reason = (
-                f"conflicting_duplicate: scan {frame.scan_time:%Y-%m-%dT%H:%MZ} is registered with checksum "
+                f"conflicting_duplicate: scan {iso_minutes(frame.scan_time)} is registered with checksum "
                 f"{existing.checksum[:12]}, this file has {frame.checksum[:12]}"
             )
             quarantine_file(session, path, quarantine, "conflicting_duplicate", reason, frame.checksum)
@@ -141,7 +142,7 @@ def _ingest_one(session: Session, path: Path, home: Path, archive: Path, quarant
         return
     path.unlink()
     report.registered.append(frame.scan_time)
-    log.info("registered %s", path.name)
+    log.debug("registered %s", path.name)
 
 
 def ingest_inbox(
@@ -180,7 +181,7 @@ def ingest_inbox(
                 log.error("could not ingest %s, left in the inbox: %s", path.name, exc)
                 report.failed.append((path.name, str(exc)))
     if report.registered or report.rejected or report.duplicates:
-        log.info("inbox: %s", report.summary())
+        log.debug("inbox: %s", report.summary())
     return report
 
 

@@ -37,11 +37,27 @@ def replay_folder(folder: str | Path, inbox: str | Path, *, speed: float = 60.0)
     return len(scans)
 
 
-def demo_source(home: Path) -> Path:
-    """Scans for the demo: a real event from ``../shared/data/radar`` when present, else a generated sequence."""
+def trained_events() -> list[str]:
+    """Events the bundled model was trained on (from its training report), [] when unknown."""
+    import json
+
+    from nowcast_core.rainnet import bundled_model_path, report_path_for
+
+    model = bundled_model_path()
+    report = report_path_for(model) if model else None
+    if report is None or not report.is_file():
+        return []
+    return list(json.loads(report.read_text()).get("train_events", []))
+
+
+def demo_source(home: Path, exclude_events: set[str] = frozenset()) -> Path:
+    """Scans for the demo: the wettest window of a real event in ``../shared/data/radar`` that is not
+    in ``exclude_events`` (the events the model was trained on, so the skill shown is honest),
+    else a generated sequence."""
     shared = Path("../shared/data/radar")
     if shared.is_dir():
-        events = sorted(p for p in shared.iterdir() if p.is_dir() and any(p.glob("RDR_*.npz")))
+        events = sorted(p for p in shared.iterdir() if p.is_dir() and p.name.endswith("-w0")
+                        and p.name.removesuffix("-w0") not in exclude_events and any(p.glob("RDR_*.npz")))
         if events:
             return events[0]
     from nowcast_core.io.sample import write_sequence
@@ -56,7 +72,7 @@ def start_demo_replay(settings, speed: float = 600.0):
     """Replay the demo scans into the inbox in a background thread (one scan a second)."""
     import threading
 
-    source = demo_source(settings.home)
+    source = demo_source(settings.home, set(trained_events()))
     log.info("demo: replaying %s into %s, %g times faster than real time", source, settings.inbox, speed)
     thread = threading.Thread(target=replay_folder, args=(source, settings.inbox), kwargs={"speed": speed},
                               name="demo-replay", daemon=True)

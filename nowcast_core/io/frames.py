@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from nowcast_core.contract import GRID_SHAPE, SCAN_INTERVAL
+from nowcast_core.times import iso_minutes
 
 NAME_PATTERN = re.compile(r"^RDR_(\d{12})\.npz$")
 
@@ -172,7 +173,7 @@ def read_frame(
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as exc:
         raise FrameError("corrupt", f"{path.name}: {type(exc).__name__}: {exc}") from None
     if now is not None and scan_time > now + future_tolerance:
-        raise FrameError("future", f"scan time {scan_time:%Y-%m-%dT%H:%MZ} is after now ({now:%Y-%m-%dT%H:%MZ})")
+        raise FrameError("future", f"scan time {iso_minutes(scan_time)} is after now ({iso_minutes(now)})")
     return Frame(scan_time=scan_time, frame=np.ascontiguousarray(frame), nodata=nodata, checksum=checksum)
 
 

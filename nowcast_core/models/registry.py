@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from nowcast_core.db.schema import ModelRecord
 from nowcast_core.io.files import file_sha256
 from nowcast_core.rainnet import model_version
+from nowcast_core.times import iso_minutes, iso_utc
 
 
 def champion(session: Session) -> ModelRecord | None:
@@ -79,7 +80,7 @@ def rollback(session: Session) -> ModelRecord:
     if previous is None:
         raise LookupError(f"{current.version} is the first champion: nothing to roll back to")
     current.role = "rolled_back"
-    current.reason = f"rolled back on {datetime.now(UTC):%Y-%m-%dT%H:%MZ}; was: {current.reason}"
+    current.reason = f"rolled back on {iso_minutes(datetime.now(UTC))}; was: {current.reason}"
     previous.role = "champion"
     previous.reason = f"restored by rollback of {current.version}; was: {previous.reason}"
     return previous
@@ -87,7 +88,7 @@ def rollback(session: Session) -> ModelRecord:
 
 def model_row(record: ModelRecord) -> dict:
     """A registry entry as plain JSON-able values."""
-    iso = lambda t: t.isoformat().replace("+00:00", "Z") if t else None  # noqa: E731
+    iso = iso_utc
     return {
         "id": record.id, "created": iso(record.created), "version": record.version, "role": record.role,
         "decision": record.decision, "reason": record.reason, "metrics": record.metrics or {},

@@ -52,10 +52,16 @@ def model_version(checksum: str) -> str:
     return f"rainnet-{checksum[:12]}"
 
 
+def report_path_for(model_path: str | Path) -> Path:
+    """Where the training report of a model lives: ``MODEL.report.json`` beside ``MODEL.keras``."""
+    p = Path(model_path)
+    return p.with_name(p.stem + ".report.json")
+
+
 def bundled_model_path() -> Path | None:
     """Path of the trained model shipped with the package, or None if it is absent."""
     path = MODEL_DIR / BUNDLED_MODEL_NAME
     return path if path.is_file() else None
 
 
-__all__ = ["import_keras", "bundled_model_path", "model_version", "MODEL_DIR", "BUNDLED_MODEL_NAME"]
+__all__ = ["import_keras", "report_path_for", "bundled_model_path", "model_version", "MODEL_DIR", "BUNDLED_MODEL_NAME"]

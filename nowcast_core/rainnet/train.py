@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from nowcast_core.contract import N_INPUTS, N_LEADS
+from nowcast_core.rainnet import report_path_for
 from nowcast_core.rainnet.config import RainNetConfig, save_model
 from nowcast_core.rainnet.dataset import (
     Samples,
@@ -338,12 +339,6 @@ def train(
         model.set_weights(overall["weights"])
         history["kept_stage"] = overall["stage"]
     return model, history
-
-
-def report_path_for(model_path: str | Path) -> Path:
-    """Where the training report of a model lives: ``MODEL.report.json`` beside ``MODEL.keras``."""
-    p = Path(model_path)
-    return p.with_name(p.stem + ".report.json")
 
 
 def train_from_folders(

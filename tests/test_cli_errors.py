@@ -1,0 +1,166 @@
+"""The command line with a user's mistakes: a short message on stderr naming the problem and the
+way out, exit code 2 for usage errors and 1 for failures, never a traceback; read-only commands
+never create a home."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from nowcast_app.cli import app
+from nowcast_app.errors import run
+
+
+@pytest.fixture
+def in_empty_folder(tmp_path, monkeypatch):
+    """An empty working folder and no NOWCAST_* settings, as for a new user."""
+    for key in list(os.environ):
+        if key.startswith("NOWCAST_"):
+            monkeypatch.delenv(key)
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+def nowcast(capsys, *args: str) -> tuple[int, list[str]]:
+    code = run(app, list(args))
+    captured = capsys.readouterr()
+    return code, [line for line in captured.err.splitlines() if line.strip()]
+
+
+def _assert_short(lines: list[str]) -> None:
+    assert 1 <= len(lines) <= 3, lines
+    assert not any("Traceback" in line for line in lines), lines
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def installed_home(tmp_path, monkeypatch, in_empty_folder, capsys):
+    """A migrated, empty installation."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("NOWCAST_HOME", str(home))
+    code, lines = nowcast(capsys, "db", "upgrade")
+    assert code == 0, lines
+    return home
+
+
+@pytest.mark.parametrize("args, code, words", [
+    (("forecasts", "--dam", "nope"), 2, ["unknown dam 'nope'", "dam-1"]),
+    (("forecasts", "--method", "nope"), 2, ["unknown method 'nope'", "pysteps"]),
+    (("forecasts", "--since", "2020-10-31T12:00Z", "--until", "2020-10-31T11:00Z"), 2, ["before --since"]),
+    (("forecasts", "--since", "yesterday"), 2, ["not an ISO 8601 time"]),
+    (("skill", "--until", "2020-01-01", "--since", "2020-02-01"), 2, ["before --since"]),
+    (("export", "--out", "/nonexistent-folder/f.npz"), 2, ["does not exist"]),
+    (("frobnicate",), 2, ["No such command"]),
+    (("forecasts", "--dmn", "dam-1"), 2, ["No such option"]),
+])
+def test_usage_errors_on_an_installation(installed_home, capsys, args, code, words):
+    got, lines = nowcast(capsys, *args)
+    assert got == code, lines
+    _assert_short(lines)
+    for word in words:
+        assert word in " ".join(lines)
+
+
+def test_valid_filters_that_match_nothing_exit_0(installed_home, capsys):
+    for args in (("forecasts", "--dam", "dam-3"), ("forecasts", "--method", "pysteps", "--since", "2020-01-01"),
+                 ("frames", "--rejected"), ("skill", "--by", "dam")):
+        assert nowcast(capsys, *args)[0] == 0, args
+
+
+@pytest.mark.parametrize("command", [
+    ("predict", "{missing}", "--out", "{tmp}/f.npz"), ("replay", "{missing}"), ("evaluate", "{missing}"),
+    ("train", "{missing}", "--out", "{tmp}/m.keras")])
+def test_missing_folders_are_usage_errors(in_empty_folder, tmp_path, capsys, command):
+    args = [a.format(missing=tmp_path / "no-such-folder", tmp=tmp_path) for a in command]
+    code, lines = nowcast(capsys, *args)
+    assert code == 2, lines
+    _assert_short(lines)
+    assert "no-such-folder" in " ".join(lines) and "does not exist" in " ".join(lines)
+
+
+def test_a_folder_without_scans_says_so(in_empty_folder, tmp_path, capsys):
+    (tmp_path / "nothing").mkdir()
+    code, lines = nowcast(capsys, "predict", str(tmp_path / "nothing"), "--out", str(tmp_path / "f.npz"),
+                          "--method", "persistence")
+    assert code == 1 and "no scan file" in lines[0], lines
+    assert not (tmp_path / "f.npz").exists()
+
+
+def test_out_into_a_missing_folder_creates_nothing(in_empty_folder, tmp_path, capsys, shared_radar):
+    target = tmp_path / "not" / "there" / "f.npz"
+    code, lines = nowcast(capsys, "predict", str(shared_radar / "knmi-w0"), "--out", str(target),
+                          "--method", "persistence")
+    assert code == 2 and "does not exist" in lines[0], lines
+    assert not (tmp_path / "not").exists()
+
+
+def test_unreachable_postgresql_names_host_and_port(in_empty_folder, monkeypatch, capsys):
+    port = _free_port()
+    monkeypatch.setenv("NOWCAST_DATABASE_URL", f"postgresql://nowcast@127.0.0.1:{port}/nowcast")
+    for args in (("status",), ("db", "upgrade")):
+        code, lines = nowcast(capsys, *args)
+        assert code == 1, lines
+        _assert_short(lines)
+        assert f"127.0.0.1:{port}" in lines[0] and "cannot reach the database" in lines[0]
+
+
+@pytest.mark.parametrize("url", ["not a url", "nosuchdialect://x/y"])
+def test_malformed_database_url(in_empty_folder, monkeypatch, capsys, url):
+    monkeypatch.setenv("NOWCAST_DATABASE_URL", url)
+    code, lines = nowcast(capsys, "db", "upgrade")
+    assert code == 2, lines
+    _assert_short(lines)
+    assert "database URL" in lines[0] and "NOWCAST_DATABASE_URL" in lines[-1]
+
+
+def test_a_home_that_cannot_be_created(in_empty_folder, tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("NOWCAST_HOME", str(blocker / "home"))
+    code, lines = nowcast(capsys, "db", "upgrade")
+    assert code == 1, lines
+    _assert_short(lines)
+    assert str(blocker / "home") in lines[0] and "NOWCAST_HOME" in lines[-1]
+
+
+@pytest.mark.parametrize("command", [("status",), ("forecasts",), ("frames",), ("skill",), ("models", "list"),
+                                     ("export", "--out", "f.npz")])
+def test_read_only_commands_never_create_a_home(in_empty_folder, capsys, command):
+    code, lines = nowcast(capsys, *command)
+    assert code == 1, lines
+    _assert_short(lines)
+    assert "no nowcast installation" in lines[0] and "NOWCAST_HOME" in lines[-1]
+    assert list(in_empty_folder.iterdir()) == []
+
+
+def test_config_shows_the_resolved_method_and_model(in_empty_folder, capsys):
+    import json
+
+    assert run(app, ["config", "--format", "json"]) == 0
+    values = json.loads(capsys.readouterr().out)
+    assert values["resolved_method"] == "rainnet"
+    assert Path(values["resolved_model"]).name == "rainnet.keras"
+    assert list(in_empty_folder.iterdir()) == []
+
+
+def test_an_unexpected_error_is_one_line_unless_verbose(installed_home, monkeypatch, capsys):
+    import nowcast_core.db.queries as queries
+
+    def broken(*_a, **_k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(queries, "frame_rows", broken)
+    code, lines = nowcast(capsys, "frames")
+    assert code == 1 and "RuntimeError: disk on fire" in lines[0] and "--verbose" in lines[1], lines
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        run(app, ["--verbose", "frames"])

@@ -47,17 +47,22 @@ def run_daemon(settings: Settings, *, once: bool = False) -> int:
         return 0
 
     settings.ensure_dirs()
+    stop = threading.Event()
+
+    def _stop(signum, _frame):
+        log.info("received %s: stopping after the running cycle", signal.Signals(signum).name)
+        stop.set()
+
+    # Before the slow start (migration, model loading): a stop asked for then is honoured at once after it.
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     with file_lock(settings.home / "daemon.lock"):
         svc = service()  # migrate and load the model once, before the first tick
         svc.production_forecaster()
-        stop = threading.Event()
-
-        def _stop(signum, _frame):
-            log.info("received %s: stopping after the running cycle", signal.Signals(signum).name)
-            stop.set()
-
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
+        if stop.is_set():
+            svc.close()
+            log.info("daemon stopped before its first cycle")
+            return 0
 
         training: list[subprocess.Popen] = []
 

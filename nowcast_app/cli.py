@@ -196,8 +196,9 @@ def run(once: Annotated[bool, typer.Option("--once", help="run one cycle and exi
                                      else {}))
     if demo:
         from nowcast_core.inbox.replay import start_demo_replay
+        from nowcast_core.rainnet import bundled_model_path, training_events
 
-        start_demo_replay(settings)
+        start_demo_replay(settings, exclude_events=set(training_events(bundled_model_path())))
     try:
         code = run_daemon(settings, once=once)
     except LockHeld as exc:

@@ -24,14 +24,19 @@ def _echo(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-class CliError(Exception):
-    """A problem the user can fix: ``message`` names it, ``hint`` the way out."""
+class CliError(_ClickException):
+    """A problem the user can fix: ``message`` names it, ``hint`` the way out.
+
+    A click exception, so that Typer itself (e.g. its test runner) also exits with ``exit_code``.
+    """
 
     def __init__(self, message: str, hint: str | None = None, exit_code: int = FAILURE):
         super().__init__(message)
-        self.message = message
         self.hint = hint
         self.exit_code = exit_code
+
+    def format_message(self) -> str:
+        return self.message + (f" ({self.hint})" if self.hint else "")
 
     def lines(self) -> list[str]:
         return [f"nowcast: {self.message}"] + ([f"  {self.hint}"] if self.hint else [])

@@ -29,10 +29,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class StderrHandler(logging.StreamHandler):
+    """A handler on whatever ``sys.stderr`` is when a record is written (never a stale, closed stream)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_logging(verbose: bool = False, log_format: str | None = None) -> None:
     """Configure the root logger once for this process (``NOWCAST_LOG_FORMAT``: ``text`` or ``json``)."""
     log_format = (log_format or os.environ.get("NOWCAST_LOG_FORMAT", "text")).lower()
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -103,6 +103,7 @@ def test_run_once_then_query_sqlite(tmp_path, shared_radar):
     assert [r["scan_time"] for r in cli_json(env, "frames")] == [_iso(t) for t in times]
 
     out = tmp_path / "export" / "f.npz"
+    out.parent.mkdir()  # --out into a missing folder is an error (tests/test_cli_errors.py)
     cli(env, "export", "--out", str(out))
     with np.load(out, allow_pickle=False) as npz:
         exported_times = [str(s) for s in npz["issue_times"]]

@@ -140,7 +140,7 @@ def test_archive_write_failure_leaves_scan_in_inbox(make_service, shared_radar, 
     def no_space(src, dest):
         raise OSError(errno.ENOSPC, "No space left on device", str(dest))
 
-    monkeypatch.setattr(ingest_module, "_copy_durably", no_space)
+    monkeypatch.setattr(ingest_module, "atomic_copy", no_space)
     report = svc.ingest()
     assert report.registered == [] and report.rejected == []
     assert sorted(f for f, _ in report.failed) == [f.name for f in files]

@@ -103,7 +103,7 @@ def test_a_challenger_made_worse_on_purpose_is_not_promoted(archived, monkeypatc
     env = {"NOWCAST_HOME": str(archived.settings.home), "NOWCAST_DATABASE_URL": archived.settings.database_url}
     result = CliRunner().invoke(app, ["models", "list", "--format", "json"], env=env)
     assert result.exit_code == 0, result.output
-    listed = json.loads(result.output)
+    listed = json.loads(result.stdout)
     assert [m["id"] for m in listed] == sorted(m["id"] for m in listed)
     assert listed[-1]["decision"] == "rejected" and listed[-1]["metrics"]["challenger"]
     assert {"id", "created", "decision", "metrics"} <= set(listed[0])

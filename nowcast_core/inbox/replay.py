@@ -37,19 +37,6 @@ def replay_folder(folder: str | Path, inbox: str | Path, *, speed: float = 60.0)
     return len(scans)
 
 
-def trained_events() -> list[str]:
-    """Events the bundled model was trained on (from its training report), [] when unknown."""
-    import json
-
-    from nowcast_core.rainnet import bundled_model_path, report_path_for
-
-    model = bundled_model_path()
-    report = report_path_for(model) if model else None
-    if report is None or not report.is_file():
-        return []
-    return list(json.loads(report.read_text()).get("train_events", []))
-
-
 def demo_source(home: Path, exclude_events: set[str] = frozenset()) -> Path:
     """Scans for the demo: the wettest window of a real event in ``../shared/data/radar`` that is not
     in ``exclude_events`` (the events the model was trained on, so the skill shown is honest),
@@ -68,11 +55,11 @@ def demo_source(home: Path, exclude_events: set[str] = frozenset()) -> Path:
     return target
 
 
-def start_demo_replay(settings, speed: float = 600.0):
-    """Replay the demo scans into the inbox in a background thread (one scan a second)."""
+def start_demo_replay(settings, speed: float = 600.0, exclude_events: set[str] = frozenset()):
+    """Replay the demo scans (see :func:`demo_source`) into the inbox in a background thread (one scan a second)."""
     import threading
 
-    source = demo_source(settings.home, set(trained_events()))
+    source = demo_source(settings.home, exclude_events)
     log.info("demo: replaying %s into %s, %g times faster than real time", source, settings.inbox, speed)
     thread = threading.Thread(target=replay_folder, args=(source, settings.inbox), kwargs={"speed": speed},
                               name="demo-replay", daemon=True)

@@ -58,10 +58,20 @@ def report_path_for(model_path: str | Path) -> Path:
     return p.with_name(p.stem + ".report.json")
 
 
+def training_events(model_path: str | Path | None) -> list[str]:
+    """Events a model was trained on, from its training report ([] when there is none)."""
+    import json
+
+    report = report_path_for(model_path) if model_path else None
+    if report is None or not report.is_file():
+        return []
+    return list(json.loads(report.read_text()).get("train_events", []))
+
+
 def bundled_model_path() -> Path | None:
     """Path of the trained model shipped with the package, or None if it is absent."""
     path = MODEL_DIR / BUNDLED_MODEL_NAME
     return path if path.is_file() else None
 
 
-__all__ = ["import_keras", "report_path_for", "bundled_model_path", "model_version", "MODEL_DIR", "BUNDLED_MODEL_NAME"]
+__all__ = ["import_keras", "report_path_for", "training_events", "bundled_model_path", "model_version", "MODEL_DIR", "BUNDLED_MODEL_NAME"]

@@ -1,0 +1,91 @@
+"""The daemon's console: one line per cycle while idle and during catch-up, no TensorFlow
+banner, no scheduler warnings; ``NOWCAST_LOG_FORMAT=json`` gives one JSON object per line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import helpers_frames as hf
+
+from flows.daemon import stop_daemon
+
+
+def _daemon(home: Path, **env: str) -> subprocess.Popen:
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("NOWCAST_", "PREFECT_", "TF_CPP"))}
+    full.update(NOWCAST_HOME=str(home), NOWCAST_POLL_INTERVAL_S="1", NOWCAST_SETTLE_SECONDS="0",
+                NOWCAST_BASELINES='["persistence"]', **env)
+    return subprocess.Popen([sys.executable, "-c", "from nowcast_app.cli import main; main()", "run"], env=full,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _production_runs(home: Path) -> int:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(home / "nowcast.db") as db:
+            return db.execute("SELECT count(*) FROM forecast_runs WHERE is_production").fetchone()[0]
+    except sqlite3.Error:
+        return -1
+
+
+def _console(home: Path, idle_seconds: float, deliver=None, expected_runs: int = 0, **env: str) -> list[str]:
+    """The daemon's console: started, scans delivered, caught up, then ``idle_seconds`` idle, stopped."""
+    proc = _daemon(home, **env)
+    try:
+        deadline = time.monotonic() + 180
+        while _production_runs(home) < 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if deliver:
+            deliver()
+        while _production_runs(home) < expected_runs and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(idle_seconds)
+    finally:
+        assert stop_daemon(proc, timeout_s=60) == 0
+    return [line for line in proc.stdout.read().splitlines() if line.strip()]
+
+
+def test_idle_and_catch_up_console_is_one_line_per_cycle(tmp_path, shared_radar):
+    home = tmp_path / "home"
+    scans = sorted((shared_radar / "knmi-w0").glob("RDR_*.npz"))[:12]
+    lines = _console(home, 8.0, deliver=lambda: hf.deliver(scans, home / "inbox"), expected_runs=len(scans) - 3)
+    text = "\n".join(lines)
+    cycles = [line for line in lines if " cycle: " in line]
+    assert len(cycles) >= 4, text  # the catch-up, then idle cycles every second
+    other = [line for line in lines if " cycle: " not in line]
+    # start (model loaded, daemon started) and stop (signal, stopped): nothing else
+    assert len(other) <= 4, text
+    assert not any(w in text for w in ("oneDNN", "cpu_feature_guard", "absl", "maximum number of running instances",
+                                       "Traceback")), text
+    assert not any(" WARNING " in line or " ERROR " in line for line in lines), text
+    assert sum(int(line.split(" cycle: ")[1].split(" scans registered")[0]) for line in cycles) == len(scans)
+
+
+def test_json_log_format_is_one_object_per_line(tmp_path, shared_radar):
+    home = tmp_path / "home"
+    scans = sorted((shared_radar / "knmi-w0").glob("RDR_*.npz"))[:4]
+    lines = _console(home, 2.0, deliver=lambda: hf.deliver(scans, home / "inbox"), expected_runs=1,
+                     NOWCAST_LOG_FORMAT="json")
+    entries = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert {"time", "level", "logger", "message"} <= set(entries[0])
+    assert any(e["message"].startswith("cycle: ") for e in entries)
+    assert all(e["time"].endswith("Z") for e in entries)
+
+
+def test_describe_cycle_names_what_an_operator_needs():
+    from datetime import UTC, datetime, timedelta
+
+    from flows.forecast_cycle import describe_cycle
+
+    line = describe_cycle({"inbox": {"registered": 3, "rejected": 1, "waiting": 0},
+                           "production": {"runs": 2, "method": "rainnet", "note": ""},
+                           "baselines": [{"method": "pysteps", "runs": 2}], "verified": 0},
+                          datetime.now(UTC) - timedelta(minutes=4))
+    assert line.startswith("cycle: 3 scans registered, 1 rejected")
+    assert "4 runs stored (2 production)" in line and "newest scan 4.0 min old" in line and "method rainnet" in line
+    assert "\n" not in line

@@ -17,10 +17,14 @@ from nowcast_core.dams import load_dams
 from nowcast_core.db import make_engine, session_factory, upgrade
 from nowcast_core.db.models import ForecastRun, FrameRecord, RejectedFile
 from nowcast_core.forecasters import Forecaster, get_method
+from nowcast_core.inbox import scan_inbox
 from nowcast_core.ingest import IngestReport, ingest_inbox
+from nowcast_core.plausibility import QualityThresholds
 from nowcast_core.production import ProductionForecaster, resolve
 
 log = logging.getLogger(__name__)
+
+MAX_NAMES_SHOWN = 20
 
 
 @dataclass
@@ -57,7 +61,9 @@ class Service:
         s = self.settings
         return ingest_inbox(self.sessions, inbox=s.inbox, home=s.home, archive=s.archive, quarantine=s.quarantine,
                             now=now, settle_seconds=s.settle_seconds,
-                            future_tolerance=timedelta(minutes=s.future_tolerance_min))
+                            future_tolerance=timedelta(minutes=s.future_tolerance_min),
+                            incomplete_grace_s=s.incomplete_grace_s, earliest=s.earliest_scan_time,
+                            quality=QualityThresholds.from_settings(s))
 
     def production_forecaster(self) -> tuple[Forecaster, str]:
         with self.sessions() as session:
@@ -129,7 +135,8 @@ class Service:
                 "production_runs": session.scalar(select(func.count(ForecastRun.id)).where(ForecastRun.is_production)),
             }
         now = datetime.now(UTC)
-        inbox_waiting = sum(1 for p in self.settings.inbox.iterdir() if p.is_file() and not p.name.startswith("."))
+        entries = scan_inbox(self.settings.inbox)
+        unexpected = [f"{e.shown} ({e.what})" for e in entries if e.kind == "unexpected"]
         return {
             "now": now.isoformat(timespec="seconds"),
             "last_scan": last_scan.isoformat() if last_scan else None,
@@ -144,7 +151,12 @@ class Service:
             "model": str(choice.model_path) if choice.model_path else None,
             "fallback_reason": choice.note or None,
             "last_forecast_note": (last_run.note or None) if last_run else None,
-            "inbox_waiting": inbox_waiting,
+            "last_forecast_input_quality": last_run.input_quality if last_run else None,
+            "inbox_waiting": sum(1 for e in entries if e.kind in ("file", "symlink")),
+            "inbox_in_transfer": sum(1 for e in entries if e.kind == "temporary"),
+            "inbox_unexpected": len(unexpected),
+            "inbox_unexpected_names": unexpected[:MAX_NAMES_SHOWN] + (
+                [f"... and {len(unexpected) - MAX_NAMES_SHOWN} more"] if len(unexpected) > MAX_NAMES_SHOWN else []),
             **counts,
         }
 

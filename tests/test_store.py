@@ -99,7 +99,7 @@ def test_losing_a_store_race_does_not_damage_the_winners_field(tmp_path, sqlite_
         sessions = session_factory(engine)
         dams = load_dams()
         kw = dict(issue_time=ISSUE, method="rainnet", model_version="rainnet-x", is_production=True, note="",
-                  started_at=ISSUE, forecast_seconds=0.1, forecasts_dir=tmp_path, dams=dams)
+                  started_at=ISSUE, forecast_seconds=0.1, forecasts_dir=tmp_path, dams=dams, input_quality="ok")
         with sessions() as s:
             winner = store_run(s, rain_rate_mm_h=_field(1), **kw)
             assert winner is not None and len(winner.results) == 42

@@ -1,14 +1,15 @@
 """The radar feed's file contract: pixel scale, reading and validating scan files."""
 
+from nowcast_core.frames.errors import FAULT_KINDS, MAYBE_INCOMPLETE_KINDS, FrameError, NotReadyError
 from nowcast_core.frames.reader import (
-    FAULT_KINDS,
     Frame,
-    FrameError,
-    NotReadyError,
+    ScanFile,
     consecutive_windows,
     frame_file_name,
+    read_bounded,
     read_folder,
     read_frame,
+    read_scan,
     scan_time_from_name,
 )
 from nowcast_core.frames.scale import (
@@ -22,6 +23,10 @@ from nowcast_core.frames.scale import (
 
 __all__ = [
     "FAULT_KINDS",
+    "MAYBE_INCOMPLETE_KINDS",
+    "ScanFile",
+    "read_bounded",
+    "read_scan",
     "consecutive_windows",
     "frame_file_name",
     "read_folder",

@@ -71,7 +71,18 @@ def check_directory(infos: list[zipfile.ZipInfo], label: str) -> dict[str, zipfi
         if info.file_size > MAX_MEMBER_BYTES:
             raise FrameError("oversized", f"{label}: member {info.filename!r} declares {info.file_size} bytes "
                              f"uncompressed; a frame needs at most {MAX_MEMBER_BYTES}")
+        if info.compress_size > _most_compressed_bytes(info):
+            raise FrameError("oversized", f"{label}: member {info.filename!r} holds {info.compress_size} compressed "
+                             f"bytes for {info.file_size} bytes of content")
     return {i.filename: i for i in infos}
+
+
+def _most_compressed_bytes(info: zipfile.ZipInfo) -> int:
+    """The most bytes a member's stored data may take: its size, or zlib's deflateBound of it."""
+    n = info.file_size
+    if info.compress_type == zipfile.ZIP_STORED:
+        return n
+    return n + (n >> 12) + (n >> 14) + (n >> 25) + 13
 
 
 def _read_header(head: bytes, label: str, name: str) -> tuple[tuple, bool, np.dtype, int]:

@@ -61,6 +61,7 @@ def _install(tmp: Path, dest: Path, expected_sha256: str) -> None:
     fsync_dir(dest.parent)
     got = file_sha256(dest)
     if got != expected_sha256:
+        dest.unlink(missing_ok=True)  # a copy that does not verify is no copy
         raise OSError(errno.EIO, f"the copy at {dest} reads back with checksum {got[:12]}, "
                                  f"not {expected_sha256[:12]}", str(dest))
 

@@ -75,20 +75,20 @@ def assess(stats: ScanStats, previous: ScanStats | None, limits: QualityThreshol
     """
     if stats.nodata_fraction > limits.max_nodata_fraction:
         return (f"outage: {stats.nodata_fraction:.0%} of the grid without coverage "
-                f"(more than {limits.max_nodata_fraction:.0%})")
+                f"(limit {limits.max_nodata_fraction:.0%})")
     reasons = []
     if stats.saturated_fraction > limits.max_saturated_fraction:
-        reasons.append(f"saturated: {stats.saturated_fraction:.0%} of covered pixels at the top of the scale "
-                       f"(p >= {SATURATION_PIXEL}; more than {limits.max_saturated_fraction:.0%})")
+        reasons.append(f"saturated: {stats.saturated_fraction:.0%} of covered pixels at p >= {SATURATION_PIXEL} "
+                       f"(limit {limits.max_saturated_fraction:.0%})")
     if previous is not None:
         wet_jump = stats.wet_fraction - previous.wet_fraction
         if abs(wet_jump) > limits.max_wet_fraction_jump:
-            reasons.append(f"jump: wet area {previous.wet_fraction:.0%} -> {stats.wet_fraction:.0%} of the grid in "
-                           f"10 minutes (more than {limits.max_wet_fraction_jump:.0%} change)")
+            reasons.append(f"jump: wet area {previous.wet_fraction:.0%} -> {stats.wet_fraction:.0%} in 10 min "
+                           f"(limit {limits.max_wet_fraction_jump:.0%} change)")
         rate_jump = stats.mean_mm_h - previous.mean_mm_h
         if abs(rate_jump) > limits.max_mean_rate_jump_mm_h:
-            reasons.append(f"jump: mean rain rate {previous.mean_mm_h:.1f} -> {stats.mean_mm_h:.1f} mm/h in 10 minutes "
-                           f"(more than {limits.max_mean_rate_jump_mm_h:g} mm/h change)")
+            reasons.append(f"jump: mean rain rate {previous.mean_mm_h:.1f} -> {stats.mean_mm_h:.1f} mm/h in 10 min "
+                           f"(limit {limits.max_mean_rate_jump_mm_h:g} mm/h change)")
     return "; ".join(reasons) or OK
 
 

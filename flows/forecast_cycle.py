@@ -35,7 +35,9 @@ def service() -> Service:
 def ingest(svc: Service) -> dict:
     report = svc.ingest()
     return {"registered": len(report.registered), "duplicates": len(report.duplicates),
-            "rejected": len(report.rejected), "waiting": len(report.waiting), "failed": len(report.failed)}
+            "rejected": len(report.rejected), "waiting": len(report.waiting), "failed": len(report.failed),
+            "implausible": len(report.flagged), "in_transfer": len(report.temporary),
+            "unexpected": len(report.unexpected)}
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)

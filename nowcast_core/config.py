@@ -8,9 +8,10 @@ Precedence: explicit arguments > environment > TOML file (``NOWCAST_CONFIG``, de
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -50,6 +51,19 @@ class Settings(BaseSettings):
     settle_seconds: float = Field(2.0, ge=0, description="a file modified this recently waits for the next poll")
     max_scan_age_h: float = Field(72.0, gt=0, description="scans older than this behind the newest registered scan are not forecast")
     future_tolerance_min: float = Field(15.0, ge=0, description="scans this far after the wall clock are rejected as future")
+    incomplete_grace_s: float = Field(
+        600.0, ge=0, description="a file that does not parse yet waits this long after its last change (it may still be "
+                                 "arriving) before it is quarantined")
+    earliest_scan_time: datetime = Field(datetime(2000, 1, 1, tzinfo=UTC),
+                                         description="scans before this time (UTC) are rejected")
+    max_nodata_fraction: float = Field(0.5, ge=0, le=1, description="a scan with more of its grid without coverage "
+                                       "is an outage")
+    max_saturated_fraction: float = Field(0.02, ge=0, le=1, description="a scan with more of its covered pixels at the "
+                                          "top of the scale (p >= 250) is saturated")
+    max_wet_fraction_jump: float = Field(0.6, ge=0, le=1, description="a larger change of the wet (>= 0.1 mm/h) "
+                                         "fraction from the scan 10 minutes before is an impossible jump")
+    max_mean_rate_jump_mm_h: float = Field(10.0, gt=0, description="a larger change of the mean rain rate from the scan "
+                                           "10 minutes before is an impossible jump")
     retrain_cron: str = Field("0 3 * * 0", description="cron of the retraining flow (default weekly, Sunday 03:00 UTC)")
     retrain_epochs: int = Field(3, ge=1, description="fine-tuning epochs of a retraining")
     retrain_learning_rate: float = Field(3e-5, gt=0, description="learning rate of the fine-tuning")
@@ -62,6 +76,11 @@ class Settings(BaseSettings):
     promotion_min_wet_pixels: int = Field(
         10000, ge=0, description="observed validation pixels at the score's threshold needed to promote at all")
     prefect_startup_timeout_s: int = Field(90, ge=60, description="Prefect temporary server start-up timeout")
+
+    @field_validator("earliest_scan_time")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     @model_validator(mode="after")
     def _derive_paths(self) -> "Settings":

@@ -10,6 +10,7 @@ import io
 import os
 import shutil
 import time
+import zipfile
 import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +26,8 @@ EVENT = "knmi-w0"
 EVENT_START = datetime(2010, 8, 26, 0, 0, tzinfo=UTC)
 #: Valid-looking names for the faulty files: a day before the event, so never a real scan.
 FAULT_DAY = datetime(2010, 8, 25, 0, 0, tzinfo=UTC)
+#: Earliest scan time the tests accept (the setting's default).
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def minutes(k: int) -> timedelta:
@@ -49,6 +52,15 @@ def npz_bytes(*, compressed: bool = True, **arrays) -> bytes:
 def npy_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, array)
+    return buf.getvalue()
+
+
+def zip_bytes(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    """A zip archive of raw ``members`` (name -> bytes), written with ``compression``."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=compression) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
     return buf.getvalue()
 
 
@@ -104,7 +116,8 @@ def damaged_compressed_archive() -> bytes:
 def fault_files(tripwire_marker: Path | None = None) -> list[tuple[str, bytes, str]]:
     """One file (name, bytes, expected FrameError.kind) per fault kind visible in the file alone.
 
-    (``conflicting_duplicate`` needs a registered scan first; see the tests.)
+    (``conflicting_duplicate`` needs a registered scan first, ``symlink`` and ``not_regular`` are
+    not plain files, ``unreadable`` is the catch-all no known file reaches; see the tests.)
     """
     t = lambda k: frame_file_name(FAULT_DAY + minutes(k))  # noqa: E731
     good = good_frame(1)
@@ -124,6 +137,10 @@ def fault_files(tripwire_marker: Path | None = None) -> list[tuple[str, bytes, s
         (t(7), npz_bytes(frame=good.astype(np.int16)), "wrong_dtype"),
         (t(8), npz_bytes(frame=good, nodata=np.zeros(GRID, np.uint8)), "bad_nodata"),
         ("RDR_209901010000.npz", npz_bytes(frame=good), "future"),
+        ("RDR_190001010000.npz", npz_bytes(frame=good), "before_earliest"),
+        (t(9), zip_bytes({"frame.npy": npy_bytes(good) + bytes(1000)}), "oversized"),  # extra bytes in the member
+        (t(10), npz_bytes(frame=good, extra=good), "unexpected_member"),
+        (t(11), zip_bytes({"frame.npy": npy_bytes(good)}, zipfile.ZIP_BZIP2), "unsupported_compression"),
     ]
 
 

@@ -181,7 +181,7 @@ def test_archive_write_failure_keeps_scan_in_inbox(tmp_path, monkeypatch):
     def disk_full(src, dest):
         raise OSError(errno.ENOSPC, "No space left on device", str(dest))
 
-    monkeypatch.setattr(ingest, "atomic_copy", disk_full)
+    monkeypatch.setattr(ingest, "_copy_durably", disk_full)
     report = svc.ingest()
     assert len(report.failed) == 4 and not report.registered
     assert len(list(svc.settings.inbox.glob("RDR_*.npz"))) == 4

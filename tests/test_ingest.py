@@ -137,10 +137,10 @@ def test_archive_write_failure_leaves_scan_in_inbox(make_service, shared_radar, 
     files = hf.event_files(shared_radar, 0, 3)
     hf.deliver(files, inbox)
 
-    def no_space(src, dest):
+    def no_space(data, dest):
         raise OSError(errno.ENOSPC, "No space left on device", str(dest))
 
-    monkeypatch.setattr(ingest_module, "atomic_copy", no_space)
+    monkeypatch.setattr(ingest_module, "_copy_durably", no_space)
     report = svc.ingest()
     assert report.registered == [] and report.rejected == []
     assert sorted(f for f, _ in report.failed) == [f.name for f in files]

@@ -234,6 +234,7 @@ def test_future_scan_time(tmp_path):
 def test_every_fault_file_of_the_helper_gets_its_own_kind(tmp_path):
     """The helper's fault set (used by the ingest and cycle tests) covers every file-level kind."""
     expected = hf.write_faults(tmp_path / "in")
-    kinds = {name: _kind(tmp_path / "in" / name, now=datetime.now(UTC)) for name in expected}
+    kinds = {name: _kind(tmp_path / "in" / name, now=datetime.now(UTC), earliest=hf.EARLIEST) for name in expected}
     assert kinds == {name: kind for name, (kind, _) in expected.items()}
-    assert set(kinds.values()) == set(FAULT_KINDS) - {"conflicting_duplicate"}
+    not_file_contents = {"conflicting_duplicate", "symlink", "not_regular", "unreadable"}
+    assert set(kinds.values()) == set(FAULT_KINDS) - not_file_contents

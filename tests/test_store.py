@@ -16,10 +16,10 @@ from nowcast_core.db import make_engine, session_factory, upgrade
 from nowcast_core.db.schema import ForecastRun
 from nowcast_core.io.fields import (
     RESOLUTION_MM_H,
-    atomic_write,
     load_field,
     quantize,
     save_field,
+    write_verified,
 )
 
 ISSUE = datetime(2021, 7, 1, 6, 30, tzinfo=UTC)
@@ -81,9 +81,9 @@ def test_damaged_or_missing_field_is_an_error(tmp_path):
         load_field(tmp_path, rel, checksum)
 
 
-def test_atomic_write_replaces_whole_and_cleans_up(tmp_path, monkeypatch):
+def test_verified_write_replaces_whole_and_cleans_up(tmp_path, monkeypatch):
     target = tmp_path / "d" / "f.bin"
-    atomic_write(target, b"first")
+    write_verified(b"first", target)
     assert target.read_bytes() == b"first"
 
     def boom(fd):
@@ -91,7 +91,7 @@ def test_atomic_write_replaces_whole_and_cleans_up(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", boom)
     with pytest.raises(OSError):
-        atomic_write(target, b"second, never complete")
+        write_verified(b"second, never complete", target)
     assert target.read_bytes() == b"first", "a failed write leaves the old file whole"
     assert [p.name for p in target.parent.iterdir()] == ["f.bin"]
 
@@ -105,7 +105,7 @@ def test_losing_a_store_race_does_not_damage_the_winners_field(tmp_path, sqlite_
         sessions = session_factory(engine)
         dams = load_dams()
         kw = dict(issue_time=ISSUE, method="rainnet", model_version="rainnet-x", is_production=True, note="",
-                  started_at=ISSUE, forecast_seconds=0.1, forecasts_dir=tmp_path, dams=dams)
+                  started_at=ISSUE, forecast_seconds=0.1, forecasts_dir=tmp_path, dams=dams, input_quality="ok")
         with sessions() as s:
             winner = store_run(s, rain_rate_mm_h=_field(1), **kw)
             assert winner is not None and len(winner.results) == 42

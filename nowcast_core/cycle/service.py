@@ -17,11 +17,15 @@ from nowcast_core.dams import load_dams
 from nowcast_core.db import make_engine, session_factory, upgrade
 from nowcast_core.db.schema import ForecastRun, FrameRecord, RejectedFile
 from nowcast_core.forecasters import Forecaster, get_method
+from nowcast_core.inbox.entries import scan_inbox
 from nowcast_core.inbox.ingest import IngestReport, ingest_inbox
+from nowcast_core.inbox.plausibility import QualityThresholds
 from nowcast_core.models.production import ProductionForecaster, resolve
 from nowcast_core.times import iso_minutes, iso_utc
 
 log = logging.getLogger(__name__)
+
+MAX_NAMES_SHOWN = 20
 
 
 @dataclass
@@ -62,7 +66,9 @@ class Service:
         s = self.settings
         return ingest_inbox(self.sessions, inbox=s.inbox, home=s.home, archive=s.archive, quarantine=s.quarantine,
                             now=now, settle_seconds=s.settle_seconds,
-                            future_tolerance=timedelta(minutes=s.future_tolerance_min))
+                            future_tolerance=timedelta(minutes=s.future_tolerance_min),
+                            incomplete_grace_s=s.incomplete_grace_s, earliest=s.earliest_scan_time,
+                            quality=QualityThresholds.from_settings(s))
 
     def production_forecaster(self) -> tuple[Forecaster, str]:
         with self.sessions() as session:
@@ -138,9 +144,8 @@ class Service:
                 "production_runs": session.scalar(select(func.count(ForecastRun.id)).where(ForecastRun.is_production)),
             }
         now = datetime.now(UTC)
-        inbox = self.settings.inbox
-        inbox_waiting = (sum(1 for p in inbox.iterdir() if p.is_file() and not p.name.startswith("."))
-                         if inbox.is_dir() else None)
+        entries = scan_inbox(self.settings.inbox)
+        unexpected = [f"{e.shown} ({e.what})" for e in entries if e.kind == "unexpected"]
         return {
             "now": iso_utc(now, "seconds"),
             "last_scan": iso_utc(last_scan),
@@ -155,7 +160,12 @@ class Service:
             "model": str(choice.model_path) if choice.model_path else None,
             "fallback_reason": choice.note or None,
             "last_forecast_note": (last_run.note or None) if last_run else None,
-            "inbox_waiting": inbox_waiting,
+            "last_forecast_input_quality": last_run.input_quality if last_run else None,
+            "inbox_waiting": sum(1 for e in entries if e.kind in ("file", "symlink")),
+            "inbox_in_transfer": sum(1 for e in entries if e.kind == "temporary"),
+            "inbox_unexpected": len(unexpected),
+            "inbox_unexpected_names": unexpected[:MAX_NAMES_SHOWN] + (
+                [f"... and {len(unexpected) - MAX_NAMES_SHOWN} more"] if len(unexpected) > MAX_NAMES_SHOWN else []),
             **counts,
         }
 

@@ -5,6 +5,11 @@ registered too. Every issue time without a run of a method is pending for that m
 oldest first, except those older than ``max_scan_age`` behind the newest registered scan
 (measured from the data, not the wall clock, so a replayed archive is forecast in full).
 Each run, its field and its dam results are stored together in one transaction.
+
+Every run stores its ``input_quality``: "ok" when its four input scans are plausible, else
+which are not and why (see :mod:`nowcast_core.inbox.plausibility`). Such runs are still issued,
+so operators see what the models make of the data, but their dam results carry no alert:
+an alert is only ever raised from input that is "ok".
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from nowcast_core.dams import Dam, dam_rainfall
 from nowcast_core.db.schema import DamRainfall, ForecastRun, FrameRecord
 from nowcast_core.forecasters import Forecaster
 from nowcast_core.inbox.ingest import load_rain_rates
+from nowcast_core.inbox.plausibility import input_quality as combine_input_quality
 from nowcast_core.io.fields import quantize, save_field
 from nowcast_core.times import iso_minutes
 
@@ -69,14 +75,31 @@ class InputLoader:
     def __init__(self, session: Session):
         self._session = session
         self._cache: dict[datetime, np.ndarray] = {}
+        self._quality: dict[datetime, str] = {}
+
+    def _record(self, scan_time: datetime) -> FrameRecord:
+        record = self._session.scalar(select(FrameRecord).where(FrameRecord.scan_time == scan_time))
+        if record is None:
+            raise LookupError(f"scan {iso_minutes(scan_time)} is not registered")
+        return record
 
     def _scan(self, scan_time: datetime) -> np.ndarray:
         if scan_time not in self._cache:
-            record = self._session.scalar(select(FrameRecord).where(FrameRecord.scan_time == scan_time))
-            if record is None:
-                raise LookupError(f"scan {iso_minutes(scan_time)} is not registered")
+            record = self._record(scan_time)
             self._cache[scan_time] = load_rain_rates(record)
+            self._quality[scan_time] = record.quality
         return self._cache[scan_time]
+
+    def input_quality(self, issue_time: datetime) -> str:
+        """"ok", or which of the issue time's four inputs are implausible and why."""
+        inputs = []
+        for dt in INPUT_OFFSETS:
+            t = issue_time - dt
+            if t not in self._quality:
+                self._quality[t] = self._record(t).quality
+            label = f"t-{int(dt.total_seconds() // 60)}" if dt else "t"
+            inputs.append((label, t, self._quality[t]))
+        return combine_input_quality(inputs)
 
     def inputs(self, issue_times: Sequence[datetime]) -> np.ndarray:
         """float32 (n, 4, H, W): rain rates at t-30 .. t of each issue time."""
@@ -84,19 +107,26 @@ class InputLoader:
         oldest_needed = min(issue_times) - INPUT_OFFSETS[0]
         for t in [t for t in self._cache if t < oldest_needed]:  # issue times come in order: bound memory
             del self._cache[t]
+            self._quality.pop(t, None)
         return x
 
 
 def store_run(session: Session, *, issue_time: datetime, method: str, model_version: str, is_production: bool,
               note: str, rain_rate_mm_h: np.ndarray, started_at: datetime, forecast_seconds: float,
-              forecasts_dir: Path, dams: Sequence[Dam]) -> ForecastRun | None:
-    """Store one run, its field and its dam results in one transaction (None if it already exists)."""
+              forecasts_dir: Path, dams: Sequence[Dam], input_quality: str) -> ForecastRun | None:
+    """Store one run, its field and its dam results in one transaction (None if it already exists).
+
+    A run whose ``input_quality`` is not "ok" is stored with it, and its results carry no alert.
+    """
     rain = quantize(rain_rate_mm_h)
     rel, checksum = save_field(forecasts_dir, issue_time, method, rain)
     run = ForecastRun(issue_time=issue_time, method=method, model_version=model_version, is_production=is_production,
                       status="ok", note=note, started_at=started_at, finished_at=datetime.now(UTC),
-                      forecast_seconds=forecast_seconds, field_path=rel, field_checksum=checksum)
+                      forecast_seconds=forecast_seconds, field_path=rel, field_checksum=checksum,
+                      input_quality=input_quality)
     for r in dam_rainfall(rain, dams, LEAD_MINUTES):
+        if not run.input_ok:
+            r = {**r, "alert": None}  # never an alert from implausible input
         run.results.append(DamRainfall(valid_time=issue_time + timedelta(minutes=int(r["lead_minutes"])), **r))
     session.add(run)
     try:
@@ -123,11 +153,16 @@ def forecast_and_store(sessions: sessionmaker[Session], forecaster: Forecaster, 
             y = forecaster.forecast(x)
             seconds_each = (time.perf_counter() - t0) / len(chunk)
             for issue_time, rain in zip(chunk, y, strict=True):
+                quality = loader.input_quality(issue_time)
                 run = store_run(session, issue_time=issue_time, method=forecaster.name, model_version=forecaster.version,
                                 is_production=is_production, note=note, rain_rate_mm_h=rain, started_at=started_at,
-                                forecast_seconds=seconds_each, forecasts_dir=forecasts_dir, dams=dams)
+                                forecast_seconds=seconds_each, forecasts_dir=forecasts_dir, dams=dams,
+                                input_quality=quality)
                 if run is not None:
                     run_ids.append(run.id)
+                    if not run.input_ok:
+                        log.warning("%s run %s from implausible input, stored without alerts: %s", forecaster.name,
+                                    f"{iso_minutes(issue_time)}", quality)
             if progress is not None:
                 progress(len(chunk))
     return run_ids

@@ -44,6 +44,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: Quality of rows stored before the plausibility checks existed (migration 0003).
+UNCHECKED = "unchecked"
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -60,6 +64,11 @@ class FrameRecord(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     nodata_fraction: Mapped[float] = mapped_column(Float, default=0.0)
     wet_fraction: Mapped[float] = mapped_column(Float, default=0.0)
+    #: Mean rain rate over the covered pixels (None: registered before it was recorded).
+    mean_mm_h: Mapped[float | None] = mapped_column(Float)
+    #: "ok", or why the scan cannot be real weather ("outage: ...", "saturated: ...", "jump: ...");
+    #: "unchecked" for scans registered before the plausibility checks existed.
+    quality: Mapped[str] = mapped_column(Text, server_default=UNCHECKED)
 
 
 class RejectedFile(Base):
@@ -115,9 +124,17 @@ class ForecastRun(Base):
     forecast_seconds: Mapped[float] = mapped_column(Float)
     field_path: Mapped[str | None] = mapped_column(Text)
     field_checksum: Mapped[str | None] = mapped_column(String(64))
+    #: "ok" when all four input scans are "ok", else which inputs are not and why. Alerts are
+    #: only ever raised from runs whose input is "ok" (see :attr:`input_ok`).
+    input_quality: Mapped[str] = mapped_column(Text, server_default=UNCHECKED)
 
     results: Mapped[list[DamRainfall]] = relationship(back_populates="run", cascade="all, delete-orphan",
                                                        passive_deletes=True)
+
+    @property
+    def input_ok(self) -> bool:
+        """True when every input scan passed the plausibility checks: only then may an alert be raised."""
+        return self.input_quality == "ok"
 
 
 class DamRainfall(Base):

@@ -6,7 +6,7 @@ import logging
 import time
 from pathlib import Path
 
-from nowcast_core.io.files import atomic_copy
+from nowcast_core.io.files import copy_verified
 from nowcast_core.io.frames import FrameError, scan_time_from_name
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def replay_folder(folder: str | Path, inbox: str | Path, *, speed: float = 60.0)
     for scan_time, path in scans:
         if previous is not None and speed > 0:
             time.sleep(max(0.0, (scan_time - previous).total_seconds() / speed))
-        atomic_copy(path, inbox / path.name)
+        copy_verified(path, inbox / path.name)
         previous = scan_time
     return len(scans)
 

@@ -2,15 +2,21 @@
 (``sequences``), stored forecast fields (``fields``), synthetic scans (``sample``) and
 crash-safe writes (``files``)."""
 
-from nowcast_core.io.frames import (
+from nowcast_core.io.errors import (
     FAULT_KINDS,
-    Frame,
+    MAYBE_INCOMPLETE_KINDS,
     FrameError,
     NotReadyError,
+)
+from nowcast_core.io.frames import (
+    Frame,
+    ScanFile,
     consecutive_windows,
     frame_file_name,
+    read_bounded,
     read_folder,
     read_frame,
+    read_scan,
     scan_time_from_name,
 )
 from nowcast_core.io.scale import (
@@ -24,6 +30,10 @@ from nowcast_core.io.scale import (
 
 __all__ = [
     "FAULT_KINDS",
+    "MAYBE_INCOMPLETE_KINDS",
+    "ScanFile",
+    "read_bounded",
+    "read_scan",
     "consecutive_windows",
     "frame_file_name",
     "read_folder",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nowcast_core.io.files import atomic_write, sha256_bytes
+from nowcast_core.io.files import sha256_bytes, write_verified
 
 RESOLUTION_MM_H = 0.01
 _MAX_COUNT = np.iinfo(np.uint16).max
@@ -43,7 +43,7 @@ def save_field(root: Path, issue_time: datetime, method: str, rain_rate_mm_h: np
     data = buf.getvalue()
     checksum = sha256_bytes(data)
     rel = field_relpath(issue_time, method, checksum)
-    atomic_write(Path(root) / rel, data)
+    write_verified(data, Path(root) / rel)
     return str(rel), checksum
 
 

@@ -1,54 +1,169 @@
-"""Files written so that a crash never leaves half of one, and their checksums."""
+"""Durable, verified file writes (the one write helper of the system): nothing in the inbox is
+removed before its copy is safe, and no forecast field or model is ever half written.
+
+A copy is written under a short temporary name (``O_EXCL``, never through a link), flushed
+(``fsync``), renamed into place, its folder flushed, and read back: its SHA-256 must be the
+one of the bytes meant. Only then may the caller remove the original, and only if the
+original is still the file that was copied (same inode, size and modification time).
+"""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
-import shutil
+import secrets
+import stat
 from pathlib import Path
 
+_CHUNK_BYTES = 1 << 20
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+def private_dir(folder: Path, root: Path | None = None) -> Path:
+    """Create ``folder`` (and its parents) readable by the owner only (0o700), from ``root`` down."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    p = folder
+    while True:
+        os.chmod(p, 0o700)
+        if root is None or p == root or p.parent == p or not p.is_relative_to(root):
+            break
+        p = p.parent
+    return folder
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a hidden temporary file, fsync, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path)
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        os.fsync(fd)
     finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_copy(src: Path, dest: Path) -> None:
-    """Copy ``src`` to ``dest`` through a hidden temporary file, fsync, then rename."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(dest)
-    try:
-        shutil.copyfile(src, tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+        os.close(fd)
 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file, read in 1 MiB blocks."""
+def file_sha256(path: str | Path, *, follow_links: bool = True) -> str:
+    """SHA-256 of a regular file's bytes; with ``follow_links=False`` never through a link (the inbox)."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+    fd = os.open(path, _READ_FLAGS if not follow_links else os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        while chunk := os.read(fd, _CHUNK_BYTES):
+            h.update(chunk)
+    finally:
+        os.close(fd)
     return h.hexdigest()
+
+
+def _temporary_beside(dest: Path) -> Path:
+    return dest.parent / f".tmp-{os.getpid()}-{secrets.token_hex(4)}"  # short: dest's name may be near NAME_MAX
+
+
+def _install(tmp: Path, dest: Path, expected_sha256: str) -> None:
+    os.replace(tmp, dest)
+    fsync_dir(dest.parent)
+    got = file_sha256(dest, follow_links=False)
+    if got != expected_sha256:
+        dest.unlink(missing_ok=True)  # a copy that does not verify is no copy
+        raise OSError(errno.EIO, f"the copy at {dest} reads back with checksum {got[:12]}, "
+                                 f"not {expected_sha256[:12]}", str(dest))
+
+
+def write_verified(data: bytes, dest: Path, *, mode: int | None = None) -> str:
+    """Write ``data`` to ``dest`` durably and check it reads back; its SHA-256.
+
+    ``mode``: exact permissions of the file (default: 0o666 less the umask).
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_beside(dest)
+    try:
+        fd = os.open(tmp, _WRITE_FLAGS, 0o600 if mode is not None else 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if mode is not None:
+                os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        expected = hashlib.sha256(data).hexdigest()
+        _install(tmp, dest, expected)
+        return expected
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def copy_verified(src: Path, dest: Path, *, mode: int | None = None) -> tuple[str, os.stat_result]:
+    """Copy the regular file ``src`` (never through a link) to ``dest`` durably, checked.
+
+    Returns the copy's SHA-256 and ``src``'s status when it was opened, for
+    :func:`unlink_if_unchanged`. Raises OSError when ``src`` is no regular file.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_beside(dest)
+    h = hashlib.sha256()
+    src_fd = os.open(src, _READ_FLAGS)
+    try:
+        st = os.fstat(src_fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(src))
+        fd = os.open(tmp, _WRITE_FLAGS, 0o600 if mode is not None else 0o666)
+        try:
+            while chunk := os.read(src_fd, _CHUNK_BYTES):
+                h.update(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+            if mode is not None:
+                os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _install(tmp, dest, h.hexdigest())
+        return h.hexdigest(), st
+    finally:
+        os.close(src_fd)
+        tmp.unlink(missing_ok=True)
+
+
+def same_file_state(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns)
+
+
+def unlink_if_unchanged(path: Path, seen: os.stat_result) -> bool:
+    """Remove ``path`` if it is still the file whose status was ``seen``; False if it changed."""
+    try:
+        now = os.lstat(path)
+    except FileNotFoundError:
+        return True
+    if not same_file_state(now, seen):
+        return False
+    os.unlink(path)
+    return True
+
+
+def unique_destination(folder: Path, name: str) -> Path:
+    """``folder/name``, or ``folder/name.1``, ``.2``, ... if taken (links count as taken)."""
+    dest = folder / name
+    k = 1
+    while os.path.lexists(dest):
+        dest = folder / f"{name}.{k}"
+        k += 1
+    return dest
+
+
+def move_link(link: Path, dest: Path) -> str:
+    """Move a symbolic link itself (never its target) to ``dest``; the link's target text."""
+    target = os.readlink(link)
+    try:
+        os.rename(link, dest)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        os.symlink(target, dest)  # another file system: recreate the link, then remove the original
+        os.unlink(link)
+    fsync_dir(dest.parent)
+    return os.fsdecode(target)

@@ -1,57 +1,32 @@
 """Strict reader of the feed's scan files (``RDR_YYYYMMDDHHMM.npz``).
 
 Never unpickles. Every fault the inbox really sees has its own reason code
-(``FrameError.kind``) and a message that says what is wrong in plain words.
+(``FrameError.kind``) and a message that says what is wrong in plain words. A file is read
+whole only up to :data:`MAX_FILE_BYTES`; its archive is checked before anything is
+decompressed (see :mod:`nowcast_core.frames.safe_npz`).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
-import io
+import os
 import re
+import stat
 import time
-import zipfile
-import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
-from nowcast_core.contract import GRID_SHAPE, SCAN_INTERVAL
+from nowcast_core.contract import SCAN_INTERVAL
+from nowcast_core.io.errors import FAULT_KINDS, FrameError, NotReadyError  # noqa: F401 - re-exported
+from nowcast_core.io.safe_npz import MAX_FILE_BYTES, parse_scan_npz
 from nowcast_core.times import iso_minutes
 
-NAME_PATTERN = re.compile(r"^RDR_(\d{12})\.npz$")
-
-#: Reason codes, one per fault kind of the spec.
-FAULT_KINDS = {
-    "bad_name": "the name is not RDR_YYYYMMDDHHMM.npz with minutes a multiple of 10",
-    "empty": "zero-byte file",
-    "corrupt": "not a readable .npz archive (truncated or damaged)",
-    "pickled": "holds object arrays that would need pickle to load",
-    "missing_frame": "no 'frame' array in the archive",
-    "wrong_shape": "array shape is not 120 x 120",
-    "nan": "float array containing NaN",
-    "out_of_range": "pixel values outside 0..255",
-    "wrong_dtype": "array dtype is not the contract's",
-    "bad_nodata": "'nodata' is not a 120 x 120 bool array",
-    "future": "scan time is in the future",
-    "conflicting_duplicate": "a different file for a scan already registered",
-}
-
-
-class FrameError(ValueError):
-    """A scan file that breaks the contract. ``kind`` is one of :data:`FAULT_KINDS`."""
-
-    def __init__(self, kind: str, detail: str):
-        assert kind in FAULT_KINDS, kind
-        self.kind = kind
-        self.detail = detail
-        super().__init__(f"{kind}: {detail}")
-
-
-class NotReadyError(RuntimeError):
-    """The file may still be being written; look again at the next poll."""
+#: The whole name, ASCII digits only (``re.fullmatch``: no trailing newline, no other scripts' digits).
+NAME_PATTERN = re.compile(r"RDR_([0-9]{12})\.npz")
 
 
 @dataclass(frozen=True)
@@ -64,9 +39,18 @@ class Frame:
     checksum: str  # sha256 of the file's bytes
 
 
+@dataclass(frozen=True)
+class ScanFile:
+    """A validated scan with the exact bytes it was read from and the file's status when read."""
+
+    frame: Frame
+    data: bytes
+    stat: os.stat_result
+
+
 def scan_time_from_name(name: str) -> datetime:
     """Scan time (UTC) encoded in a file name; :class:`FrameError` ``bad_name`` if none."""
-    m = NAME_PATTERN.match(name)
+    m = NAME_PATTERN.fullmatch(name)
     if not m:
         raise FrameError("bad_name", f"{name!r} does not match RDR_YYYYMMDDHHMM.npz")
     try:
@@ -83,38 +67,74 @@ def frame_file_name(scan_time: datetime) -> str:
     return f"RDR_{scan_time.astimezone(UTC):%Y%m%d%H%M}.npz"
 
 
-def _check_ready(path: Path, settle_seconds: float, now_epoch: float) -> int:
-    st = path.stat()
+def _check_ready(st: os.stat_result, name: str, settle_seconds: float, now_epoch: float) -> None:
     if now_epoch - st.st_mtime < settle_seconds:
-        raise NotReadyError(f"{path.name} was modified {now_epoch - st.st_mtime:.1f} s ago")
-    return st.st_size
+        raise NotReadyError(f"{name} was modified {now_epoch - st.st_mtime:.1f} s ago")
 
 
-def _validate_frame(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype == object:
-        raise FrameError("pickled", "'frame' is an object array")
-    if arr.shape != GRID_SHAPE:
-        raise FrameError("wrong_shape", f"'frame' has shape {arr.shape}, expected {GRID_SHAPE}")
-    if arr.dtype == np.uint8:
-        return arr
-    if arr.dtype.kind == "f":
-        if np.isnan(arr).any():
-            raise FrameError("nan", f"'frame' is {arr.dtype} with {int(np.isnan(arr).sum())} NaN values")
-    if arr.dtype.kind in "fiu":
-        lo, hi = float(np.min(arr)), float(np.max(arr))
-        if lo < 0 or hi > 255:
-            raise FrameError("out_of_range", f"'frame' values span {lo:g}..{hi:g}, expected 0..255")
-    raise FrameError("wrong_dtype", f"'frame' is {arr.dtype}, expected uint8")
+def read_bounded(path: Path, *, follow_symlinks: bool = True,
+                 max_bytes: int = MAX_FILE_BYTES) -> tuple[bytes, os.stat_result]:
+    """The bytes of a regular file and its status, reading at most ``max_bytes``.
+
+    With ``follow_symlinks=False`` a symbolic link is refused (``O_NOFOLLOW``), never opened
+    through. A fifo or device is never waited on (``O_NONBLOCK``). OSErrors other than
+    these refusals propagate: they are the machine's, not the file's.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if not follow_symlinks:
+        flags |= os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow_symlinks:
+            raise FrameError("symlink", f"{path.name!r} is a symbolic link; links are never followed") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise FrameError("not_regular", f"{path.name!r} is not a regular file")
+        if st.st_size > max_bytes:
+            raise FrameError("oversized",
+                             f"{path.name!r} has {st.st_size} bytes; a scan file needs at most {max_bytes}")
+        chunks, total = [], 0
+        while total <= max_bytes:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > max_bytes:
+            raise FrameError("oversized", f"{path.name!r} grew beyond {max_bytes} bytes while being read")
+        return b"".join(chunks), st
+    finally:
+        os.close(fd)
 
 
-def _validate_nodata(arr: np.ndarray | None) -> np.ndarray:
-    if arr is None:
-        return np.zeros(GRID_SHAPE, dtype=bool)
-    if arr.dtype == object:
-        raise FrameError("pickled", "'nodata' is an object array")
-    if arr.shape != GRID_SHAPE or arr.dtype != np.bool_:
-        raise FrameError("bad_nodata", f"'nodata' is {arr.dtype} {arr.shape}, expected bool {GRID_SHAPE}")
-    return arr
+def read_scan(
+    path: str | Path,
+    *,
+    now: datetime | None = None,
+    settle_seconds: float = 0.0,
+    future_tolerance: timedelta = timedelta(minutes=15),
+    earliest: datetime | None = None,
+    follow_symlinks: bool = True,
+) -> ScanFile:
+    """Read and validate one scan file, keeping the bytes read (see :func:`read_frame`)."""
+    path = Path(path)
+    scan_time = scan_time_from_name(path.name)
+    st = path.stat() if follow_symlinks else path.lstat()
+    if stat.S_ISLNK(st.st_mode):
+        raise FrameError("symlink", f"{path.name!r} is a symbolic link; links are never followed")
+    _check_ready(st, path.name, settle_seconds, time.time())
+    data, st = read_bounded(path, follow_symlinks=follow_symlinks)
+    frame, nodata = parse_scan_npz(data, path.name)
+    if earliest is not None and scan_time < earliest:
+        raise FrameError("before_earliest", f"scan time {iso_minutes(scan_time)} is before the earliest accepted "
+                         f"{iso_minutes(earliest)}")
+    if now is not None and scan_time > now + future_tolerance:
+        raise FrameError("future", f"scan time {iso_minutes(scan_time)} is after now ({iso_minutes(now)})")
+    checksum = hashlib.sha256(data).hexdigest()
+    return ScanFile(Frame(scan_time=scan_time, frame=frame, nodata=nodata, checksum=checksum), data, st)
 
 
 def read_frame(
@@ -123,6 +143,8 @@ def read_frame(
     now: datetime | None = None,
     settle_seconds: float = 0.0,
     future_tolerance: timedelta = timedelta(minutes=15),
+    earliest: datetime | None = None,
+    follow_symlinks: bool = True,
 ) -> Frame:
     """Read and validate one scan file.
 
@@ -133,6 +155,8 @@ def read_frame(
         ``None`` disables the future check.
     settle_seconds : a file modified less than this long ago raises :class:`NotReadyError`
         (it may still be being written).
+    earliest : scans before this time are rejected (``before_earliest``); ``None``: no limit.
+    follow_symlinks : ``False`` refuses a symbolic link (``symlink``) instead of reading its target.
 
     Returns
     -------
@@ -141,40 +165,15 @@ def read_frame(
     Raises
     ------
     FrameError
-        The file breaks the contract; ``kind`` says how.
+        The file breaks the contract; ``kind`` says how. Whatever the file's bytes are, no
+        other exception comes from them (memory is bounded, nothing is unpickled).
     NotReadyError
         The file is too fresh to judge.
+    OSError
+        The file could not be opened or read (permissions, I/O error, vanished).
     """
-    path = Path(path)
-    scan_time = scan_time_from_name(path.name)
-    size = _check_ready(path, settle_seconds, time.time())
-    if size == 0:
-        raise FrameError("empty", f"{path.name} has zero bytes")
-    data = path.read_bytes()
-    checksum = hashlib.sha256(data).hexdigest()
-    if not data.startswith(b"PK\x03\x04"):
-        if data.startswith(b"\x93NUMPY"):
-            raise FrameError("corrupt", f"{path.name} is a bare .npy array, not an .npz archive")
-        if data.startswith(b"\x80"):
-            raise FrameError("pickled", f"{path.name} is a pickle, not an .npz archive")
-        raise FrameError("corrupt", f"{path.name} is not a zip (.npz) archive")
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            if "frame" not in npz.files:
-                raise FrameError("missing_frame", f"{path.name} holds {sorted(npz.files)}, no 'frame'")
-            frame = _validate_frame(npz["frame"])
-            nodata = _validate_nodata(npz["nodata"] if "nodata" in npz.files else None)
-    except FrameError:
-        raise
-    except ValueError as exc:
-        if "allow_pickle" in str(exc) or "pickle" in str(exc).lower():
-            raise FrameError("pickled", f"{path.name}: {exc}") from None
-        raise FrameError("corrupt", f"{path.name}: {exc}") from None
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as exc:
-        raise FrameError("corrupt", f"{path.name}: {type(exc).__name__}: {exc}") from None
-    if now is not None and scan_time > now + future_tolerance:
-        raise FrameError("future", f"scan time {iso_minutes(scan_time)} is after now ({iso_minutes(now)})")
-    return Frame(scan_time=scan_time, frame=np.ascontiguousarray(frame), nodata=nodata, checksum=checksum)
+    return read_scan(path, now=now, settle_seconds=settle_seconds, future_tolerance=future_tolerance,
+                     earliest=earliest, follow_symlinks=follow_symlinks).frame
 
 
 def read_folder(folder: str | Path) -> list[Frame]:

@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from nowcast_core.contract import GRID_SHAPE, SCAN_INTERVAL
-from nowcast_core.io.files import atomic_write
+from nowcast_core.io.files import write_verified
 from nowcast_core.io.frames import frame_file_name
 from nowcast_core.io.scale import rain_rate_to_pixel
 
@@ -230,7 +230,7 @@ def write_sequence(
         path = folder / frame_file_name(scan_time)
         buffer = io.BytesIO()
         np.savez_compressed(buffer, frame=frame)
-        atomic_write(path, buffer.getvalue())
+        write_verified(buffer.getvalue(), path)
         paths.append(path)
     return paths
 

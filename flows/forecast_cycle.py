@@ -90,6 +90,8 @@ def describe_cycle(summary: dict, newest_scan) -> str:
     lag = f"newest scan {_age(datetime.now(UTC) - newest_scan)} old" if newest_scan else "no scan yet"
     parts = [f"cycle: {inbox['registered']} scans registered, {inbox['rejected']} rejected",
              f"{inbox['waiting']} waiting" if inbox["waiting"] else "",
+             f"{inbox['implausible']} implausible" if inbox.get("implausible") else "",
+             f"{inbox['unexpected']} unexpected entries in the inbox" if inbox.get("unexpected") else "",
              f"{runs} runs stored ({production['runs']} production)", lag,
              f"method {production['method']}" + (f" ({production['note']})" if production["note"] else "")]
     return "; ".join(p for p in parts if p)

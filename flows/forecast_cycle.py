@@ -6,6 +6,9 @@ the loaded model) lives as long as the process, so the embedded daemon loads it 
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -56,6 +59,7 @@ def forecast_cycle() -> dict:
     """One cycle. Two cycles never overlap: a second one finds the lock held and returns."""
     logger = get_run_logger()
     svc = service()
+    started_at, t0 = datetime.now(UTC), time.perf_counter()
     try:
         with file_lock(svc.settings.home / "cycle.lock"):
             inbox = ingest(svc)
@@ -66,4 +70,5 @@ def forecast_cycle() -> dict:
         logger.warning("previous cycle still running, this one skipped: %s", exc)
         return {"skipped": str(exc)}
     logger.info("cycle: inbox %s; production %s; baselines %s; %d leads verified", inbox, production, baselines, verified)
+    svc.record_cycle(started_at, time.perf_counter() - t0)  # for /metrics (issue 12)
     return {"inbox": inbox, "production": production, "baselines": baselines, "verified": verified}

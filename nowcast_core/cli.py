@@ -91,8 +91,10 @@ def db_downgrade(revision: str) -> None:
 def run(once: Annotated[bool, typer.Option("--once", help="run one cycle and exit")] = False,
         demo: Annotated[bool, typer.Option("--demo", help="also replay sample scans into the inbox "
                                            "(../shared/data/radar when present, else a generated sequence)")] = False,
+        web: Annotated[bool, typer.Option("--web/--no-web", help="serve the web page, API and /metrics "
+                                          "(NOWCAST_WEB_HOST:NOWCAST_WEB_PORT) while running")] = True,
         verbose: bool = False) -> None:
-    """Run the daemon: a forecast cycle every poll interval, until SIGTERM/SIGINT."""
+    """Run the daemon: a forecast cycle every poll interval, until SIGTERM/SIGINT; the web page beside it."""
     from flows.daemon import run_daemon
     from nowcast_core.config import load_settings
     from nowcast_core.locks import LockHeld
@@ -104,10 +106,55 @@ def run(once: Annotated[bool, typer.Option("--once", help="run one cycle and exi
         from nowcast_core.replay import start_demo_replay
 
         start_demo_replay(settings)
+    # --- the operators' window (issue 12): webhook delivery job, web server thread
+    from nowcast_app.web.server import ServeError, WebThread
+    from nowcast_app.web.webhooks import delivery_job
+
+    deliver = delivery_job(settings)
+    web_thread = None
+    if web and not once:
+        from nowcast_core.db import upgrade
+
+        upgrade(settings.database_url)  # the page reads the newest schema from its first request
+        try:
+            web_thread = WebThread(settings, settings.web_host, settings.web_port)
+        except ServeError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+        if web_thread.start():
+            err.print(f"open {web_thread.url}")
     try:
-        raise typer.Exit(run_daemon(settings, once=once))
+        raise typer.Exit(run_daemon(settings, once=once, jobs=[("webhooks", deliver, settings.webhook_interval_s)]))
     except LockHeld as exc:
         err.print(f"[red]another daemon is running on this home: {exc}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        if web_thread is not None:
+            web_thread.stop()
+        deliver.close()
+
+
+@app.command()
+def serve(host: Annotated[Optional[str], typer.Option(help="address to listen on (default NOWCAST_WEB_HOST, "
+                                                      "127.0.0.1); any other than loopback needs NOWCAST_API_TOKEN")] = None,
+          port: Annotated[Optional[int], typer.Option(help="port (default NOWCAST_WEB_PORT, 8080)")] = None) -> None:
+    """Serve the dashboard, the read-only HTTP API (/api/v1, /docs) and /metrics."""
+    from nowcast_app.web.server import ServeError, check_bind, serve as serve_web
+    from nowcast_core.config import load_settings
+
+    _setup_logging()
+    settings = load_settings()
+    host = host or settings.web_host
+    try:
+        check_bind(settings, host)
+    except ServeError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    _service().close()  # migrate once; the web application only reads
+    try:
+        serve_web(settings, host, port or settings.web_port)
+    except ServeError as exc:
+        typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
 
 

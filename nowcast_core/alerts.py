@@ -89,7 +89,14 @@ def observed_scan_times(issue_time: datetime, hours: float = OBSERVED_HOURS) -> 
 
 
 def catchment_means(rain_mm_h: np.ndarray, dams: Sequence[Dam]) -> dict[str, float | None]:
-    """Catchment-mean rain rate (mm/h) per dam of one observed field; NaN pixels (no data) left out."""
+    """Catchment-mean rain rate (mm/h) per dam of one observed field; NaN pixels (no data) left out.
+
+    Rates are first rounded as stored forecasts are (:func:`nowcast_core.store.quantize`: the
+    feed's no-echo floor is dry), so observed and forecast depths add up on the same scale.
+    """
+    from nowcast_core.store import quantize
+
+    rain_mm_h = quantize(rain_mm_h)
     out: dict[str, float | None] = {}
     for dam in dams:
         values = rain_mm_h[catchment_mask(dam, rain_mm_h.shape)]

@@ -31,7 +31,7 @@ const NC = {
   },
   // A line chart: series = [{name, colour, points: [[x, y], ...], dashed}], x and y numbers.
   lineChart(series, {width = 520, height = 220, xLabel = "", yLabel = ""} = {}) {
-    const pad = {l: 46, r: 12, t: 10, b: 34};
+    const pad = {l: 46, r: 12, t: 26, b: 34};
     const all = series.flatMap(s => s.points).filter(p => p[1] !== null);
     const svg = NC.svg("svg", {viewBox: `0 0 ${width} ${height}`, class: "linechart", role: "img"});
     if (!all.length) { svg.append(Object.assign(NC.svg("text", {x: 20, y: 30, class: "axis"}), {textContent: "no data yet"})); return svg; }
@@ -56,8 +56,8 @@ const NC = {
       svg.append(NC.svg("polyline", {points: pts.map(p => `${X(p[0])},${Y(p[1])}`).join(" "), fill: "none",
         stroke: s.colour, "stroke-width": 2.5}));
       for (const p of pts) svg.append(NC.svg("circle", {cx: X(p[0]), cy: Y(p[1]), r: 3, fill: s.colour}));
-      const t = NC.svg("text", {x: width - pad.r - 4, y: pad.t + 14 + 16 * k, class: "axis", "text-anchor": "end", fill: s.colour});
-      t.textContent = s.name; svg.append(t);
+      const t = NC.svg("text", {x: pad.l + 8 + 130 * k, y: 14, class: "axis legend-text"});
+      t.textContent = `● ${s.name}`; t.style.fill = s.colour; svg.append(t);
     });
     return svg;
   },

@@ -75,7 +75,7 @@ def deliver_due(sessions, *, timeout_s: float = 5.0, backoff_s: float = 30.0, ma
                     log.error("webhook %s: change %d not delivered after %d attempts (%s)", url, change_id,
                               row.attempts, error)
                 else:
-                    row.next_attempt_at = at + timedelta(seconds=backoff_seconds(row.attempts, backoff_s))
+                    row.next_attempt_at = now + timedelta(seconds=backoff_seconds(row.attempts, backoff_s))
                     counts["retrying"] += 1
                     log.warning("webhook %s: change %d attempt %d failed (%s); next at %s", url, change_id,
                                 row.attempts, error, f"{row.next_attempt_at:%H:%M:%SZ}")

@@ -60,9 +60,7 @@ def label_positions(dams: Sequence[Dam], shape: tuple[int, int], char_px: float 
 def render_png(field_mm_h: np.ndarray, dams: Sequence[Dam], title: str, *, size_px: int = 640) -> bytes:
     """One field as a PNG map: rain classes, catchment outlines, dam markers and names, a colour bar."""
     field = np.where(np.isfinite(field_mm_h), field_mm_h, np.nan)
-    cmap = ListedColormap(COLOURS)
-    cmap.set_under("#18324f")  # dry
-    cmap.set_bad("#3a3a3a")  # no data
+    cmap = ListedColormap(COLOURS).with_extremes(under="#18324f", bad="#3a3a3a")  # dry, no data
     norm = BoundaryNorm(LEVELS_MM_H + (1000,), cmap.N)
     with _RENDER:
         dpi = 100

@@ -46,12 +46,18 @@ def build_server(settings, host: str, port: int, **app_kwargs):
 
 
 def serve(settings, host: str, port: int) -> None:
-    """Serve in the foreground until SIGINT/SIGTERM."""
-    server = build_server(settings, host, port)
-    log.info("web page, API and /metrics on %s", url_of(host, port))
-    server.run()
-    if not server.started:
+    """Serve in the foreground until SIGINT/SIGTERM (then exit cleanly, status 0)."""
+    import signal
+
+    web = WebThread(settings, host, port)
+    if not web.start():
         raise ServeError(f"could not listen on {host}:{port} (address in use?)")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5) and web.thread.is_alive():
+        pass
+    web.stop()
 
 
 class WebThread:

@@ -42,7 +42,7 @@ def get_status(ctx: Ctx) -> JSONResponse:
 
 @router.get("/dams", summary="Dams: name, pixel, catchment, alert thresholds")
 def get_dams(ctx: Ctx, format: Fmt = "json") -> Response:
-    return rows_response(data.dams(ctx), format, max_age=300, filename="dams")
+    return rows_response(ctx.live.get("dams", lambda: data.dams(ctx)), format, max_age=300, filename="dams")
 
 
 @router.get("/forecasts", summary="Dam rainfall rows, exactly as `nowcast forecasts` (default: latest production run)")
@@ -56,8 +56,10 @@ def get_forecasts(ctx: Ctx, dam: str | None = None, method: str | None = None, i
     data.check_dam(ctx, dam)
     data.check_method(ctx, method)
     data.check_lead(lead_minutes)
-    with ctx.sessions() as session:
-        rows = forecast_rows(session, dam=dam, issue_time=t, since=t0, until=t1, method=method)
+    def query():
+        with ctx.sessions() as session:
+            return forecast_rows(session, dam=dam, issue_time=t, since=t0, until=t1, method=method)
+    rows = ctx.live.get(("forecasts", dam, t, t0, t1, method), query)
     if lead_minutes is not None:
         rows = [r for r in rows if r["lead_minutes"] == lead_minutes]
     return rows_response(rows, format, filename="forecasts")
@@ -79,7 +81,7 @@ def get_skill(ctx: Ctx, by: str = "lead", since: Time = None, until: Time = None
 def get_alerts(ctx: Ctx, dam: str | None = None, format: Fmt = "json") -> Response:
     check_format(format)
     data.check_dam(ctx, dam)
-    return rows_response(data.alerts_current(ctx, dam), format, filename="alerts")
+    return rows_response(ctx.live.get(("alerts", dam), lambda: data.alerts_current(ctx, dam)), format, filename="alerts")
 
 
 @router.get("/alerts/history", summary="Changes of alert levels, newest first, with their webhook deliveries")
@@ -89,13 +91,15 @@ def get_alert_history(ctx: Ctx, dam: str | None = None, since: Time = None, unti
     t0, t1 = parse_time(since, "since"), parse_time(until, "until")
     check_range(t0, t1)
     data.check_dam(ctx, dam)
-    rows = data.alerts_history(ctx, dam=dam, since=t0, until=t1, limit=limit)
+    rows = ctx.live.get(("history", dam, t0, t1, limit),
+                        lambda: data.alerts_history(ctx, dam=dam, since=t0, until=t1, limit=limit))
     return rows_response(rows, format, filename="alert-history")
 
 
 @router.get("/series", summary="Observed catchment rain of the last hours and the latest forecast, per dam")
 def get_series(ctx: Ctx, hours: Annotated[float, Query(gt=0, le=24)] = 3.0) -> JSONResponse:
-    return JSONResponse(data.series(ctx, hours), headers={"Cache-Control": "public, max-age=10"})
+    return JSONResponse(ctx.live.get(("series", hours), lambda: data.series(ctx, hours)),
+                        headers={"Cache-Control": "public, max-age=10"})
 
 
 @router.get("/legend", summary="Rain-rate classes (mm/h) and colours of the map images")

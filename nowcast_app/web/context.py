@@ -49,7 +49,7 @@ class WebContext:
         self.dam_ids = [d.id for d in self.dams]
         self.clock = clock
         self.images = Memo(max_items=256)   # rendered PNGs by (kind, time, lead, checksum)
-        self.live = Memo(max_items=64, ttl_s=2.0)  # database answers shared by concurrent requests
+        self.live = Memo(max_items=256, ttl_s=2.0)  # answers shared by concurrent requests for 2 s
         self.scan_means = Memo(max_items=2048)  # catchment means per archived scan (immutable)
 
     def close(self) -> None:

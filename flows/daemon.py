@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -23,20 +24,26 @@ from nowcast_core.cycle.locks import file_lock
 log = logging.getLogger("nowcast.daemon")
 
 
-def _guarded(cycle):
+def _guarded(cycle, name: str = "forecast cycle"):
     """The scheduled job: a failing cycle (database down, disk full) is logged; the next tick retries."""
 
     def tick():
         try:
             cycle()
         except Exception:
-            log.exception("forecast cycle failed; the next one retries")
+            log.exception("%s failed; the next one retries", name)
 
     return tick
 
 
-def run_daemon(settings: Settings, *, once: bool = False) -> int:
-    """Run cycles every ``settings.poll_interval_s`` until signalled (or one cycle with ``once``)."""
+def run_daemon(settings: Settings, *, once: bool = False,
+               jobs: Sequence[tuple[str, Callable[[], None], float]] = ()) -> int:
+    """Run cycles every ``settings.poll_interval_s`` until signalled (or one cycle with ``once``).
+
+    ``jobs``: (name, function, interval in seconds) run beside the cycle in the scheduler's own
+    threads (e.g. webhook delivery), so they never delay a forecast; with ``once``, each runs once
+    after the cycle.
+    """
     from flows.embedded import configure
 
     configure(settings.home, settings.prefect_startup_timeout_s)
@@ -44,6 +51,8 @@ def run_daemon(settings: Settings, *, once: bool = False) -> int:
 
     if once:
         forecast_cycle()
+        for name, job, _interval in jobs:
+            _guarded(job, name)()
         return 0
 
     settings.ensure_dirs()
@@ -81,6 +90,8 @@ def run_daemon(settings: Settings, *, once: bool = False) -> int:
         scheduler.add_job(_guarded(forecast_cycle), "interval", seconds=settings.poll_interval_s, id="forecast-cycle",
                           next_run_time=datetime.now(UTC))
         scheduler.add_job(_retrain, CronTrigger.from_crontab(settings.retrain_cron, timezone=UTC), id="retrain")
+        for name, job, interval in jobs:
+            scheduler.add_job(_guarded(job, name), "interval", seconds=interval, id=name)
         scheduler.start()
         log.info("daemon started: home %s, inbox %s, every %.0f s", settings.home, settings.inbox,
                  settings.poll_interval_s)

@@ -7,6 +7,8 @@ the loaded model) lives as long as the process, so the embedded daemon loads it 
 from __future__ import annotations
 
 import logging
+import time
+from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -60,6 +62,7 @@ def verify(svc: Service) -> int:
 def forecast_cycle() -> dict:
     """One cycle. Two cycles never overlap: a second one finds the lock held and returns."""
     svc = service()
+    started_at, t0 = datetime.now(UTC), time.perf_counter()
     try:
         with file_lock(svc.settings.home / "cycle.lock"):
             inbox = ingest(svc)
@@ -69,6 +72,7 @@ def forecast_cycle() -> dict:
     except LockHeld as exc:
         get_run_logger().warning("previous cycle still running, this one skipped: %s", exc)
         return {"skipped": str(exc)}
+    svc.record_cycle(started_at, time.perf_counter() - t0)  # the last cycle's duration, for /metrics
     summary = {"inbox": inbox, "production": production, "baselines": baselines, "verified": verified}
     log.info(describe_cycle(summary, svc.newest_scan_time()))
     return summary
@@ -83,8 +87,6 @@ def _age(delta) -> str:
 
 def describe_cycle(summary: dict, newest_scan) -> str:
     """The daemon's one console line per cycle: what arrived, what was stored, how far behind, which method."""
-    from datetime import UTC, datetime
-
     inbox, production = summary["inbox"], summary["production"]
     runs = production["runs"] + sum(b["runs"] for b in summary["baselines"])
     lag = f"newest scan {_age(datetime.now(UTC) - newest_scan)} old" if newest_scan else "no scan yet"

@@ -1,2 +1,2 @@
-"""The application: the ``nowcast`` command line (and, later, the web server) above the library
+"""The application: the ``nowcast`` command line and the web server (``web``) above the library
 (``nowcast_core``) and its orchestration (``flows``)."""

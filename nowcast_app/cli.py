@@ -186,8 +186,10 @@ def db_downgrade(revision: str) -> None:
 def run(once: Annotated[bool, typer.Option("--once", help="run one cycle and exit")] = False,
         demo: Annotated[bool, typer.Option("--demo", help="also replay a real event the shipped model was not "
                                            "trained on (../shared/data/radar), else a generated sequence")] = False,
+        web: Annotated[bool, typer.Option("--web/--no-web", help="serve the web page, API and /metrics "
+                                          "(NOWCAST_WEB_HOST:NOWCAST_WEB_PORT) while running")] = True,
         verbose: VerboseOpt = False) -> None:
-    """Run the daemon: a forecast cycle every poll interval, until SIGTERM/SIGINT."""
+    """Run the daemon: a forecast cycle every poll interval, until SIGTERM/SIGINT; the web page beside it."""
     from flows.daemon import run_daemon
     from nowcast_core.cycle.locks import LockHeld
 
@@ -199,11 +201,53 @@ def run(once: Annotated[bool, typer.Option("--once", help="run one cycle and exi
         from nowcast_core.rainnet import bundled_model_path, training_events
 
         start_demo_replay(settings, exclude_events=set(training_events(bundled_model_path())))
+    # the operators' window: webhook delivery job, web server thread
+    from nowcast_app.web.server import ServeError, WebThread
+    from nowcast_app.web.webhooks import delivery_job
+
+    deliver = delivery_job(settings)
+    web_thread = None
+    if web and not once:
+        from nowcast_core.db import upgrade
+
+        upgrade(settings.database_url)  # the page reads the newest schema from its first request
+        try:
+            web_thread = WebThread(settings, settings.web_host, settings.web_port)
+        except ServeError as exc:
+            raise usage_error(str(exc)) from None
+        if web_thread.start():
+            err.print(f"open {web_thread.url}")
     try:
-        code = run_daemon(settings, once=once)
+        code = run_daemon(settings, once=once, jobs=[("webhooks", deliver, settings.webhook_interval_s)])
     except LockHeld as exc:
         raise CliError(f"another daemon is running on this home: {exc}", "stop it first (one daemon per home)") from None
+    finally:
+        if web_thread is not None:
+            web_thread.stop()
+        deliver.close()
     raise typer.Exit(code)
+
+
+@app.command()
+def serve(host: Annotated[Optional[str], typer.Option(help="address to listen on (default NOWCAST_WEB_HOST, "
+                                                      "127.0.0.1); any other than loopback needs NOWCAST_API_TOKEN")] = None,
+          port: Annotated[Optional[int], typer.Option(help="port (default NOWCAST_WEB_PORT, 8080)")] = None) -> None:
+    """Serve the dashboard, the read-only HTTP API (/api/v1, /docs) and /metrics."""
+    from nowcast_app.web.server import ServeError, check_bind
+    from nowcast_app.web.server import serve as serve_web
+
+    setup_logging()
+    settings = _settings()
+    host = host or settings.web_host
+    try:
+        check_bind(settings, host)
+    except ServeError as exc:
+        raise usage_error(str(exc)) from None
+    _service().close()  # migrate once; the web application only reads
+    try:
+        serve_web(settings, host, port or settings.web_port)
+    except ServeError as exc:
+        raise CliError(str(exc)) from None
 
 
 @app.command()

@@ -11,7 +11,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -76,6 +76,23 @@ class Settings(BaseSettings):
     promotion_min_wet_pixels: int = Field(
         10000, ge=0, description="observed validation pixels at the score's threshold needed to promote at all")
     prefect_startup_timeout_s: int = Field(90, ge=60, description="Prefect temporary server start-up timeout")
+    # --- the operators' window: web server, alerts, webhooks (issue 12) ---------------------------
+    web_host: str = Field("127.0.0.1", description="address `nowcast serve` and `nowcast run` listen on")
+    web_port: int = Field(8080, ge=1, le=65535, description="port of the web page, API and /metrics")
+    api_token: SecretStr | None = Field(None, description="bearer token every request must carry; "
+                                        "required to listen on any address but loopback")
+    stale_scan_minutes: float = Field(20.0, gt=0, description="the status turns red when the newest scan is older")
+    alert_advisory_3h_mm: float = Field(60.0, gt=0, description="advisory: observed 2 h + forecast 1 h >= this")
+    alert_emergency_1h_mm: float = Field(72.0, gt=0, description="emergency: forecast 1 h >= this")
+    alert_emergency_combined_1h_mm: float = Field(50.0, gt=0, description="emergency: forecast 1 h >= this ...")
+    alert_emergency_combined_3h_mm: float = Field(90.0, gt=0, description="... with observed 2 h + forecast 1 h >= this")
+    alert_notify_max_age_min: float = Field(
+        60.0, ge=0, description="level changes of runs issued longer before the newest scan are stored, not sent")
+    webhooks: list[str] = Field(default_factory=list, description="URLs that get a JSON POST per alert level change")
+    webhook_timeout_s: float = Field(5.0, gt=0, description="seconds one webhook POST may take")
+    webhook_backoff_s: float = Field(30.0, gt=0, description="wait after a failed POST; doubles each time, at most 1 h")
+    webhook_max_attempts: int = Field(10, ge=1, description="POSTs of one notification before it is marked failed")
+    webhook_interval_s: float = Field(5.0, gt=0, description="seconds between the daemon's looks into the outbox")
 
     @field_validator("earliest_scan_time")
     @classmethod

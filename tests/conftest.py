@@ -132,3 +132,10 @@ def make_service(tmp_path: Path, db_url: str):
 @pytest.fixture
 def make_sqlite_service(tmp_path: Path, sqlite_url: str):
     yield from _service_factory(tmp_path, sqlite_url)
+
+
+# --- the web tests' filled home (issue 12): one real cycle on real scans per session
+try:
+    from .web_home import web_home  # noqa: E402,F401
+except ImportError:
+    from web_home import web_home  # noqa: E402,F401

@@ -77,6 +77,35 @@ class Service:
 
     def forecast(self, *, production: bool = True, method: str | None = None, progress=None) -> ForecastSummary:
         """Forecast every pending issue time with the production forecaster or a baseline."""
+        summary = self._forecast(production=production, method=method, progress=progress)
+        if production:  # --- alert levels of the new production runs (issue 12)
+            self.update_alerts()
+        return summary
+
+    def update_alerts(self) -> int:
+        """Store the alert level of every production run not yet assessed; queue its notifications."""
+        from nowcast_core.alerts import AlertRules, update_alerts
+
+        s = self.settings
+        try:
+            return update_alerts(self.sessions, self.dams, rules=AlertRules.from_settings(s), webhooks=s.webhooks,
+                                 notify_max_age=timedelta(minutes=s.alert_notify_max_age_min),
+                                 lookback=timedelta(hours=s.max_scan_age_h + 1))
+        except Exception:  # the forecast is stored; a failed assessment is retried next cycle
+            log.exception("alert levels could not be assessed; the next cycle retries")
+            return 0
+
+    def record_cycle(self, started_at: datetime, seconds: float) -> None:
+        """Remember the last cycle (for /metrics in any process)."""
+        from nowcast_core.db.schema import ServiceState
+
+        with self.sessions() as session:
+            state = session.get(ServiceState, "last_cycle") or ServiceState(key="last_cycle")
+            state.value = {"started_at": started_at.isoformat(), "duration_s": round(seconds, 3)}
+            session.add(state)
+            session.commit()
+
+    def _forecast(self, *, production: bool, method: str | None, progress) -> ForecastSummary:
         if production:
             forecaster, note = self.production_forecaster()
         else:

@@ -190,3 +190,92 @@ class Contingency(Base):
     misses: Mapped[int] = mapped_column(Integer)
     false_alarms: Mapped[int] = mapped_column(Integer)
     correct_negatives: Mapped[int] = mapped_column(Integer)
+
+
+# --- alerts, their notifications and the service's own state (migration 0004) -----
+
+
+class DamAlert(Base):
+    """The alert level of one dam from one production run (see ``nowcast_core.alerts``)."""
+
+    __tablename__ = "dam_alerts"
+    __table_args__ = (UniqueConstraint("run_id", "dam_id", name="uq_dam_alert_run_dam"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("forecast_runs.id", ondelete="CASCADE"), index=True)
+    dam_id: Mapped[str] = mapped_column(String(64), index=True)
+    issue_time: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    level: Mapped[str] = mapped_column(String(16))  # none | advisory | emergency
+    previous_level: Mapped[str] = mapped_column(String(16))  # the dam's level at the run before
+    observed_2h_mm: Mapped[float] = mapped_column(Float)
+    observed_scans: Mapped[int] = mapped_column(Integer)  # scans found of the 12 of the last 2 h
+    forecast_1h_mm: Mapped[float] = mapped_column(Float)
+    total_3h_mm: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    run: Mapped[ForecastRun] = relationship()
+
+
+class AlertChange(Base):
+    """A change of a dam's notified level: one per assessment at most, sent to every webhook once."""
+
+    __tablename__ = "alert_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("dam_alerts.id", ondelete="CASCADE"), unique=True)
+    dam_id: Mapped[str] = mapped_column(String(64), index=True)
+    issue_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    from_level: Mapped[str] = mapped_column(String(16))
+    to_level: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    alert: Mapped[DamAlert] = relationship()
+    deliveries: Mapped[list[WebhookOutbox]] = relationship(back_populates="change", cascade="all, delete-orphan",
+                                                           passive_deletes=True)
+
+
+class WebhookOutbox(Base):
+    """One change to deliver to one webhook (unique: never sent twice); status pending|delivered|failed."""
+
+    __tablename__ = "webhook_outbox"
+    __table_args__ = (UniqueConstraint("change_id", "url", name="uq_outbox_change_url"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    change_id: Mapped[int] = mapped_column(ForeignKey("alert_changes.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    change: Mapped[AlertChange] = relationship(back_populates="deliveries")
+    tries: Mapped[list[WebhookAttempt]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+
+
+class WebhookAttempt(Base):
+    """One HTTP POST of an outbox row: when, the status code or the error, how long it took."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("webhook_outbox.id", ondelete="CASCADE"), index=True)
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[float] = mapped_column(Float)
+
+
+class ServiceState(Base):
+    """Small facts the daemon records for other processes (e.g. ``last_cycle``: when, how long)."""
+
+    __tablename__ = "service_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

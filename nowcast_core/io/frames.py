@@ -3,7 +3,7 @@
 Never unpickles. Every fault the inbox really sees has its own reason code
 (``FrameError.kind``) and a message that says what is wrong in plain words. A file is read
 whole only up to :data:`MAX_FILE_BYTES`; its archive is checked before anything is
-decompressed (see :mod:`nowcast_core.frames.safe_npz`).
+decompressed (see :mod:`nowcast_core.io.safe_npz`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,196 @@
+"""The dashboard in a real headless Chromium (the operating system's package, driven by Playwright).
+
+Skipped when Chromium or Playwright is missing on a workstation; a failure when CI is set
+(.ci/run installs Chromium). Screenshots go to the test's tmp folder, and also to
+$DASHBOARD_SCREENSHOTS when set, to be looked at.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from conftest import _unavailable
+from sqlalchemy import func, select
+
+from nowcast_app.web.server import WebThread
+from nowcast_core.cycle.service import Service
+from nowcast_core.db.schema import FrameRecord
+
+FRAME_MS = 300
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    _unavailable("no Chromium on the PATH (Debian: apt-get install chromium)")
+
+
+class Clock:
+    """The web application's clock, moved by the test."""
+
+    def __init__(self, t):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.fixture(scope="module")
+def site(web_home):
+    svc = Service(web_home)
+    with svc.sessions() as s:
+        newest = s.scalar(select(func.max(FrameRecord.scan_time)))
+    svc.close()
+    clock = Clock(newest + timedelta(minutes=5))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    web = WebThread(web_home, "127.0.0.1", port, clock=clock)
+    assert web.start()
+    yield web.url, clock, newest
+    web.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright package is not installed (pip install -e '.[test]')")
+    path = _chromium()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+def _wait_image(page, timeout_s: float = 20.0) -> None:
+    """Until the map image has loaded (polled from here: the page's CSP forbids eval)."""
+    for _ in range(int(timeout_s * 10)):
+        if page.locator("#map").evaluate("e => e.complete && e.naturalWidth > 0"):
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError("the map image did not load")
+
+
+def _shot(page, tmp_path: Path, name: str, **kw) -> Path:
+    out = tmp_path / f"{name}.png"
+    page.screenshot(path=str(out), **kw)
+    if extra := os.environ.get("DASHBOARD_SCREENSHOTS"):
+        Path(extra).mkdir(parents=True, exist_ok=True)
+        shutil.copy(out, Path(extra) / out.name)
+    assert out.stat().st_size > 20_000  # a real picture, not a blank page
+    return out
+
+
+def _open(browser, url: str, **viewport):
+    page = browser.new_page(viewport=viewport or {"width": 1920, "height": 1080})
+    problems = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+    page.on("request", lambda r: None if r.url.startswith((url, "data:")) else problems.append(f"off-site: {r.url}"))
+    return page, problems
+
+
+def test_dashboard_shows_every_dam_with_the_apis_numbers(browser, site, tmp_path):
+    url, clock, newest = site
+    clock.t = newest + timedelta(minutes=5)
+    page, problems = _open(browser, url)
+    page.goto(f"{url}?frame_ms={FRAME_MS}&poll=1")
+    page.wait_for_selector("body[data-loaded=true]")
+    _wait_image(page)
+    api = page.request
+    hour = {r["dam"]: r["depth_mm"] for r in api.get(f"{url}api/v1/forecasts?lead_minutes=60").json()}
+    levels = {a["dam"]: a["level"] for a in api.get(f"{url}api/v1/alerts").json()}
+    cards = page.locator("article.card")
+    assert cards.count() == 7
+    for k in range(1, 8):
+        dam = f"dam-{k}"
+        card = page.locator(f"article.card[data-dam='{dam}']")
+        assert card.locator("h3").inner_text() == dam
+        assert card.locator(".next-hour").inner_text() == f"{hour[dam]:.2f}"
+        assert card.locator(".badge").get_attribute("data-level") == levels[dam]
+        assert card.locator("svg.spark rect.obsbar").count() == 18  # 3 h of observed scans
+        assert card.locator("svg.spark polyline.fcline").count() == 1
+    banner = page.locator("#banner")
+    assert banner.get_attribute("data-stale") == "false" and "method pysteps" in banner.inner_text()
+    assert "ok" in banner.get_attribute("class")
+    _shot(page, tmp_path, "dashboard-wide")
+    assert problems == []
+    page.close()
+
+
+def test_animation_plays_pauses_and_follows_the_slider(browser, site):
+    url, clock, newest = site
+    page, problems = _open(browser, url)
+    page.goto(f"{url}?frame_ms={FRAME_MS}&poll=5")
+    page.wait_for_selector("body[data-loaded=true]")
+    img = page.locator("#map")
+    seen = set()
+    for _ in range(8):
+        seen.add((img.get_attribute("data-index"), img.get_attribute("src")))
+        page.wait_for_timeout(FRAME_MS)
+    assert len(seen) >= 4  # the frames advance by themselves
+    assert any("/api/v1/scans/" in src for _, src in seen) or any("/fields/" in src for _, src in seen)
+    page.click("#play")  # pause
+    assert page.locator("#play").get_attribute("data-playing") == "false"
+    still = img.get_attribute("data-index")
+    page.wait_for_timeout(3 * FRAME_MS)
+    assert img.get_attribute("data-index") == still
+    page.locator("#slider").fill("11")  # the last frame: +60 min
+    assert img.get_attribute("data-index") == "11" and img.get_attribute("src").endswith("/60.png")
+    assert "forecast +60 min" in page.locator("#frame-label").inner_text()
+    page.locator("#slider").fill("0")
+    assert "/api/v1/scans/" in img.get_attribute("src") and "observed" in page.locator("#frame-label").inner_text()
+    _wait_image(page)
+    assert problems == []
+    page.close()
+
+
+def test_banner_turns_red_when_scans_stop_arriving(browser, site, tmp_path):
+    url, clock, newest = site
+    clock.t = newest + timedelta(minutes=5)
+    page, problems = _open(browser, url)
+    page.goto(f"{url}?poll=1")
+    page.wait_for_selector("#banner[data-stale=false]")
+    green = page.eval_on_selector("#banner", "e => getComputedStyle(e).backgroundColor")
+    clock.t = newest + timedelta(minutes=45)  # no scan for 45 min (limit 20)
+    page.wait_for_selector("#banner[data-stale=true]", timeout=15_000)
+    red = page.eval_on_selector("#banner", "e => getComputedStyle(e).backgroundColor")
+    assert red != green and red == "rgb(179, 38, 30)"
+    assert "NO NEW SCAN FOR 45 min" in page.locator("#banner").inner_text()
+    _shot(page, tmp_path, "dashboard-stale")
+    clock.t = newest + timedelta(minutes=5)
+    assert problems == []
+    page.close()
+
+
+def test_phone_layout_and_skill_page(browser, site, tmp_path):
+    url, clock, newest = site
+    page, problems = _open(browser, url, width=390, height=844)
+    page.goto(url)
+    page.wait_for_selector("body[data-loaded=true]")
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= 390  # nothing wider than the phone
+    assert page.locator("article.card").count() == 7
+    _shot(page, tmp_path, "dashboard-phone", full_page=True)
+    page.goto(f"{url}skill")
+    page.wait_for_selector("#skill tbody tr[data-method]")
+    skill = page.request.get(f"{url}api/v1/skill").json()
+    rows = page.locator("#skill tbody tr[data-method]")
+    assert rows.count() == len(skill)
+    first = rows.first.locator("td").all_inner_texts()
+    assert first[0] == skill[0]["method"] and first[3] == f"{skill[0]['csi_0.1']:.3f}"
+    assert page.locator("#chart-csi polyline").count() == len({r["method"] for r in skill})
+    _shot(page, tmp_path, "skill-phone", full_page=True)
+    page.goto(f"{url}docs")
+    page.wait_for_selector(".endpoint")
+    assert page.locator(".endpoint").count() >= 8
+    assert problems == []
+    page.close()

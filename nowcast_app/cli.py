@@ -215,8 +215,7 @@ def run(once: Annotated[bool, typer.Option("--once", help="run one cycle and exi
             web_thread = WebThread(settings, settings.web_host, settings.web_port)
         except ServeError as exc:
             raise usage_error(str(exc)) from None
-        if web_thread.start():
-            err.print(f"open {web_thread.url}")
+        web_thread.start()  # logs the address to open
     try:
         code = run_daemon(settings, once=once, jobs=[("webhooks", deliver, settings.webhook_interval_s)])
     except LockHeld as exc:

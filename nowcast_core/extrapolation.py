@@ -10,7 +10,8 @@ Optionally lead k (1..6) is smoothed with a Gaussian of standard deviation
 predictability first (the idea behind S-PROG in pysteps). RainNet's conditioning input is
 ``extrapolate_batch(..., fill_inflow=True, smoothing)`` with the smoothing its configuration records.
 
-Used by the ``pysteps`` and ``persistence`` forecasters and by RainNet; imports neither.
+Used by the ``pysteps``, ``persistence``, ``extrapolation-filled``, ``sprog`` and ``steps-mean``
+forecasters (:func:`motion_field`) and by RainNet; imports neither.
 """
 
 from __future__ import annotations
@@ -28,21 +29,28 @@ def persistence(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS) -> np.ndarra
     return np.repeat(last[:, None], n_leads, axis=1)
 
 
+def motion_field(rain_rate_mm_h: np.ndarray) -> np.ndarray:
+    """Lucas-Kanade motion (2, H, W), pixels per scan interval, of one sequence (4, H, W) in mm/h,
+    estimated on ln(R + 0.01); NaN (no data) pixels are left out."""
+    from pysteps import motion
+
+    log_seq = np.log(np.asarray(rain_rate_mm_h, dtype=np.float64) + LOG_OFFSET)
+    return motion.get_method("LK")(log_seq, verbose=False)
+
+
 def extrapolate(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS, fill_inflow: bool = False) -> np.ndarray:
     """Lucas-Kanade + semi-Lagrangian nowcast of one sequence (4, H, W) -> (n_leads, H, W).
 
     NaN (no data) input pixels are left out of the motion estimate; ``fill_inflow`` gives
     areas with no upstream source the last scan's value instead of 0 mm/h.
     """
-    from pysteps import motion, nowcasts
+    from pysteps import nowcasts
 
     seq = np.asarray(rain_rate_mm_h, dtype=np.float64)
     last = np.nan_to_num(seq[-1], nan=0.0)
     if not np.any(last > 0):
         return np.zeros((n_leads,) + last.shape, dtype=np.float32)
-    log_seq = np.log(seq + LOG_OFFSET)
-    velocity = motion.get_method("LK")(log_seq, verbose=False)
-    out = nowcasts.get_method("extrapolation")(last, velocity, n_leads)
+    out = nowcasts.get_method("extrapolation")(last, motion_field(seq), n_leads)
     out = np.where(np.isfinite(out), out, last[None] if fill_inflow else 0.0)
     return np.clip(out, 0.0, None).astype(np.float32)
 

@@ -30,9 +30,11 @@ def register(name: str):
 
 
 def get_method(name: str, **kwargs) -> Forecaster:
-    """A forecaster by name: ``persistence``, ``pysteps`` or ``rainnet``.
+    """A forecaster by name: ``persistence``, ``pysteps``, ``extrapolation-filled``, ``sprog``,
+    ``steps-mean`` or ``rainnet``.
 
-    Keyword arguments go to the forecaster's factory (``rainnet`` takes ``model_path``).
+    Keyword arguments go to the forecaster's factory (``rainnet`` takes ``model_path``,
+    ``steps-mean`` ``n_members`` and ``seed``, ``sprog`` and ``steps-mean`` ``n_cascade_levels``).
     """
     _load_builtin()
     try:
@@ -50,7 +52,14 @@ def method_names() -> list[str]:
 
 def _load_builtin() -> None:
     # Imported lazily: rainnet pulls in TensorFlow, which the baselines do not need.
-    from nowcast_core.forecasters import optical_flow, persistence, rainnet  # noqa: F401
+    from nowcast_core.forecasters import (  # noqa: F401
+        extrapolation_filled,
+        optical_flow,
+        persistence,
+        rainnet,
+        sprog,
+        steps_mean,
+    )
 
 
 __all__ = ["Forecaster", "get_method", "method_names", "register", "N_INPUTS", "N_LEADS", "LEAD_MINUTES"]

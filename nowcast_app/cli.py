@@ -575,8 +575,10 @@ def predict(folder: ExistingFolder, out: Annotated[Path, typer.Option("--out", h
 @app.command()
 def evaluate(folders: Annotated[list[Path], typer.Argument(exists=True, file_okay=False)],
              fmt: FormatOpt = Format.table, model: Optional[Path] = None,
-             methods: Annotated[str, typer.Option(help="comma-separated methods")] = "rainnet,pysteps,persistence") -> None:
-    """Skill per lead of rainnet, pysteps and persistence side by side on folders of scans."""
+             methods: Annotated[str, typer.Option(help="comma-separated methods (also sprog, steps-mean, "
+                                                  "extrapolation-filled)")] = "rainnet,pysteps,persistence") -> None:
+    """Skill per lead of forecast methods side by side on folders of scans (the JSON has every score:
+    CSI/POD/FAR at 0.1, 1, 5, 10 mm/h, MAE, FSS at 1 and 5 mm/h over 1, 5, 15 km, area at 5 mm/h)."""
     from rich.progress import Progress
 
     from nowcast_core.dams import load_dams
@@ -593,7 +595,7 @@ def evaluate(folders: Annotated[list[Path], typer.Argument(exists=True, file_oka
         raise CliError(f"no forecast start (4 scans and the 6 after them, 10 minutes apart) in {len(folders)} folder(s)")
     if fmt == Format.table:
         keep = ("method", "lead_minutes", "n_forecasts", "csi_0.1", "csi_1", "csi_5", "csi_10", "pod_1", "far_1",
-                "mae_mm_h", "competition_score")
+                "mae_mm_h", "fss_1_5km", "fss_5_5km", "fss_5_15km", "area_ratio_5", "competition_score")
         rows = [{k: r.get(k) for k in keep} for r in rows]
     render(rows, fmt, title="skill per lead (counts pooled over all forecast starts)")
 

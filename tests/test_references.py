@@ -123,3 +123,28 @@ def test_empty_batch():
     x = np.zeros((0, 4, 120, 120), np.float32)
     for name in REFERENCES:
         assert _make(name).forecast(x).shape == (0, 6, 120, 120)
+
+
+def test_nowcast_evaluate_runs_the_references(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from nowcast_app.cli import app
+    from nowcast_core.io.sample import write_sequence
+
+    folder = tmp_path / "event"
+    write_sequence(folder, n_scans=10, seed=3)  # one forecast start
+    env = {"NOWCAST_HOME": str(tmp_path / "home")}
+    methods = "sprog,steps-mean,extrapolation-filled,pysteps,persistence"
+    result = CliRunner().invoke(app, ["evaluate", str(folder), "--methods", methods, "--format", "json"], env=env)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)  # pysteps' progress printing stays out of the JSON
+    assert [r["method"] for r in rows[::6]] == methods.split(",")
+    for r in rows:
+        assert r["n_forecasts"] == 1
+        assert {"fss_1_1km", "fss_5_15km", "area_5_forecast_px", "area_5_observed_px", "area_ratio_5"} <= set(r)
+    table = CliRunner().invoke(app, ["evaluate", str(folder), "--methods", "sprog"], env=env)
+    assert table.exit_code == 0, table.output
+    for column in ("fss_1_5km", "fss_5_5km", "fss_5_15km", "area_ratio_5"):
+        assert column in table.stdout

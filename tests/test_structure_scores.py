@@ -112,3 +112,37 @@ def test_per_lead_pools_over_issue_times():
         want.add(structure_sums(fcst[i, 1], obs[i, 1]))
     assert per_lead[20].summary() == want.summary()
     assert per_lead[20].n_forecasts == 3
+
+
+def test_evaluate_folders_reports_the_structure_scores(tmp_path):
+    from nowcast_core.contract import LEAD_MINUTES
+    from nowcast_core.forecasters import get_method
+    from nowcast_core.io.sample import write_sequence
+    from nowcast_core.io.sequences import folder_sequences
+    from nowcast_core.models.evaluation import evaluate_folders
+    from nowcast_core.verification.scores import counts_per_lead
+
+    folders = [tmp_path / "a", tmp_path / "b"]
+    write_sequence(folders[0], n_scans=11, seed=1)  # 2 starts
+    write_sequence(folders[1], n_scans=12, seed=2)  # 3 starts
+    persistence = get_method("persistence")
+    rows = evaluate_folders(folders, [persistence], [(60, 60)])
+    assert [r["lead_minutes"] for r in rows] == list(LEAD_MINUTES)
+
+    # the pool over both folders is the pool of the concatenated starts
+    inputs, observed = zip(*[folder_sequences(f, 6)[1:] for f in folders], strict=True)
+    inputs, observed = np.concatenate(inputs), np.concatenate(observed)
+    forecast = persistence.forecast(inputs)
+    sums = structure_per_lead(forecast, observed, LEAD_MINUTES)
+    counts = counts_per_lead(forecast, observed, LEAD_MINUTES)
+    for row in rows:
+        lead = row["lead_minutes"]
+        assert row["n_forecasts"] == 5
+        for key, value in sums[lead].summary(digits=4).items():
+            assert row[key] == value, (lead, key)
+        # the areas are the 5 mm/h contingency table's margins
+        table = counts[lead].contingency[5.0]
+        assert row["area_5_forecast_px"] == table["hits"] + table["false_alarms"]
+        assert row["area_5_observed_px"] == table["hits"] + table["misses"]
+    # persistence keeps the newest scan's rain: some heavy rain, and a finite FSS
+    assert rows[0]["area_5_observed_px"] > 0 and rows[0]["fss_1_5km"] is not None

@@ -11,6 +11,7 @@ producer's temporary files and are left alone.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,7 +85,16 @@ def quarantine_file(
     return dest
 
 
-def register_frame(session: Session, frame: Frame, archive_file: Path) -> FrameRecord:
+def arrival_time(path: Path, now: datetime | None = None) -> datetime:
+    """When a file arrived in the inbox: its status-change time (ctime), which a rename into the
+    folder or the last write sets (mtime is kept by ``mv``, ``os.rename``, ``cp -p``, ``tar``), at
+    the latest ``now``. The same for files announced by an event and files found by the sweep."""
+    arrived = datetime.fromtimestamp(path.stat().st_ctime, UTC)
+    return min(arrived, now or datetime.now(UTC))
+
+
+def register_frame(session: Session, frame: Frame, archive_file: Path,
+                   arrived_at: datetime | None = None) -> FrameRecord:
     rain = pixel_to_rain_rate(frame.frame)
     valid = ~frame.nodata
     record = FrameRecord(
@@ -93,6 +103,7 @@ def register_frame(session: Session, frame: Frame, archive_file: Path) -> FrameR
         archive_path=str(archive_file),
         nodata_fraction=float(frame.nodata.mean()),
         wet_fraction=float((rain[valid] >= WET_MM_H).mean()) if valid.any() else 0.0,
+        arrived_at=arrived_at,
     )
     session.add(record)
     session.commit()
@@ -102,6 +113,7 @@ def register_frame(session: Session, frame: Frame, archive_file: Path) -> FrameR
 def _ingest_one(session: Session, path: Path, home: Path, archive: Path, quarantine: Path,
                 now: datetime, settle_seconds: float, future_tolerance: timedelta, report: IngestReport) -> None:
     try:
+        arrived_at = arrival_time(path)
         frame = read_frame(path, now=now, settle_seconds=settle_seconds, future_tolerance=future_tolerance)
     except NotReadyError:
         report.waiting.append(path.name)
@@ -135,7 +147,7 @@ def _ingest_one(session: Session, path: Path, home: Path, archive: Path, quarant
     if not dest.exists():
         atomic_copy(path, dest)
     try:
-        register_frame(session, frame, dest)
+        register_frame(session, frame, dest, arrived_at)
     except IntegrityError:
         session.rollback()  # registered concurrently by another process: judge it again next poll
         report.failed.append((path.name, "registered concurrently"))
@@ -155,8 +167,12 @@ def ingest_inbox(
     now: datetime | None = None,
     settle_seconds: float = 2.0,
     future_tolerance: timedelta = timedelta(minutes=15),
+    ready: Collection[str] = (),
 ) -> IngestReport:
     """Poll the inbox once: every ready file is registered, dropped as duplicate or quarantined.
+
+    ``ready``: names announced complete by an inbox event (closed after writing, renamed in):
+    the settle time applies only to the other files, those found by the sweep.
 
     A file whose archiving fails (read-only folder, full disk) stays in the inbox and is
     listed in ``report.failed``; the others go on.
@@ -172,8 +188,8 @@ def ingest_inbox(
         reference = max(now, newest) if newest is not None else now
         with sessions() as session:
             try:
-                _ingest_one(session, path, Path(home), Path(archive), Path(quarantine), reference, settle_seconds,
-                            future_tolerance, report)
+                _ingest_one(session, path, Path(home), Path(archive), Path(quarantine), reference,
+                            0.0 if path.name in ready else settle_seconds, future_tolerance, report)
                 if report.registered and (newest is None or report.registered[-1] > newest):
                     newest = report.registered[-1]
             except OSError as exc:

@@ -60,7 +60,10 @@ def run_daemon(settings: Settings, *, once: bool = False) -> int:
     settings.ensure_dirs()
     with file_lock(settings.home / "daemon.lock"):
         svc = service()  # migrate once, before anything else
-        svc.warm_up()  # load (and trace) the forecasters once, before the first scan
+        try:
+            svc.warm_up()  # load (and trace) the forecasters once, before the first scan
+        except Exception:  # the cycle falls back or reports it; the daemon must still start
+            log.exception("warming up the forecasters failed; they load at the first cycle")
         stop = threading.Event()
 
         def _stop(signum, _frame):

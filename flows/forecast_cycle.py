@@ -59,8 +59,10 @@ def verify(svc: Service) -> int:
 
 
 @flow(name="forecast-cycle", log_prints=True, persist_result=False)
-def forecast_cycle() -> dict:
-    """One cycle. Two cycles never overlap: a second one finds the lock held and returns."""
+def forecast_cycle(trigger: str = "sweep") -> dict:
+    """One cycle: ingest, the production forecast (each run committed as it is done), then the
+    baselines and verification. Two cycles never overlap: a second one finds the lock held and
+    returns. ``trigger``: ``sweep`` (scheduled) or ``event`` (a scan landed in the inbox)."""
     svc = service()
     started_at, t0 = datetime.now(UTC), time.perf_counter()
     try:
@@ -74,8 +76,17 @@ def forecast_cycle() -> dict:
         return {"skipped": str(exc)}
     svc.record_cycle(started_at, time.perf_counter() - t0)  # the last cycle's duration, for /metrics
     summary = {"inbox": inbox, "production": production, "baselines": baselines, "verified": verified}
-    log.info(describe_cycle(summary, svc.newest_scan_time()))
+    # An event cycle that found nothing to do (e.g. the settle re-check of a file already taken) stays quiet.
+    level = logging.INFO if trigger == "sweep" or not idle(summary) else logging.DEBUG
+    log.log(level, describe_cycle(summary, svc.newest_scan_time()))
     return summary
+
+
+def idle(summary: dict) -> bool:
+    """Whether a cycle changed nothing: no file taken from the inbox, no run stored, nothing verified."""
+    inbox = summary["inbox"]
+    runs = summary["production"]["runs"] + sum(b["runs"] for b in summary["baselines"])
+    return not (inbox["registered"] or inbox["rejected"] or inbox["duplicates"] or runs or summary["verified"])
 
 
 def _age(delta) -> str:

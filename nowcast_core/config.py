@@ -47,8 +47,12 @@ class Settings(BaseSettings):
     method: str | None = Field(None, description="forecast method; default rainnet when a model exists, else pysteps")
     baselines: list[str] = Field(default_factory=lambda: ["persistence", "pysteps"],
                                  description="methods forecast beside production each cycle, for comparison")
-    poll_interval_s: float = Field(60.0, gt=0, description="seconds between inbox polls")
-    settle_seconds: float = Field(2.0, ge=0, description="a file modified this recently waits for the next poll")
+    poll_interval_s: float = Field(60.0, gt=0, description="seconds between inbox sweeps: the safety net of the "
+                                   "watcher (the sweep runs when no cycle has started for this long)")
+    settle_seconds: float = Field(2.0, ge=0, description="a file found by the sweep (not announced by an inbox event) "
+                                  "and modified this recently waits")
+    watch: bool = Field(True, description="start a cycle as soon as a scan lands in the inbox (file-system events); "
+                        "off: sweeps only, e.g. on a network file system")
     max_scan_age_h: float = Field(72.0, gt=0, description="scans older than this behind the newest registered scan are not forecast")
     future_tolerance_min: float = Field(15.0, ge=0, description="scans this far after the wall clock are rejected as future")
     incomplete_grace_s: float = Field(

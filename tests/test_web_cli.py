@@ -123,7 +123,7 @@ def test_run_serves_the_page_beside_the_daemon(tmp_path, shared_radar):
         rc = _stop(proc)
     err = proc.stderr.read()
     assert rc == 0, err[-3000:]
-    assert f"open http://127.0.0.1:{port}/" in err
+    assert f"web page, API and /metrics on http://127.0.0.1:{port}/" in err
 
 
 def test_run_no_web_leaves_the_port_closed(tmp_path, shared_radar):

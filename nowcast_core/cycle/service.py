@@ -9,9 +9,11 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 from sqlalchemy import func, select
 
 from nowcast_core.config import Settings, load_settings
+from nowcast_core.contract import GRID_SHAPE, N_INPUTS
 from nowcast_core.cycle import steps as cycle
 from nowcast_core.dams import load_dams
 from nowcast_core.db import make_engine, session_factory, upgrade
@@ -20,6 +22,7 @@ from nowcast_core.forecasters import Forecaster, get_method
 from nowcast_core.inbox.entries import scan_inbox
 from nowcast_core.inbox.ingest import IngestReport, ingest_inbox
 from nowcast_core.inbox.plausibility import QualityThresholds
+from nowcast_core.inbox.watch import ReadyFiles
 from nowcast_core.models.production import ProductionForecaster, resolve
 from nowcast_core.times import iso_minutes, iso_utc
 
@@ -43,6 +46,10 @@ class Service:
     settings: Settings
     production: ProductionForecaster = field(default_factory=ProductionForecaster)
     _baselines: dict[str, Forecaster] = field(default_factory=dict)
+    #: Inbox files announced complete by an event (the daemon's watcher): no settle time for them.
+    announced: ReadyFiles = field(default_factory=ReadyFiles)
+    #: Issue times per forecaster call when a backlog is caught up.
+    batch_issue_times: int = cycle.BATCH_ISSUE_TIMES
 
     #: False: open an existing installation only (read-only commands never create a home).
     create: bool = True
@@ -63,12 +70,22 @@ class Service:
 
     # -- the cycle's steps -------------------------------------------------------------------
     def ingest(self, now: datetime | None = None) -> IngestReport:
+        """Ingest the inbox; the settle time applies to every file not announced by an event."""
         s = self.settings
         return ingest_inbox(self.sessions, inbox=s.inbox, home=s.home, archive=s.archive, quarantine=s.quarantine,
                             now=now, settle_seconds=s.settle_seconds,
                             future_tolerance=timedelta(minutes=s.future_tolerance_min),
                             incomplete_grace_s=s.incomplete_grace_s, earliest=s.earliest_scan_time,
-                            quality=QualityThresholds.from_settings(s))
+                            quality=QualityThresholds.from_settings(s), ready=self.announced.take())
+
+    def warm_up(self) -> None:
+        """Load the production forecaster and the baselines and run each once on a dry input, so that
+        nothing slow (model loading, graph tracing, imports) is left for the first scan."""
+        forecasters = [self.production_forecaster()[0]]
+        forecasters += [self._baseline(m) for m in self.settings.baselines if m != forecasters[0].name]
+        for forecaster in forecasters:
+            for n in (1, 2):  # one issue time and a batch: both traced once (RainNet's graph)
+                forecaster.forecast(np.zeros((n, N_INPUTS, *GRID_SHAPE), np.float32))
 
     def production_forecaster(self) -> tuple[Forecaster, str]:
         with self.sessions() as session:
@@ -128,7 +145,7 @@ class Service:
         t0 = datetime.now(UTC)
         ids = cycle.forecast_and_store(self.sessions, forecaster, pending.issue_times, dams=self.dams,
                                        forecasts_dir=self.settings.forecasts, is_production=production, note=note,
-                                       progress=progress)
+                                       chunk_size=self.batch_issue_times, progress=progress)
         summary.runs = len(ids)
         summary.seconds = (datetime.now(UTC) - t0).total_seconds()
         log.debug("%s: %d runs stored (%s) in %.1f s%s", "production" if production else "baseline", len(ids),
@@ -172,6 +189,9 @@ class Service:
                 "forecast_runs": session.scalar(select(func.count(ForecastRun.id))),
                 "production_runs": session.scalar(select(func.count(ForecastRun.id)).where(ForecastRun.is_production)),
             }
+            arrived = (session.scalar(select(FrameRecord.arrived_at).where(FrameRecord.scan_time == last_run.issue_time))
+                       if last_run else None)
+            latency = round((last_run.finished_at - arrived).total_seconds(), 3) if arrived else None
         now = datetime.now(UTC)
         entries = scan_inbox(self.settings.inbox)
         unexpected = [f"{e.shown} ({e.what})" for e in entries if e.kind == "unexpected"]
@@ -182,7 +202,8 @@ class Service:
             "last_forecast_issue_time": iso_utc(last_run.issue_time) if last_run else None,
             "last_forecast_method": last_run.method if last_run else None,
             "last_forecast_model_version": last_run.model_version if last_run else None,
-            "last_forecast_stored_at": iso_utc(last_run.finished_at, "seconds") if last_run else None,
+            "last_forecast_stored_at": iso_utc(last_run.finished_at, "milliseconds") if last_run else None,
+            "last_forecast_latency_s": latency,
             "forecast_lag_minutes": (round((last_scan - last_run.issue_time).total_seconds() / 60, 1)
                                      if last_run and last_scan else None),
             "method_in_use": choice.method,

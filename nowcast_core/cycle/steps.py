@@ -38,6 +38,8 @@ from nowcast_core.times import iso_minutes
 log = logging.getLogger(__name__)
 
 INPUT_OFFSETS = tuple(SCAN_INTERVAL * k for k in range(N_INPUTS - 1, -1, -1))  # t-30 .. t
+#: Issue times per forecaster call when catching up a backlog (the network is batched over them).
+BATCH_ISSUE_TIMES = 32
 
 
 def complete_issue_times(scan_times: Iterable[datetime]) -> list[datetime]:
@@ -121,13 +123,14 @@ def store_run(session: Session, *, issue_time: datetime, method: str, model_vers
     rain = quantize(rain_rate_mm_h)
     rel, checksum = save_field(forecasts_dir, issue_time, method, rain)
     run = ForecastRun(issue_time=issue_time, method=method, model_version=model_version, is_production=is_production,
-                      status="ok", note=note, started_at=started_at, finished_at=datetime.now(UTC),
+                      status="ok", note=note, started_at=started_at,
                       forecast_seconds=forecast_seconds, field_path=rel, field_checksum=checksum,
                       input_quality=input_quality)
     for r in dam_rainfall(rain, dams, LEAD_MINUTES):
         if not run.input_ok:
             r = {**r, "alert": None}  # never an alert from implausible input
         run.results.append(DamRainfall(valid_time=issue_time + timedelta(minutes=int(r["lead_minutes"])), **r))
+    run.finished_at = datetime.now(UTC)  # the commit's time: "stored_at" of `nowcast forecasts`
     session.add(run)
     try:
         session.commit()
@@ -140,8 +143,10 @@ def store_run(session: Session, *, issue_time: datetime, method: str, model_vers
 
 def forecast_and_store(sessions: sessionmaker[Session], forecaster: Forecaster, issue_times: Sequence[datetime], *,
                        dams: Sequence[Dam], forecasts_dir: Path, is_production: bool, note: str = "",
-                       chunk_size: int = 16, progress=None) -> list[int]:
-    """Forecast ``issue_times`` (in chunks, oldest first) and store each run; returns the new run ids."""
+                       chunk_size: int = BATCH_ISSUE_TIMES, progress=None) -> list[int]:
+    """Forecast ``issue_times`` oldest first, ``chunk_size`` issue times per forecaster call (a backlog
+    is forecast in batches), and store each run as soon as its batch is forecast, one transaction
+    per run; returns the new run ids."""
     run_ids = []
     with sessions() as session:
         loader = InputLoader(session)

@@ -62,6 +62,7 @@ def forecast_rows(session: Session, *, dam: str | None = None, issue_time: datet
             "method": run.method,
             "model_version": run.model_version,
             "input_quality": run.input_quality,
+            "stored_at": iso_utc(run.finished_at, "milliseconds"),
         }
         for r, run in session.execute(q)
     ]
@@ -77,8 +78,8 @@ def frame_rows(session: Session, *, rejected: bool = False) -> list[dict]:
         ]
     return [
         {"scan_time": iso_utc(f.scan_time), "checksum": f.checksum, "archive_path": f.archive_path,
-         "received_at": iso_utc(f.received_at), "wet_fraction": round(f.wet_fraction, 4),
-         "nodata_fraction": round(f.nodata_fraction, 4),
+         "arrived_at": iso_utc(f.arrived_at, "milliseconds"), "received_at": iso_utc(f.received_at, "milliseconds"),
+         "wet_fraction": round(f.wet_fraction, 4), "nodata_fraction": round(f.nodata_fraction, 4),
          "mean_mm_h": None if f.mean_mm_h is None else round(f.mean_mm_h, 4), "quality": f.quality}
         for f in session.scalars(select(FrameRecord).order_by(FrameRecord.scan_time))
     ]

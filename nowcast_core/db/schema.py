@@ -61,7 +61,10 @@ class FrameRecord(Base):
     scan_time: Mapped[datetime] = mapped_column(UTCDateTime, unique=True, index=True)
     checksum: Mapped[str] = mapped_column(String(64))
     archive_path: Mapped[str] = mapped_column(Text)
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)  # registered
+    #: When the file arrived in the inbox (its ctime: the rename into the folder or the last write);
+    #: None for scans registered before migration 0005.
+    arrived_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     nodata_fraction: Mapped[float] = mapped_column(Float, default=0.0)
     wet_fraction: Mapped[float] = mapped_column(Float, default=0.0)
     #: Mean rain rate over the covered pixels (None: registered before it was recorded).
@@ -120,7 +123,7 @@ class ForecastRun(Base):
     status: Mapped[str] = mapped_column(String(16), default="ok")
     note: Mapped[str] = mapped_column(Text, default="")
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)  # set just before the run's commit: "stored_at"
     forecast_seconds: Mapped[float] = mapped_column(Float)
     field_path: Mapped[str | None] = mapped_column(Text)
     field_checksum: Mapped[str | None] = mapped_column(String(64))

@@ -28,7 +28,7 @@ class RainNetForecaster:
 
     name = "rainnet"
 
-    def __init__(self, model_path: str | Path, batch_size: int = 16):
+    def __init__(self, model_path: str | Path, batch_size: int = 32):
         from nowcast_core.io.files import file_sha256
         from nowcast_core.rainnet import model_version
         from nowcast_core.rainnet.config import load_model

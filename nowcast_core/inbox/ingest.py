@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -99,6 +100,8 @@ class IngestRules:
     future_tolerance: timedelta = timedelta(minutes=15)
     earliest: datetime | None = DEFAULT_EARLIEST
     quality: QualityThresholds = field(default_factory=QualityThresholds)
+    #: Names an inbox event announced complete (closed after writing, renamed in): no settle time.
+    ready: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -178,21 +181,29 @@ def _previous_stats(session: Session, scan_time: datetime) -> ScanStats | None:
     return ScanStats(prev.nodata_fraction, prev.wet_fraction, prev.mean_mm_h, 0.0)
 
 
+def arrival_time(entry: Entry, now: datetime | None = None) -> datetime:
+    """When a file arrived in the inbox: its status-change time (ctime), which a rename into the
+    folder or the last write sets (mtime is kept by ``mv``, ``os.rename``, ``cp -p``, ``tar``), at
+    the latest ``now``. The same for files announced by an event and files found by the sweep."""
+    return min(datetime.fromtimestamp(entry.st.st_ctime, UTC), now or datetime.now(UTC))
+
+
 def register_frame(session: Session, frame: Frame, archive_file: Path,
-                   quality_limits: QualityThresholds | None = None) -> FrameRecord:
-    """Register an archived scan with its statistics and plausibility (``quality``)."""
+                   quality_limits: QualityThresholds | None = None, arrived_at: datetime | None = None) -> FrameRecord:
+    """Register an archived scan with its statistics, plausibility (``quality``) and arrival time."""
     stats = scan_stats(frame.frame, frame.nodata)
     quality = assess(stats, _previous_stats(session, frame.scan_time), quality_limits or QualityThresholds())
     record = FrameRecord(scan_time=frame.scan_time, checksum=frame.checksum, archive_path=str(archive_file),
                          nodata_fraction=stats.nodata_fraction, wet_fraction=stats.wet_fraction,
-                         mean_mm_h=stats.mean_mm_h, quality=quality)
+                         mean_mm_h=stats.mean_mm_h, quality=quality, arrived_at=arrived_at)
     session.add(record)
     session.commit()
     return record
 
 
 def _read(entry: Entry, now: datetime, rules: IngestRules) -> ScanFile:
-    return read_scan(entry.path, now=now, settle_seconds=rules.settle_seconds, future_tolerance=rules.future_tolerance,
+    settle_seconds = 0.0 if entry.name in rules.ready else rules.settle_seconds
+    return read_scan(entry.path, now=now, settle_seconds=settle_seconds, future_tolerance=rules.future_tolerance,
                      earliest=rules.earliest, follow_symlinks=False)
 
 
@@ -263,7 +274,7 @@ def _register_or_drop(session: Session, entry: Entry, scan: ScanFile, folders: _
     if not os.path.lexists(dest):
         _copy_durably(scan.data, dest)
     try:
-        record = register_frame(session, frame, dest, rules.quality)
+        record = register_frame(session, frame, dest, rules.quality, arrival_time(entry))
     except IntegrityError:
         session.rollback()  # registered concurrently by another process: judge it again next poll
         report.failed.append((entry.name, "registered concurrently"))
@@ -301,15 +312,19 @@ def ingest_inbox(
     incomplete_grace_s: float = 600.0,
     earliest: datetime | None = DEFAULT_EARLIEST,
     quality: QualityThresholds | None = None,
+    ready: Collection[str] = (),
 ) -> IngestReport:
     """Poll the inbox once: every ready file is registered, dropped as duplicate, quarantined or left waiting.
 
     A file whose archiving or recording fails (read-only folder, full disk) stays in the
     inbox and is listed in ``report.failed``; the others go on. Only a database that
     cannot be reached at all stops the poll (the cycle retries it; nothing is lost).
+    ``ready``: names announced complete by an inbox event (closed after writing, renamed in):
+    the settle time applies only to the other files, those found by the sweep.
     """
     rules = IngestRules(settle_seconds=settle_seconds, incomplete_grace_s=incomplete_grace_s,
-                        future_tolerance=future_tolerance, earliest=earliest, quality=quality or QualityThresholds())
+                        future_tolerance=future_tolerance, earliest=earliest, quality=quality or QualityThresholds(),
+                        ready=frozenset(ready))
     folders = _Folders(Path(home), Path(archive), Path(quarantine))
     now = now or datetime.now(UTC)
     report = IngestReport()

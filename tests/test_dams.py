@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from nowcast_core.contract import LEAD_MINUTES
 from nowcast_core.dams import (
     DEFAULT_DAMS_FILE,
     EMERGENCY_DEPTH_1H_MM,
@@ -17,7 +18,6 @@ from nowcast_core.dams import (
     dam_rainfall,
     load_dams,
 )
-from nowcast_core.forecasters.base import LEAD_MINUTES
 
 # The spec's dam pixels: flat index of the row-major 120 x 120 grid -> (row, col), in its order.
 SPEC_DAM_PIXELS = {6071: (50, 71), 6304: (52, 64), 7026: (58, 66), 7629: (63, 69),

@@ -21,9 +21,9 @@ from nowcast_app.web.params import (
     parse_time,
     rows_response,
 )
+from nowcast_core.contract import LEAD_MINUTES
 from nowcast_core.db.queries import forecast_rows
 from nowcast_core.db.schema import ForecastRun, FrameRecord
-from nowcast_core.forecasters import LEAD_MINUTES
 from nowcast_core.io import read_frame
 from nowcast_core.io.fields import load_field
 from nowcast_core.io.scale import pixel_to_rain_rate

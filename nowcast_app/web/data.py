@@ -15,6 +15,7 @@ from nowcast_core.alerts import (
     current_levels,
     observed_depth_mm,
 )
+from nowcast_core.contract import LEAD_MINUTES
 from nowcast_core.dams import Disc, catchment_mask
 from nowcast_core.db.schema import (
     AlertChange,
@@ -24,7 +25,6 @@ from nowcast_core.db.schema import (
     FrameRecord,
     WebhookOutbox,
 )
-from nowcast_core.forecasters import LEAD_MINUTES
 from nowcast_core.inbox.ingest import load_rain_rates
 
 

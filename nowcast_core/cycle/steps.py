@@ -165,9 +165,9 @@ def forecast_and_store(sessions: sessionmaker[Session], forecaster: Forecaster, 
                                 input_quality=quality)
                 if run is not None:
                     run_ids.append(run.id)
-                    if not run.input_ok:
-                        log.warning("%s run %s from implausible input, stored without alerts: %s", forecaster.name,
-                                    f"{iso_minutes(issue_time)}", quality)
+                    if not run.input_ok:  # the scan itself was reported once when it was registered
+                        log.debug("%s run %s from implausible input, stored without alerts: %s", forecaster.name,
+                                  iso_minutes(issue_time), quality)
             if progress is not None:
                 progress(len(chunk))
     return run_ids

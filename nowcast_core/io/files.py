@@ -71,6 +71,21 @@ def _install(tmp: Path, dest: Path, expected_sha256: str) -> None:
                                  f"not {expected_sha256[:12]}", str(dest))
 
 
+def _write_temporary(tmp: Path, chunks, mode: int | None) -> None:
+    """Create ``tmp`` (never through a link), write every chunk whole, set ``mode``, fsync."""
+    fd = os.open(tmp, _WRITE_FLAGS, 0o600 if mode is not None else 0o666)
+    try:
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
+        if mode is not None:
+            os.fchmod(fd, mode)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_verified(data: bytes, dest: Path, *, mode: int | None = None) -> str:
     """Write ``data`` to ``dest`` durably and check it reads back; its SHA-256.
 
@@ -79,16 +94,7 @@ def write_verified(data: bytes, dest: Path, *, mode: int | None = None) -> str:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary_beside(dest)
     try:
-        fd = os.open(tmp, _WRITE_FLAGS, 0o600 if mode is not None else 0o666)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if mode is not None:
-                os.fchmod(fd, mode)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write_temporary(tmp, [data], mode)
         expected = hashlib.sha256(data).hexdigest()
         _install(tmp, dest, expected)
         return expected
@@ -110,18 +116,13 @@ def copy_verified(src: Path, dest: Path, *, mode: int | None = None) -> tuple[st
         st = os.fstat(src_fd)
         if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file", str(src))
-        fd = os.open(tmp, _WRITE_FLAGS, 0o600 if mode is not None else 0o666)
-        try:
+
+        def chunks():
             while chunk := os.read(src_fd, _CHUNK_BYTES):
                 h.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
-            if mode is not None:
-                os.fchmod(fd, mode)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+                yield chunk
+
+        _write_temporary(tmp, chunks(), mode)
         _install(tmp, dest, h.hexdigest())
         return h.hexdigest(), st
     finally:

@@ -35,11 +35,17 @@ log = logging.getLogger("nowcast.daemon")
 
 
 def _guarded(cycle, name: str = "forecast cycle"):
-    """The scheduled job: a failing cycle (database down, disk full) is logged; the next tick retries."""
+    """The scheduled job: a failing cycle is logged and the next tick retries. A database that cannot
+    be reached or a full disk is one line (the traceback at debug level); anything else, a traceback."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
 
     def tick(*args, **kwargs):
         try:
             cycle(*args, **kwargs)
+        except (OperationalError, InterfaceError, OSError) as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
+            log.error("%s failed: %s; the next one retries", name, reason)
+            log.debug("%s failure", name, exc_info=True)
         except Exception:
             log.exception("%s failed; the next one retries", name)
 

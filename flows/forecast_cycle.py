@@ -10,7 +10,7 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from nowcast_core.cycle.locks import LockHeld, file_lock
@@ -72,7 +72,7 @@ def forecast_cycle(trigger: str = "sweep") -> dict:
             baselines = forecast_baselines(svc)
             verified = verify(svc)
     except LockHeld as exc:
-        get_run_logger().warning("previous cycle still running, this one skipped: %s", exc)
+        log.warning("previous cycle still running, this one skipped: %s", exc)
         return {"skipped": str(exc)}
     svc.record_cycle(started_at, time.perf_counter() - t0)  # the last cycle's duration, for /metrics
     summary = {"inbox": inbox, "production": production, "baselines": baselines, "verified": verified}

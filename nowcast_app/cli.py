@@ -204,20 +204,21 @@ def run(once: Annotated[bool, typer.Option("--once", help="run one cycle and exi
     # the operators' window: webhook delivery job, web server thread
     from nowcast_app.web.server import ServeError, WebThread
     from nowcast_app.web.webhooks import delivery_job
+    from nowcast_core.db import upgrade
 
+    # The database first: unreachable, it is one clear line here, not a failed flow run; and the
+    # page reads the newest schema from its first request.
+    upgrade(settings.database_url)
     deliver = delivery_job(settings)
     web_thread = None
     if web and not once:
-        from nowcast_core.db import upgrade
-
-        upgrade(settings.database_url)  # the page reads the newest schema from its first request
         try:
             web_thread = WebThread(settings, settings.web_host, settings.web_port)
         except ServeError as exc:
             raise usage_error(str(exc)) from None
         web_thread.start()  # logs the address to open
     try:
-        code = run_daemon(settings, once=once, jobs=[("webhooks", deliver, settings.webhook_interval_s)])
+        code = run_daemon(settings, once=once, jobs=[("webhook delivery", deliver, settings.webhook_interval_s)])
     except LockHeld as exc:
         raise CliError(f"another daemon is running on this home: {exc}", "stop it first (one daemon per home)") from None
     finally:

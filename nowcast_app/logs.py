@@ -12,6 +12,8 @@ import os
 import sys
 from datetime import UTC, datetime
 
+from nowcast_core.times import iso_utc
+
 #: Library loggers that speak only when something is wrong (unless --verbose).
 QUIET_LOGGERS = ("httpx", "httpcore", "alembic", "tensorflow", "absl", "prefect", "apscheduler", "urllib3",
                  "asyncio", "docket", "uvicorn", "matplotlib", "h5py")
@@ -21,8 +23,8 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time (UTC), level, logger, message, and the exception if any."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-                 .replace("+00:00", "Z"), "level": record.levelname, "logger": record.name,
+        entry = {"time": iso_utc(datetime.fromtimestamp(record.created, UTC), "milliseconds"),
+                 "level": record.levelname, "logger": record.name,
                  "message": record.getMessage()}
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
@@ -64,3 +66,7 @@ def setup_logging(verbose: bool = False, log_format: str | None = None) -> None:
     # Prefect configures its own console handlers when it starts: keep them as quiet as ours.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "DEBUG" if verbose else "WARNING")
     os.environ.setdefault("PREFECT_LOGGING_ROOT_LEVEL", "DEBUG" if verbose else "WARNING")
+    # A failed flow or task run is reported by the daemon in one line (flows/daemon.py); Prefect's
+    # own run loggers would add a traceback per task try.
+    for run_logger in ("FLOW_RUNS", "TASK_RUNS"):
+        os.environ.setdefault(f"PREFECT_LOGGING_LOGGERS_PREFECT_{run_logger}_LEVEL", "DEBUG" if verbose else "CRITICAL")

@@ -25,14 +25,17 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from nowcast_core.dams import Dam, catchment_mask
+from nowcast_core.contract import SCAN_INTERVAL
+from nowcast_core.dams import Dam
+from nowcast_core.dams import catchment_means as dams_catchment_means
+from nowcast_core.times import iso_utc
 
 log = logging.getLogger(__name__)
 
 LEVELS = ("none", "advisory", "emergency")
 RANK = {name: k for k, name in enumerate(LEVELS)}
 #: Minutes between radar scans; each observed rate is taken to hold this long.
-SCAN_MINUTES = 10
+SCAN_MINUTES = SCAN_INTERVAL.total_seconds() / 60
 #: The observed part of the 3-hour total.
 OBSERVED_HOURS = 2
 
@@ -85,23 +88,16 @@ def observed_depth_mm(means_mm_h: Sequence[float | None], scan_minutes: float = 
 def observed_scan_times(issue_time: datetime, hours: float = OBSERVED_HOURS) -> list[datetime]:
     """The scan times whose rates make up the observed depth before ``issue_time`` (t-110 .. t for 2 h)."""
     n = int(round(hours * 60 / SCAN_MINUTES))
-    return [issue_time - timedelta(minutes=SCAN_MINUTES * k) for k in range(n - 1, -1, -1)]
+    return [issue_time - SCAN_INTERVAL * k for k in range(n - 1, -1, -1)]
 
 
 def catchment_means(rain_mm_h: np.ndarray, dams: Sequence[Dam]) -> dict[str, float | None]:
-    """Catchment-mean rain rate (mm/h) per dam of one observed field; NaN pixels (no data) left out.
-
-    Rates are first rounded as stored forecasts are (:func:`nowcast_core.io.fields.quantize`: the
-    feed's no-echo floor is dry), so observed and forecast depths add up on the same scale.
-    """
+    """:func:`nowcast_core.dams.catchment_means` of an observed field whose rates are first rounded
+    as stored forecasts are (:func:`nowcast_core.io.fields.quantize`: the feed's no-echo floor is
+    dry; no data stays NaN), so observed and forecast depths add up on the same scale."""
     from nowcast_core.io.fields import quantize
 
-    rain_mm_h = quantize(rain_mm_h)
-    out: dict[str, float | None] = {}
-    for dam in dams:
-        values = rain_mm_h[catchment_mask(dam, rain_mm_h.shape)]
-        out[dam.id] = float(np.nanmean(values)) if np.isfinite(values).any() else None
-    return out
+    return dams_catchment_means(quantize(rain_mm_h), dams)
 
 
 def backoff_seconds(attempts: int, base_s: float, cap_s: float = 3600.0) -> float:
@@ -117,7 +113,7 @@ def change_payload(*, dam: Dam, issue_time: datetime, from_level: str, to_level:
         "change_id": change_id,
         "dam": dam.id,
         "dam_name": dam.name,
-        "issue_time": _iso(issue_time),
+        "issue_time": iso_utc(issue_time),
         "from_level": from_level,
         "to_level": to_level,
         "direction": "rise" if RANK[to_level] > RANK[from_level] else "fall",
@@ -126,10 +122,6 @@ def change_payload(*, dam: Dam, issue_time: datetime, from_level: str, to_level:
         "total_3h_mm": round(assessment.total_3h_mm, 2),
         "reason": assessment.reason,
     }
-
-
-def _iso(t: datetime | None) -> str | None:
-    return None if t is None else t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 # --- stored alerts (database) -------------------------------------------------------------------
@@ -221,7 +213,7 @@ def update_alerts(sessions, dams: Sequence[Dam], *, rules: AlertRules, webhooks:
                                                     to_level=a.level, assessment=a, change_id=change.id)
                     for url in dict.fromkeys(webhooks):
                         session.add(WebhookOutbox(change=change, url=url, next_attempt_at=datetime.now(UTC)))
-                    log.info("alert %s: %s -> %s at %s (%s)", dam_id, notified, a.level, _iso(run.issue_time), a.reason)
+                    log.info("alert %s: %s -> %s at %s (%s)", dam_id, notified, a.level, iso_utc(run.issue_time), a.reason)
             try:
                 session.commit()
                 n += 1

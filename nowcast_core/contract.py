@@ -17,5 +17,7 @@ N_INPUTS = 4
 #: Leads a forecast makes: t+10 .. t+60.
 N_LEADS = 6
 LEAD_MINUTES = tuple(10 * (k + 1) for k in range(N_LEADS))
+#: A pixel is wet at or above this rain rate (mm/h): the competition's CSI threshold.
+WET_MM_H = 0.1
 #: Rain-rate thresholds (mm/h) of verification and of the exceedance fields.
 THRESHOLDS_MM_H = (0.1, 1.0, 5.0, 10.0)

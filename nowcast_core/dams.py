@@ -41,13 +41,10 @@ from pydantic import (
     model_validator,
 )
 
-from nowcast_core.contract import GRID_SHAPE, LEAD_MINUTES
+from nowcast_core.contract import GRID_SHAPE, LEAD_MINUTES, WET_MM_H
 
 #: The dams file shipped with the package: the 7 competition dam pixels with nominal discs.
 DEFAULT_DAMS_FILE = Path(__file__).resolve().parent / "data" / "dams.toml"
-
-#: A pixel is wet at or above this rain rate (mm/h); the competition's CSI threshold.
-WET_THRESHOLD_MM_H = 0.1
 #: "watch": rain depth within one hour at or above this (mm); the first half of Korea's
 #: emergency-text criterion "50 mm in 1 h with 90 mm in 3 h" (a nowcast sees only 1 h).
 WATCH_DEPTH_1H_MM = 50.0
@@ -138,6 +135,16 @@ def catchment_mask(dam: Dam, shape: tuple[int, int] = GRID_SHAPE) -> np.ndarray:
 
     centres = np.column_stack([rows.ravel(), cols.ravel()])
     return MplPath(np.asarray(c.vertices, dtype=np.float64)).contains_points(centres).reshape(shape)
+
+
+def catchment_means(rain_mm_h: np.ndarray, dams: Sequence[Dam]) -> dict[str, float | None]:
+    """Catchment-mean rain rate (mm/h) per dam of one field; NaN pixels (no data) are left out,
+    None where the whole catchment has no data."""
+    out: dict[str, float | None] = {}
+    for dam in dams:
+        values = rain_mm_h[catchment_mask(dam, rain_mm_h.shape)]
+        out[dam.id] = float(np.nanmean(values)) if np.isfinite(values).any() else None
+    return out
 
 
 def validate_dams(dams: Sequence[Dam], shape: tuple[int, int] = GRID_SHAPE) -> None:
@@ -280,7 +287,7 @@ def dam_rainfall(
     - ``dam_id``, ``lead_minutes``
     - ``mean_mm_h``: areal mean rain rate over the catchment's pixels
     - ``max_mm_h``: largest rain rate in the catchment
-    - ``wet_fraction``: share of catchment pixels with >= :data:`WET_THRESHOLD_MM_H`
+    - ``wet_fraction``: share of catchment pixels with >= :data:`~nowcast_core.contract.WET_MM_H`
     - ``depth_mm``: areal mean rain depth accumulated from the issue time to the lead. Each
       field's rate is taken to hold over the interval that ends at its lead (from the previous
       lead, or the issue time): ``depth(L_k) = sum_{j <= k} mean_j * (L_j - L_{j-1}) / 60``
@@ -321,7 +328,7 @@ def dam_rainfall(
 
     mean = np.add.reduceat(values, starts, axis=1) / sizes  # (n_leads, n_dams)
     peak = np.maximum.reduceat(values, starts, axis=1)
-    wet = np.add.reduceat((values >= WET_THRESHOLD_MM_H).astype(np.float64), starts, axis=1) / sizes
+    wet = np.add.reduceat((values >= WET_MM_H).astype(np.float64), starts, axis=1) / sizes
     depth = np.cumsum(mean * (steps / 60.0)[:, None], axis=0)
 
     out = []
@@ -346,7 +353,6 @@ __all__ = [
     "DEFAULT_DAMS_FILE",
     "EMERGENCY_DEPTH_1H_MM",
     "WATCH_DEPTH_1H_MM",
-    "WET_THRESHOLD_MM_H",
     "Dam",
     "Disc",
     "Polygon",

@@ -3,14 +3,65 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 
+from nowcast_core.dams import Dam, catchment_mask  # noqa: E402
 from nowcast_core.verification.scores import score_key  # noqa: E402
+
+#: Rain-rate classes (mm/h) and their colours: every map, the dashboard and its legend (GET /api/v1/legend).
+LEVELS_MM_H = (0.1, 0.5, 1, 2, 5, 10, 20, 50, 100)
+COLOURS = ("#c6e6ff", "#7cc0ff", "#2f8cf0", "#1ec84b", "#f5e13c", "#f59a23", "#e5322d", "#b0228c", "#5a0f6e")
+
+
+@lru_cache(maxsize=8)
+def catchment_outline(dams: tuple[Dam, ...], shape: tuple[int, int]) -> np.ndarray:
+    """1 inside any dam's catchment, else 0 (contoured at 0.5 to draw the catchments)."""
+    union = np.zeros(shape, dtype=float)
+    for dam in dams:
+        union = np.maximum(union, catchment_mask(dam, shape))
+    return union
+
+
+def label_positions(dams: Sequence[Dam], shape: tuple[int, int], char_px: float = 1.9,
+                    height_px: float = 4.5) -> list[tuple[float, float, str]]:
+    """(x, y, alignment) of each dam's label: the first of a few spots beside the dam, further out
+    each round, whose box overlaps no label placed before (greedy; dams in file order)."""
+    placed: list[tuple[float, float, float, float]] = []
+    out = []
+    for dam in dams:
+        r, c = dam.pixel
+        width = char_px * len(dam.id)
+        choice = None
+        for reach in (4, 8, 12, 16):
+            for dx, dy in ((1, -1), (-1, -1), (1, 1), (-1, 1), (1, 0), (-1, 0)):
+                x, y = c + dx * reach, r + dy * reach * 0.7
+                x0 = x if dx >= 0 else x - width
+                box = (x0, y - height_px / 2, x0 + width, y + height_px / 2)
+                inside = 0 <= box[0] and box[2] <= shape[1] and 0 <= box[1] and box[3] <= shape[0]
+                if inside and all(box[2] < b[0] or box[0] > b[2] or box[3] < b[1] or box[1] > b[3] for b in placed):
+                    choice = (x, y, "left" if dx >= 0 else "right", box)
+                    break
+            if choice:
+                break
+        if choice is None:
+            choice = (c + 3, r - 3, "left", (c + 3, r - 5, c + 3 + width, r - 1))
+        placed.append(choice[3])
+        out.append(choice[:3])
+    return out
+
+
+def rain_classes():
+    """(colour map, norm) of :data:`LEVELS_MM_H`: below 0.1 mm/h dark (dry), NaN grey (no data)."""
+    cmap = ListedColormap(COLOURS).with_extremes(under="#18324f", bad="#3a3a3a")
+    return cmap, BoundaryNorm(LEVELS_MM_H + (1000,), cmap.N)
 
 
 def plot_skill(rows: Sequence[dict], out: Path, threshold_mm_h: float = 1.0) -> Path:
@@ -35,31 +86,27 @@ def plot_skill(rows: Sequence[dict], out: Path, threshold_mm_h: float = 1.0) -> 
 
 
 def plot_forecast(inputs_mm_h, forecast_mm_h, issue_time, dams, out: Path, method: str) -> Path:
-    """The four input scans and six leads of one issue time, dam catchments outlined."""
-    import numpy as np
-    from matplotlib.colors import BoundaryNorm
-
-    from nowcast_core.dams import catchment_mask
-
-    levels = [0, 0.1, 0.5, 1, 2, 5, 10, 20, 50, 100]
-    norm = BoundaryNorm(levels, ncolors=256)
-    fig, axes = plt.subplots(2, 5, figsize=(17, 7))
+    """The four input scans and six leads of one issue time: rain classes, catchments outlined, dams labelled."""
+    cmap, norm = rain_classes()
+    fig, axes = plt.subplots(2, 5, figsize=(17, 7.5))
     panels = [(f"t{-10 * (3 - k)} min" if k < 3 else "t (issue)", inputs_mm_h[k]) for k in range(4)]
     panels += [(f"+{10 * (k + 1)} min", forecast_mm_h[k]) for k in range(6)]
-    outline = np.zeros(inputs_mm_h.shape[1:], dtype=float)
-    for dam in dams:
-        outline = np.maximum(outline, catchment_mask(dam, outline.shape))
+    shape = tuple(inputs_mm_h.shape[1:])
+    outline = catchment_outline(tuple(dams), shape)
+    labels = label_positions(dams, shape)
     image = None
     for ax, (title, field) in zip(axes.flat, panels, strict=True):
-        image = ax.imshow(np.nan_to_num(field), cmap="turbo", norm=norm)
-        ax.contour(outline, levels=[0.5], colors="white", linewidths=0.8)
-        for dam in dams:
+        image = ax.imshow(np.ma.masked_invalid(field), cmap=cmap, norm=norm, interpolation="nearest")
+        ax.contour(outline, levels=[0.5], colors="black", linewidths=0.8)
+        for dam, (x, y, ha) in zip(dams, labels, strict=True):
             ax.plot(dam.pixel[1], dam.pixel[0], "k^", markersize=4)
+            ax.text(x, y, dam.id, fontsize=6, ha=ha, va="center")
         ax.set_title(title)
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"{method} forecast issued {issue_time:%Y-%m-%d %H:%M} UTC (mm/h)")
-    fig.colorbar(image, ax=axes, shrink=0.8, label="rain rate (mm/h)")
+    bar = fig.colorbar(image, ax=axes, shrink=0.8, label="rain rate (mm/h)", extend="min", ticks=LEVELS_MM_H)
+    bar.ax.set_yticklabels([f"{v:g}" for v in LEVELS_MM_H])
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=80)
     plt.close(fig)

@@ -107,7 +107,7 @@ def test_out_into_a_missing_folder_creates_nothing(in_empty_folder, tmp_path, ca
 def test_unreachable_postgresql_names_host_and_port(in_empty_folder, monkeypatch, capsys):
     port = _free_port()
     monkeypatch.setenv("NOWCAST_DATABASE_URL", f"postgresql://nowcast@127.0.0.1:{port}/nowcast")
-    for args in (("status",), ("db", "upgrade")):
+    for args in (("status",), ("db", "upgrade"), ("run", "--once", "--no-web")):
         code, lines = nowcast(capsys, *args)
         assert code == 1, lines
         _assert_short(lines)

@@ -151,8 +151,10 @@ def test_database_outage_then_catch_up(tmp_path, postgres_server):
     svc.close()
 
 
-def test_daemon_tick_survives_a_failing_cycle(tmp_path, monkeypatch):
-    """A cycle that raises (database down) is logged and the next tick runs again."""
+def test_daemon_tick_survives_a_failing_cycle(tmp_path, monkeypatch, caplog):
+    """A cycle that raises (database down) is logged in one line, and the next tick runs again."""
+    import logging
+
     import flows.daemon as daemon
 
     calls = []
@@ -163,9 +165,13 @@ def test_daemon_tick_survives_a_failing_cycle(tmp_path, monkeypatch):
 
     # The same wrapper the scheduler calls: exceptions must not escape it.
     tick = daemon._guarded(failing)
-    tick()
-    tick()
+    with caplog.at_level(logging.INFO, logger="nowcast.daemon"):
+        tick()
+        tick()
     assert len(calls) == 2
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 2 and all(r.exc_info is None for r in errors)  # no traceback for an outage
+    assert "forecast cycle failed: connection refused; the next one retries" in errors[0].getMessage()
 
 
 def test_archive_write_failure_keeps_scan_in_inbox(tmp_path, monkeypatch):

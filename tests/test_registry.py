@@ -21,6 +21,7 @@ def sessions(db_url):
 
 def _model_file(tmp_path, name, content):
     path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
     return path
 
@@ -33,6 +34,27 @@ def test_bundled_model_becomes_first_champion_once(sessions, tmp_path):
         assert registry.ensure_bundled_registered(s, bundled) is None  # never twice
         assert registry.champion(s).id == first.id
         assert first.version == registry.model_version(registry.file_sha256(bundled))
+
+
+def test_the_shipped_model_follows_a_moved_or_upgraded_package(sessions, tmp_path):
+    old_place = _model_file(tmp_path / "old-venv", "rainnet.keras", b"shipped weights")
+    with sessions() as s:
+        first = registry.ensure_bundled_registered(s, old_place)
+        old_place.unlink()  # the package reinstalled elsewhere: the registered path is gone
+        new_place = _model_file(tmp_path / "new-venv", "rainnet.keras", b"shipped weights")
+        moved = registry.ensure_bundled_registered(s, new_place)
+        assert moved.id == first.id and moved.path == str(new_place.resolve())
+        assert registry.verify_model_file(registry.champion(s)) is None
+        new_place.write_bytes(b"newer shipped weights")  # an upgrade replaces the file in place
+        upgraded = registry.ensure_bundled_registered(s, new_place)
+        assert upgraded.id != first.id and registry.champion(s).id == upgraded.id
+        assert "newer version" in upgraded.reason and registry.verify_model_file(upgraded) is None
+        # a champion that is not the shipped model is never replaced
+        other = registry.register_model(s, _model_file(tmp_path, "mine.keras", b"trained here"), reason="test")
+        registry.promote(s, other, "by hand")
+        new_place.write_bytes(b"yet another shipped file")
+        assert registry.ensure_bundled_registered(s, new_place) is None
+        assert registry.champion(s).id == other.id
 
 
 def test_promote_and_rollback(sessions, tmp_path):

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from nowcast_app.web import data
 from nowcast_app.web.context import WebContext
-from nowcast_app.web.maps import COLOURS, LEVELS_MM_H, render_png, title_for
+from nowcast_app.web.maps import render_png, title_for
 from nowcast_app.web.params import (
     IMMUTABLE_MAX_AGE_S,
     ApiError,
@@ -27,6 +27,7 @@ from nowcast_core.db.schema import ForecastRun, FrameRecord
 from nowcast_core.io import read_frame
 from nowcast_core.io.fields import load_field
 from nowcast_core.io.scale import pixel_to_rain_rate
+from nowcast_core.plots import COLOURS, LEVELS_MM_H
 from nowcast_core.verification.stored import skill_rows
 
 router = APIRouter(prefix="/api/v1")

@@ -74,20 +74,16 @@ def status(ctx: WebContext) -> dict:
         "newest_scan_age_minutes": None if age_s is None else round(age_s / 60, 1),
         "stale_after_minutes": stale_after,
         "feed_stale": age_s is None or age_s > stale_after * 60,
-        "last_run_issue_time": _z(st["last_forecast_issue_time"]),
+        "last_run_issue_time": st["last_forecast_issue_time"],
         "last_run_method": st["last_forecast_method"],
         "last_run_model_version": st["last_forecast_model_version"],
-        "last_run_stored_at": _z(st["last_forecast_stored_at"]),
+        "last_run_stored_at": st["last_forecast_stored_at"],
         "forecast_lag_minutes": st["forecast_lag_minutes"],
         "method_in_use": st["method_in_use"],
         "fallback_reason": st["fallback_reason"] or st["last_forecast_note"],
         "open_alerts": [a for a in st["alerts"] if a["level"] != "none"],
         "counts": {k: st[k] for k in ("frames", "rejected_files", "forecast_runs", "production_runs")},
     }
-
-
-def _z(text: str | None) -> str | None:
-    return None if text is None else text.replace("+00:00", "Z")
 
 
 def dams(ctx: WebContext) -> list[dict]:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
 from fastapi.responses import JSONResponse, Response
+
+from nowcast_core.times import iso_utc as iso
+from nowcast_core.times import parse_iso_utc
 
 #: Cache lifetimes (seconds): live data changes every cycle; a stored field or scan never changes.
 LIVE_MAX_AGE_S = 10
@@ -31,10 +34,9 @@ def parse_time(value: str | None, name: str) -> datetime | None:
     if value is None or value == "":
         return None
     try:
-        t = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise ApiError(422, f"{name}: {value!r} is not an ISO 8601 time, e.g. 2020-10-31T12:00Z") from None
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+        return parse_iso_utc(value)
+    except ValueError as exc:
+        raise ApiError(422, f"{name}: {exc}") from None
 
 
 def check_range(since: datetime | None, until: datetime | None) -> None:
@@ -46,10 +48,6 @@ def check_format(fmt: str) -> str:
     if fmt not in ("json", "csv"):
         raise ApiError(422, f"format: {fmt!r} is not one of json, csv")
     return fmt
-
-
-def iso(t: datetime | None) -> str | None:
-    return None if t is None else t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _flat(row: dict) -> dict:

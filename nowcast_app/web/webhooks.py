@@ -84,18 +84,16 @@ def deliver_due(sessions, *, timeout_s: float = 5.0, backoff_s: float = 30.0, ma
 
 
 def delivery_job(settings):
-    """A function the daemon runs every ``webhook_interval_s`` (its own engine; failures logged)."""
+    """A function the daemon runs every ``webhook_interval_s`` (its own engine; the daemon logs a
+    failure and the next run retries)."""
     from nowcast_core.db import make_engine, session_factory
 
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
 
     def job() -> None:
-        try:
-            deliver_due(sessions, timeout_s=settings.webhook_timeout_s, backoff_s=settings.webhook_backoff_s,
-                        max_attempts=settings.webhook_max_attempts)
-        except Exception:  # database away: the next run retries
-            log.exception("webhook delivery failed; the next run retries")
+        deliver_due(sessions, timeout_s=settings.webhook_timeout_s, backoff_s=settings.webhook_backoff_s,
+                    max_attempts=settings.webhook_max_attempts)
 
     job.close = engine.dispose
     return job

@@ -95,7 +95,7 @@ class Service:
     def forecast(self, *, production: bool = True, method: str | None = None, progress=None) -> ForecastSummary:
         """Forecast every pending issue time with the production forecaster or a baseline."""
         summary = self._forecast(production=production, method=method, progress=progress)
-        if production:  # --- alert levels of the new production runs (issue 12)
+        if production:  # alert levels of the new production runs
             self.update_alerts()
         return summary
 
@@ -118,7 +118,7 @@ class Service:
 
         with self.sessions() as session:
             state = session.get(ServiceState, "last_cycle") or ServiceState(key="last_cycle")
-            state.value = {"started_at": started_at.isoformat(), "duration_s": round(seconds, 3)}
+            state.value = {"started_at": iso_utc(started_at), "duration_s": round(seconds, 3)}
             session.add(state)
             session.commit()
 
@@ -153,7 +153,8 @@ class Service:
         return summary
 
     def forecast_baselines(self) -> list[ForecastSummary]:
-        production_method = self.production_forecaster()[0].name
+        """The baselines that are not the production method (resolved by this cycle's production step)."""
+        production_method = self.production.method or self.production_forecaster()[0].name
         return [self.forecast(production=False, method=m) for m in self.settings.baselines if m != production_method]
 
     def verify(self) -> int:

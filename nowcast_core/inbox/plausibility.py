@@ -24,11 +24,11 @@ from datetime import datetime
 
 import numpy as np
 
+from nowcast_core.contract import WET_MM_H
 from nowcast_core.io import pixel_to_rain_rate
 from nowcast_core.times import iso_minutes
 
 OK = "ok"
-WET_MM_H = 0.1
 #: Pixel values at the top of the scale (>= 58.5 dBZ, >= ~150 mm/h).
 SATURATION_PIXEL = 250
 

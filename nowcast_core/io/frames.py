@@ -119,7 +119,7 @@ def read_scan(
     earliest: datetime | None = None,
     follow_symlinks: bool = True,
 ) -> ScanFile:
-    """Read and validate one scan file, keeping the bytes read (see :func:`read_frame`)."""
+    """Read and validate one scan file, keeping the bytes read; the options are :func:`read_frame`'s."""
     path = Path(path)
     scan_time = scan_time_from_name(path.name)
     st = path.stat() if follow_symlinks else path.lstat()
@@ -137,15 +137,7 @@ def read_scan(
     return ScanFile(Frame(scan_time=scan_time, frame=frame, nodata=nodata, checksum=checksum), data, st)
 
 
-def read_frame(
-    path: str | Path,
-    *,
-    now: datetime | None = None,
-    settle_seconds: float = 0.0,
-    future_tolerance: timedelta = timedelta(minutes=15),
-    earliest: datetime | None = None,
-    follow_symlinks: bool = True,
-) -> Frame:
+def read_frame(path: str | Path, **options) -> Frame:
     """Read and validate one scan file.
 
     Parameters
@@ -172,8 +164,7 @@ def read_frame(
     OSError
         The file could not be opened or read (permissions, I/O error, vanished).
     """
-    return read_scan(path, now=now, settle_seconds=settle_seconds, future_tolerance=future_tolerance,
-                     earliest=earliest, follow_symlinks=follow_symlinks).frame
+    return read_scan(path, **options).frame
 
 
 def read_folder(folder: str | Path) -> list[Frame]:

@@ -60,6 +60,11 @@ class ProductionForecaster:
         self._forecaster: Forecaster | None = None
         self._note = ""
 
+    @property
+    def method(self) -> str | None:
+        """The method of the forecaster loaded last (None before the first :meth:`get`)."""
+        return self._forecaster.name if self._forecaster is not None else None
+
     def get(self, choice: Choice) -> tuple[Forecaster, str]:
         """The forecaster for ``choice`` and the note to record with its runs."""
         key = (choice.method, choice.model_path, choice.checksum, choice.note)

@@ -99,19 +99,25 @@ def model_row(record: ModelRecord) -> dict:
 
 
 def ensure_bundled_registered(session: Session, bundled_path: Path | None) -> ModelRecord | None:
-    """On a new installation, register the model shipped with the project as the first champion."""
+    """Keep the shipped model in the registry: the first champion of a new installation; and when
+    the champion is the shipped model but its registered file no longer verifies, the file shipped
+    now takes over: the same file at a new place (the package reinstalled elsewhere) updates the
+    path, a different one (a newer package) is registered and promoted. Returns the record changed."""
     if bundled_path is None or not Path(bundled_path).exists():
         return None
+    bundled = Path(bundled_path).resolve()
     if session.scalar(select(ModelRecord.id).limit(1)) is None:
         reason = "shipped with the project: first production model"
     else:
-        # An upgrade of the package replaced the shipped file under a champion that is the shipped model.
         current = champion(session)
-        if (current is None or current.decision != "bundled" or Path(current.path) != Path(bundled_path).resolve()
-                or file_sha256(bundled_path) == current.checksum):
+        if current is None or current.decision != "bundled" or verify_model_file(current) is None:
             return None
+        if file_sha256(bundled) == current.checksum:
+            current.path = str(bundled)
+            session.commit()
+            return current
         reason = f"shipped with a newer version of the package (replaces {current.version})"
-    record = register_model(session, bundled_path, decision="bundled", reason=reason)
+    record = register_model(session, bundled, decision="bundled", reason=reason)
     promote(session, record, reason)
     session.commit()
     return record

@@ -22,7 +22,7 @@ import numpy as np
 from sqlalchemy import select
 
 from nowcast_core.config import Settings
-from nowcast_core.contract import LEAD_MINUTES, N_INPUTS, N_LEADS
+from nowcast_core.contract import LEAD_MINUTES, N_INPUTS, N_LEADS, SCAN_INTERVAL
 from nowcast_core.db import make_engine, session_factory
 from nowcast_core.db.schema import FrameRecord
 from nowcast_core.forecasters import Forecaster, get_method
@@ -32,6 +32,7 @@ from nowcast_core.io.files import file_sha256
 from nowcast_core.io.sequences import frame_sequences
 from nowcast_core.models import registry
 from nowcast_core.rainnet import bundled_model_path, model_version
+from nowcast_core.times import iso_utc
 from nowcast_core.verification.scores import scores_per_lead
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ def split_by_time(frames: Sequence, validation_fraction: float, max_validation: 
     span_start, newest = times[0], times[-1]
     cut = max(newest - max_validation, newest - (newest - span_start) * validation_fraction)
     split = min(t for t in times if t >= cut)  # on the scan grid
-    first_input = split - timedelta(minutes=10 * (N_INPUTS - 1))
+    first_input = split - SCAN_INTERVAL * (N_INPUTS - 1)
     train = [f for f in frames if f.scan_time < split]
     validation = [f for f in frames if f.scan_time >= first_input]
     return train, validation, split
@@ -200,7 +201,7 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
             "validation_windows": len(inputs),
             "validation_wet_pixels": wet_pixels(observed),
             "training_windows": len(train_samples),
-            "validation_start": split.isoformat(),
+            "validation_start": iso_utc(split),
             "epochs": len(history["epochs"]),
             "train_loss": [round(e["loss"], 5) for e in history["epochs"]],
         }

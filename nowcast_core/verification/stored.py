@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nowcast_core.contract import LEAD_MINUTES
-from nowcast_core.dams import Dam, catchment_mask
+from nowcast_core.dams import Dam, catchment_means
 from nowcast_core.db.schema import (
     Contingency,
     DamRainfall,
@@ -31,13 +31,10 @@ from nowcast_core.verification.scores import COUNT_NAMES, LeadCounts, lead_count
 
 
 def _observed_dam_values(observed: np.ndarray, dams: Sequence[Dam]) -> dict[str, tuple[float | None, float | None]]:
-    out = {}
-    for dam in dams:
-        values = observed[catchment_mask(dam, observed.shape)]
-        mean = float(np.nanmean(values)) if np.isfinite(values).any() else None
-        pixel = float(observed[dam.pixel])
-        out[dam.id] = (mean, pixel if np.isfinite(pixel) else None)
-    return out
+    """(catchment mean, dam pixel) of the observed rain rate per dam (None where there is no data)."""
+    means = catchment_means(observed, dams)
+    pixels = {dam.id: float(observed[dam.pixel]) for dam in dams}
+    return {d: (means[d], p if np.isfinite(p) else None) for d, p in pixels.items()}
 
 
 def verify_pending(session: Session, forecasts_dir: Path, dams: Sequence[Dam], *,

@@ -475,23 +475,40 @@ def retrain(epochs: Annotated[Optional[int], typer.Option(help="fine-tuning epoc
 
 @app.command()
 def train(folders: Annotated[list[Path], typer.Argument(exists=True, file_okay=False)], out: Annotated[Path, typer.Option("--out", help="MODEL.keras")],
-          width: Annotated[int, typer.Option(help="RainNet base filters (64: the paper's 31.4 M parameters)")] = 16,
-          epochs: int = 15, unroll_epochs: int = 0,
+          recipe: Annotated[Optional[str], typer.Option(help="a named recipe (shipped: how the bundled model was trained); options given override it")] = None,
+          width: Annotated[Optional[int], typer.Option(help="RainNet base filters (64: the paper's 31.4 M parameters) [16]")] = None,
+          epochs: Annotated[Optional[int], typer.Option(help="one-step epochs [15]")] = None,
+          unroll_epochs: Annotated[Optional[int], typer.Option(help="multi-step epochs [0]")] = None,
+          smoothing: Annotated[Optional[float], typer.Option(help="conditioning smoothing, pixels per lead [0]")] = None,
+          rain_mae_weight: Annotated[Optional[float], typer.Option(help="weight of the MAE (mm/h) loss term [0]")] = None,
+          fss_weight: Annotated[Optional[float], typer.Option(help="weight of the 1 - FSS loss term at 1 and 5 mm/h [0]")] = None,
+          probability_matching: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="intensity matching of the forecast to the newest scan, 0..1 [0]")] = None,
+          matching_smoothing: Annotated[Optional[float], typer.Option(min=0.0, help="smoothing of the matching's reference (the newest scan), pixels per lead [0]")] = None,
+          max_samples_per_folder: Annotated[Optional[int], typer.Option(min=1, help="at most this many samples per folder, evenly spread")] = None,
+          seed: Annotated[Optional[int], typer.Option(help="random seed [42]")] = None,
           val_events: Annotated[str, typer.Option(help="comma-separated events held out (folder name without -wK)")] = "",
           competition: Annotated[Optional[list[Path]], typer.Option(help="competition train_*.npy files")] = None,
           plain: Annotated[bool, typer.Option("--plain", help="the paper's 4-scan RainNet, no optical-flow conditioning")] = False,
           register: Annotated[bool, typer.Option(help="add the model to the registry as a candidate")] = False) -> None:
     """Train a RainNet on folders of archived scans; writes MODEL.keras and MODEL.report.json."""
+    from nowcast_core.rainnet.recipes import RECIPES, get_recipe
     from nowcast_core.rainnet.train import report_path_for, train_from_folders
 
     setup_logging()
     _out_file(out)
+    if recipe is not None:
+        _known(recipe, sorted(RECIPES), "recipe", "--recipe")
+    settings = get_recipe(recipe) if recipe else {}
+    given = {"base_filters": width, "epochs": epochs, "unroll_epochs": unroll_epochs, "smoothing_px_per_lead": smoothing,
+             "rain_mae_weight": rain_mae_weight, "fss_weight": fss_weight, "probability_matching": probability_matching,
+             "matching_smoothing_px_per_lead": matching_smoothing, "max_samples_per_folder": max_samples_per_folder, "seed": seed}
+    settings.update({k: v for k, v in given.items() if v is not None})
     try:
-        history = train_from_folders(folders, out, base_filters=width, epochs=epochs, unroll_epochs=unroll_epochs,
-                                     val_events=[e for e in val_events.split(",") if e], conditioning=not plain,
-                                     competition_files=competition or ())
+        history = train_from_folders(folders, out, val_events=[e for e in val_events.split(",") if e],
+                                     conditioning=not plain, competition_files=competition or (), **settings)
     except ValueError as exc:
         raise CliError(f"training not possible: {exc}") from None
+    width = settings.get("base_filters", 16)
     err.print(f"model written to {out}, report to {report_path_for(out)} ({len(history['epochs'])} epochs)")
     if register:
         from nowcast_core.models import registry

@@ -55,6 +55,21 @@ def extrapolate(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS, fill_inflow:
     return np.clip(out, 0.0, None).astype(np.float32)
 
 
+def upstream_source(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS) -> np.ndarray:
+    """Where extrapolation has an upstream source: bool (n_leads, H, W) for one sequence (4, H, W).
+
+    False where the semi-Lagrangian back-trajectory along the Lucas-Kanade motion leaves the
+    grid: rain there can only come from outside, which no extrapolation sees. All True for a
+    dry newest scan (no motion is estimated; nothing is advected)."""
+    from pysteps import nowcasts
+
+    seq = np.asarray(rain_rate_mm_h, dtype=np.float64)
+    if not np.any(np.nan_to_num(seq[-1], nan=0.0) > 0):
+        return np.ones((n_leads,) + seq.shape[1:], dtype=bool)
+    ones = np.ones(seq.shape[1:])
+    return np.isfinite(nowcasts.get_method("extrapolation")(ones, motion_field(seq), n_leads))
+
+
 def smooth_leads(rain_rate_mm_h: np.ndarray, smoothing_px_per_lead: float) -> np.ndarray:
     """Gaussian smoothing of leads (n_leads, H, W): lead k gets sigma = ``smoothing_px_per_lead * k``."""
     from scipy.ndimage import gaussian_filter

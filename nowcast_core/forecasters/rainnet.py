@@ -3,7 +3,8 @@
 The model is a ``.keras`` file loaded with ``safe_mode=True``; by default the one bundled
 in ``nowcast_core/data/models/``. Its build configuration (``RainNetConfig``, saved inside
 the file) says whether it takes the optical-flow extrapolation of the inputs as a second
-input and how much that extrapolation is smoothed (see ``nowcast_core.extrapolation``).
+input, how much that extrapolation is smoothed (see ``nowcast_core.extrapolation``) and how
+much the forecast's intensities are matched to the newest scan's (``nowcast_core.postprocessing``).
 """
 
 from __future__ import annotations
@@ -49,7 +50,13 @@ class RainNetForecaster:
             raise ValueError(f"RainNet forecasts the {GRID_SHAPE[0]} x {GRID_SHAPE[1]} grid, got {x.shape[2:]}")
         out = recursive_forecast(self.model, x, N_LEADS, self.batch_size,
                                  smoothing_px_per_lead=self.config.smoothing_px_per_lead)
-        return np.nan_to_num(out, nan=0.0, posinf=0.0).clip(0.0).astype(np.float32)
+        out = np.nan_to_num(out, nan=0.0, posinf=0.0).clip(0.0).astype(np.float32)
+        if self.config.probability_matching:
+            from nowcast_core.postprocessing import match_intensity
+
+            out = match_intensity(out, x[:, -1], self.config.probability_matching,
+                                  self.config.matching_smoothing_px_per_lead)
+        return out
 
 
 @register("rainnet")

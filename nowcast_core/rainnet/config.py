@@ -22,12 +22,17 @@ class RainNetConfig:
 
     ``conditioning``: a second input, the optical-flow extrapolation of the scans smoothed
     by ``smoothing_px_per_lead`` pixels per lead, to which the output is added (residual).
+    ``probability_matching``: weight of the intensity matching applied to the network's
+    forecast (:func:`nowcast_core.postprocessing.match_intensity`; 0: none), with the newest
+    scan smoothed by ``matching_smoothing_px_per_lead`` pixels per lead as its reference.
     """
 
     base_filters: int = 16
     upsampling: str = "nearest"
     conditioning: bool = True
     smoothing_px_per_lead: float = 0.0
+    probability_matching: float = 0.0
+    matching_smoothing_px_per_lead: float = 0.0
 
     def build(self):
         """A fresh, untrained network of this configuration."""
@@ -47,6 +52,23 @@ def save_model(model, path: str | Path, config: RainNetConfig) -> Path:
     with zipfile.ZipFile(path, "a") as archive:
         archive.writestr(CONFIG_MEMBER, json.dumps(asdict(config), indent=1))
     return path
+
+
+def update_config(path: str | Path, **changes) -> RainNetConfig:
+    """Rewrite the configuration saved in a ``.keras`` file with ``changes`` (post-processing
+    settings chosen after training; the weights are untouched). Returns the new configuration."""
+    from dataclasses import replace
+
+    path = Path(path)
+    config = replace(read_config(path), **changes)
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w") as dst:
+        for item in src.infolist():
+            if item.filename != CONFIG_MEMBER:
+                dst.writestr(item, src.read(item.filename))
+        dst.writestr(CONFIG_MEMBER, json.dumps(asdict(config), indent=1))
+    tmp.replace(path)
+    return config
 
 
 def read_config(path: str | Path) -> RainNetConfig:

@@ -133,18 +133,22 @@ def samples_from_frames(
 
 
 def samples_from_folder(
-    folder: str | Path, n_leads: int = 6, conditioning: bool = True, smoothing_px_per_lead: float = 0.0
+    folder: str | Path, n_leads: int = 6, conditioning: bool = True, smoothing_px_per_lead: float = 0.0,
+    max_samples: int | None = None,
 ) -> Samples:
     """:func:`samples_from_frames` of the valid scans of one folder (invalid files are skipped);
     the event is the folder's name without its ``-wK`` suffix."""
-    return samples_from_frames(read_folder(folder), event_name(folder), n_leads, conditioning, smoothing_px_per_lead)
+    return samples_from_frames(read_folder(folder), event_name(folder), n_leads, conditioning, smoothing_px_per_lead,
+                               max_samples)
 
 
 def samples_from_folders(
-    folders, n_leads: int = 6, conditioning: bool = True, smoothing_px_per_lead: float = 0.0
+    folders, n_leads: int = 6, conditioning: bool = True, smoothing_px_per_lead: float = 0.0,
+    max_samples_per_folder: int | None = None,
 ) -> Samples:
     """:func:`samples_from_folder` over many folders, joined."""
-    return concat_samples([samples_from_folder(f, n_leads, conditioning, smoothing_px_per_lead) for f in folders])
+    return concat_samples([samples_from_folder(f, n_leads, conditioning, smoothing_px_per_lead, max_samples_per_folder)
+                           for f in folders])
 
 
 def samples_from_competition(

@@ -1,0 +1,317 @@
+"""Leave-one-event-out test of RainNet on ../shared/data/radar (the model card's test).
+
+For each of the events (folder name without ``-wK``): train a RainNet with the named recipe
+on all windows of the *other* events (fixed epochs: the held-out event chooses nothing), then
+score it on the held-out event's windows ``-w0`` .. ``-w<windows-1>`` next to the references
+on the same starts:
+
+- ``rainnet``: the fold model's forecast with the recipe's probability matching (as the forecaster
+  applies it to the shipped model);
+- ``rainnet-raw``: the network's output before probability matching, and ``rainnet-pm<w>[-sm<s>]``
+  with other matching weights and reference smoothings (the post-processing is chosen on these folds);
+- ``conditioning``: the network's own conditioning input alone (the smoothed, persistence-filled
+  extrapolation: the ablation), and ``conditioning-pm``: the same with the recipe's matching;
+- ``sprog``, ``extrapolation-filled``, ``pysteps``, ``persistence``; ``steps-mean`` on every
+  ``--steps-stride``-th start (a 12-member ensemble costs about 2 s a start).
+
+Scores are pooled counts (CSI/POD/FAR, MAE, FSS, area at 5 mm/h) per lead, on all pixels and on
+the pixels with an upstream source (where extrapolation can know the rain), per fold and over
+all folds. ``check`` tests the issue's criteria per fold and pooled; ``table`` prints Markdown.
+
+    python bench/loeo.py train --out /work/loeo/models [--recipe shipped] [--events knmi ...]
+    python bench/loeo.py score --models /work/loeo/models --out docs/bench/loeo.json
+    python bench/loeo.py check docs/bench/loeo.json
+    python bench/loeo.py table docs/bench/loeo.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "radar"
+#: Post-processing variants scored on every fold: (name, matching weight, reference smoothing px per lead).
+VARIANTS = (("rainnet-raw", 0.0, 0.0), ("rainnet-pm0.5", 0.5, 0.0), ("rainnet-pm1", 1.0, 0.0),
+            ("rainnet-pm1-sm1", 1.0, 1.0), ("rainnet-pm1-sm2", 1.0, 2.0))
+PIXEL_SETS = ("all", "upstream")
+
+
+def events_of(data: Path) -> dict[str, list[Path]]:
+    from nowcast_core.rainnet.dataset import event_name
+
+    out: dict[str, list[Path]] = {}
+    for folder in sorted(d for d in data.iterdir() if d.is_dir()):
+        out.setdefault(event_name(folder), []).append(folder)
+    return out
+
+
+def train_folds(data: Path, out: Path, recipe: str, events: list[str] | None, threads: int) -> None:
+    from nowcast_core.rainnet.recipes import get_recipe
+    from nowcast_core.rainnet.train import train_from_folders
+
+    kwargs = get_recipe(recipe)
+    by_event = events_of(data)
+    for held_out in events or sorted(by_event):
+        path = out / f"{held_out}.keras"
+        if path.exists():
+            print(f"{held_out}: {path} exists, skipped", flush=True)
+            continue
+        folders = [f for e, fs in sorted(by_event.items()) if e != held_out for f in fs]
+        started = time.perf_counter()
+        history = train_from_folders(folders, path, threads=threads, progress=False, **kwargs)
+        print(f"{held_out}: trained on {history['n_train_samples']} samples of {history['events']} "
+              f"in {time.perf_counter() - started:.0f} s -> {path}", flush=True)
+
+
+class Pool:
+    """Pooled counts per (method, pixel set, lead)."""
+
+    def __init__(self):
+        self.counts: dict = {}
+        self.structure: dict = {}
+
+    def add(self, method: str, forecast: np.ndarray, observed: np.ndarray, upstream: np.ndarray) -> None:
+        from nowcast_core.contract import LEAD_MINUTES
+        from nowcast_core.verification.scores import LeadCounts, counts_per_lead
+        from nowcast_core.verification.structure import (
+            StructureSums,
+            structure_per_lead,
+        )
+
+        for pixels in PIXEL_SETS:
+            obs = observed if pixels == "all" else np.where(upstream, observed, np.nan)
+            for lead, c in counts_per_lead(forecast, obs, LEAD_MINUTES).items():
+                self.counts.setdefault((method, pixels, lead), LeadCounts()).add(c)
+            for lead, s in structure_per_lead(forecast, obs, LEAD_MINUTES).items():
+                self.structure.setdefault((method, pixels, lead), StructureSums()).add(s)
+
+    def merge(self, other: Pool) -> None:
+        from nowcast_core.verification.scores import LeadCounts
+        from nowcast_core.verification.structure import StructureSums
+
+        for key, c in other.counts.items():
+            self.counts.setdefault(key, LeadCounts()).add(c)
+        for key, s in other.structure.items():
+            self.structure.setdefault(key, StructureSums()).add(s)
+
+    def to_json(self) -> list[dict]:
+        """The additive counts, so folds pool exactly later (keys as strings for JSON)."""
+        out = []
+        for (m, p, lead), c in self.counts.items():
+            s = self.structure[m, p, lead]
+            out.append({"method": m, "pixels": p, "lead_minutes": lead,
+                        "counts": {**c.__dict__, "contingency": {f"{t:g}": v for t, v in c.contingency.items()}},
+                        "structure": {"n_forecasts": s.n_forecasts, "area_forecast_px": s.area_forecast_px,
+                                      "area_observed_px": s.area_observed_px,
+                                      "fss_sums": {f"{t:g}|{z}": v for (t, z), v in s.fss_sums.items()}}})
+        return out
+
+    @classmethod
+    def from_json(cls, entries: list[dict]) -> Pool:
+        from nowcast_core.verification.scores import LeadCounts
+        from nowcast_core.verification.structure import StructureSums
+
+        pool = cls()
+        for e in entries:
+            key = (e["method"], e["pixels"], e["lead_minutes"])
+            c = dict(e["counts"])
+            c["contingency"] = {float(t): v for t, v in c["contingency"].items()}
+            pool.counts[key] = LeadCounts(**c)
+            s = dict(e["structure"])
+            s["fss_sums"] = {(float(k.split("|")[0]), int(k.split("|")[1])): v for k, v in s["fss_sums"].items()}
+            pool.structure[key] = StructureSums(**s)
+        return pool
+
+    def rows(self) -> list[dict]:
+        return [{"method": m, "pixels": p, "lead_minutes": lead, **c.summary(digits=4),
+                 **self.structure[m, p, lead].summary(digits=4)}
+                for (m, p, lead), c in sorted(self.counts.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2]))]
+
+
+def score_event(event: str, model_path: Path, folders: list[Path], steps_stride: int,
+                matching: tuple[float, float]) -> tuple[Pool, int]:
+    from nowcast_core import extrapolation
+    from nowcast_core.contract import N_LEADS
+    from nowcast_core.forecasters import get_method
+    from nowcast_core.io.sequences import folder_sequences
+    from nowcast_core.postprocessing import match_intensity
+    from nowcast_core.rainnet.config import load_model
+    from nowcast_core.rainnet.recursive import recursive_forecast
+
+    model, config = load_model(model_path)
+    references = {name: get_method(name) for name in ("sprog", "extrapolation-filled", "pysteps", "persistence")}
+    steps = get_method("steps-mean", n_members=12, seed=42)
+    pool, n_starts = Pool(), 0
+    for folder in folders:
+        _, inputs, observed = folder_sequences(folder, N_LEADS)
+        if not len(inputs):
+            continue
+        n_starts += len(inputs)
+        upstream = np.stack([extrapolation.upstream_source(seq, N_LEADS) for seq in inputs])
+        newest = inputs[:, -1]
+        raw = recursive_forecast(model, inputs, N_LEADS, smoothing_px_per_lead=config.smoothing_px_per_lead)
+        raw = np.nan_to_num(raw, nan=0.0).clip(0.0)
+        for name, weight, smoothing in VARIANTS:
+            pool.add(name, match_intensity(raw, newest, weight, smoothing), observed, upstream)
+        pool.add("rainnet", match_intensity(raw, newest, *matching), observed, upstream)
+        conditioning = extrapolation.extrapolate_batch(inputs, N_LEADS, config.smoothing_px_per_lead)
+        pool.add("conditioning", conditioning, observed, upstream)
+        pool.add("conditioning-pm", match_intensity(conditioning, newest, *matching), observed, upstream)
+        for name, forecaster in references.items():
+            pool.add(name, forecaster.forecast(inputs), observed, upstream)
+        if steps_stride:
+            pick = np.arange(0, len(inputs), steps_stride)
+            pool.add("steps-mean", steps.forecast(inputs[pick]), observed[pick], upstream[pick])
+        print(f"  {folder.name}: {len(inputs)} starts", flush=True)
+    return pool, n_starts
+
+
+def score(data: Path, models: Path, out: Path, windows: int, steps_stride: int, events: list[str] | None,
+          recipe: str) -> None:
+    from nowcast_core.io.files import file_sha256
+    from nowcast_core.rainnet import model_version
+    from nowcast_core.rainnet.config import read_config
+    from nowcast_core.rainnet.recipes import get_recipe
+
+    settings = get_recipe(recipe)
+    matching = (settings["probability_matching"], settings["matching_smoothing_px_per_lead"])
+    by_event = events_of(data)
+    result = json.loads(out.read_text()) if out.exists() else {"folds": {}}
+    if result.get("matching", list(matching)) != list(matching):
+        result["folds"] = {}  # the production rows were scored with another matching: score again
+    result.update(windows=windows, steps_stride=steps_stride, data=str(data), recipe=recipe, recipe_settings=settings,
+                  matching=list(matching))
+    for event in events or sorted(by_event):
+        model_path = models / f"{event}.keras"
+        if not model_path.exists():
+            print(f"{event}: no fold model {model_path}; skipped", file=sys.stderr)
+            continue
+        folders = [f for f in by_event[event] if int(f.name.rsplit("-w", 1)[1]) < windows]
+        started = time.perf_counter()
+        print(f"{event}: scoring {model_path.name} on {len(folders)} windows", flush=True)
+        pool, n_starts = score_event(event, model_path, folders, steps_stride, matching)
+        report_path = model_path.with_suffix(".report.json")
+        trained = json.loads(report_path.read_text()) if report_path.exists() else {}
+        result["folds"][event] = {
+            "model_version": model_version(file_sha256(model_path)),
+            "config": read_config(model_path).__dict__,
+            "train_events": trained.get("train_events"), "n_train_samples": trained.get("n_train_samples"),
+            "training_seconds": trained.get("training_seconds"), "n_starts": n_starts,
+            "seconds": round(time.perf_counter() - started, 1),
+            "rows": pool.rows(), "counts": pool.to_json(),
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1))
+    result["pooled"] = pooled_rows(result)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}")
+
+
+def pooled_rows(result: dict) -> list[dict]:
+    """Scores over all folds, from the folds' additive counts (exact pooling)."""
+    pooled = Pool()
+    for fold in result["folds"].values():
+        pooled.merge(Pool.from_json(fold["counts"]))
+    return pooled.rows()
+
+
+#: The issue's criteria: (name, score key, comparison, reference method or fixed value).
+CRITERIA = (
+    ("CSI 1 >= S-PROG", "csi_1", ">=", "sprog"),
+    ("CSI 5 >= S-PROG", "csi_5", ">=", "sprog"),
+    ("MAE <= S-PROG", "mae_mm_h", "<=", "sprog"),
+    ("area 5 >= half observed", "area_ratio_5", ">=", 0.5),
+    ("CSI 1 > conditioning", "csi_1", ">", "conditioning"),
+    ("CSI 5 > conditioning", "csi_5", ">", "conditioning"),
+)
+
+
+def _by_key(rows: list[dict], pixels: str) -> dict:
+    return {(r["method"], r["lead_minutes"]): r for r in rows if r["pixels"] == pixels}
+
+
+def check(result: dict, method: str = "rainnet", pixels: str = "all") -> dict:
+    """Per criterion: the (fold, lead) pairs where ``method`` fails it (fold ``pooled`` too)."""
+    scopes = {**{e: f["rows"] for e, f in result["folds"].items()}, "pooled": result["pooled"]}
+    failures = {name: [] for name, *_ in CRITERIA}
+    for scope, rows in scopes.items():
+        table = _by_key(rows, pixels)
+        for lead in sorted({lead for m, lead in table if m == method}):
+            mine = table[method, lead]
+            for name, key, op, ref in CRITERIA:
+                a = mine[key]
+                b = ref if isinstance(ref, float) else table.get((ref, lead), {}).get(key)
+                if a is None or b is None:
+                    ok = b is None and a is not None  # no reference value: nothing to lose to
+                else:
+                    ok = a >= b if op == ">=" else a <= b if op == "<=" else a > b
+                if not ok:
+                    failures[name].append((scope, lead, a, b))
+    return failures
+
+
+def print_check(result: dict, methods: list[str], pixels: str) -> None:
+    for method in methods:
+        failures = check(result, method, pixels)
+        n_fail = sum(len(v) for v in failures.values())
+        print(f"## {method} ({pixels} pixels): {n_fail} failed (scope, lead) checks")
+        for name, fails in failures.items():
+            where = ", ".join(f"{s} +{lead} ({a} vs {b})" for s, lead, a, b in fails) or "passes everywhere"
+            print(f"- {name}: {where}")
+
+
+def print_table(result: dict, methods: list[str], pixels: str, scope: str) -> None:
+    rows = result["pooled"] if scope == "pooled" else result["folds"][scope]["rows"]
+    print("| method | lead | CSI 1 | CSI 5 | CSI 10 | MAE mm/h | FSS 5 mm/h 5 km | area ratio 5 mm/h | forecasts |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    table = _by_key(rows, pixels)
+    for method in methods:
+        for lead in (10, 20, 30, 40, 50, 60):
+            r = table.get((method, lead))
+            if r:
+                print(f"| {method} | +{lead} | {r['csi_1']} | {r['csi_5']} | {r['csi_10']} | {r['mae_mm_h']} | "
+                      f"{r['fss_5_5km']} | {r['area_ratio_5']} | {r['n_forecasts']} |")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--recipe", default="shipped")
+    t.add_argument("--events", nargs="*")
+    t.add_argument("--threads", type=int, default=2)
+    s = sub.add_parser("score")
+    s.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    s.add_argument("--models", type=Path, required=True)
+    s.add_argument("--out", type=Path, default=REPO / "docs" / "bench" / "loeo.json")
+    s.add_argument("--windows", type=int, default=4)
+    s.add_argument("--steps-stride", type=int, default=4)
+    s.add_argument("--events", nargs="*")
+    s.add_argument("--recipe", default="shipped", help="its matching settings make the production rows")
+    for name in ("check", "table"):
+        c = sub.add_parser(name)
+        c.add_argument("result", type=Path)
+        c.add_argument("--methods", default=",".join(["rainnet"] + [v[0] for v in VARIANTS]))
+        c.add_argument("--pixels", default="all", choices=PIXEL_SETS)
+        c.add_argument("--scope", default="pooled")
+    args = p.parse_args(argv)
+    if args.command == "train":
+        train_folds(args.data, args.out, args.recipe, args.events, args.threads)
+    elif args.command == "score":
+        score(args.data, args.models, args.out, args.windows, args.steps_stride, args.events, args.recipe)
+    elif args.command == "check":
+        print_check(json.loads(args.result.read_text()), args.methods.split(","), args.pixels)
+    else:
+        print_table(json.loads(args.result.read_text()), args.methods.split(","), args.pixels, args.scope)
+
+
+if __name__ == "__main__":
+    main()

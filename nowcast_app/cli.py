@@ -354,7 +354,7 @@ class By(str, Enum):
 
 
 #: Structure keys of `nowcast skill` left out of the table (too wide); JSON and CSV keep them.
-_SKILL_TABLE_LEFT_OUT = ("fss_1_1km", "fss_5_1km", "area_5_forecast_px", "area_5_observed_px")
+_SKILL_TABLE_LEFT_OUT = ("fss_1_1km", "fss_5_1km", "fss_1_15km", "area_5_forecast_px", "area_5_observed_px")
 
 
 @app.command()
@@ -362,7 +362,7 @@ def skill(since: Optional[str] = None, until: Optional[str] = None, by: By = By.
           plot: Annotated[Optional[Path], typer.Option(help="draw CSI and MAE against lead to FILE.png")] = None) -> None:
     """Verified skill from stored counts and sums: MAE, CSI/POD/FAR at 0.1, 1, 5, 10 mm/h and (by lead or
     method) FSS at 1 and 5 mm/h over 1, 5, 15 km and the area at 5 mm/h, forecast against observed (the
-    table shows FSS over 5 and 15 km and the area ratio; JSON and CSV have every key)."""
+    table leaves out FSS over 1 km, FSS at 1 mm/h over 15 km and the areas; JSON and CSV have every key)."""
     from nowcast_core.verification.stored import skill_rows
 
     start, end = _time_range(since, until)

@@ -4,6 +4,7 @@ periods, absent (not zero) for rows verified before the migration."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +12,10 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import inspect, select
+from typer.testing import CliRunner
+
+from nowcast_app import cli
+from nowcast_app.cli import app as cli_app
 
 from nowcast_core.db import downgrade, make_engine, upgrade
 from nowcast_core.db.schema import Contingency, ForecastRun, FssSums, LeadVerification
@@ -115,6 +120,23 @@ def test_pooling_two_periods_equals_the_union(verified_sqlite):
     assert by_method["n_structure_forecasts"] == len(direct)
     assert by_method["area_5_observed_px"] == sum(s.area_observed_px for s in direct.values())
     assert by_method["area_ratio_5"] == pytest.approx(union.area_ratio, abs=1e-4)
+
+
+def test_skill_command_shows_structure(verified_sqlite, monkeypatch):
+    svc, _ = verified_sqlite
+    env = {"NOWCAST_HOME": str(svc.settings.home), "NOWCAST_DATABASE_URL": svc.settings.database_url}
+    result = CliRunner().invoke(cli_app, ["skill", "--by", "method", "--format", "json"], env=env)
+    assert result.exit_code == 0, result.output
+    with svc.sessions() as session:
+        assert json.loads(result.stdout) == json.loads(json.dumps(skill_rows(session, by="method")))
+    tables = []
+    monkeypatch.setattr(cli, "render", lambda rows, fmt, **kw: tables.append(rows))
+    result = CliRunner().invoke(cli_app, ["skill"], env=env)
+    assert result.exit_code == 0, result.output
+    columns = list(tables[0][0])
+    assert {"n_forecasts", "mae_mm_h", "csi_1", "pod_1", "far_10", "csi_5", "csi_10", "n_structure_forecasts",
+            "fss_5_5km", "fss_5_15km", "area_ratio_5"} <= set(columns)
+    assert tables[0][0]["fss_5_5km"] is not None
 
 
 T0 = datetime(2024, 1, 15, 3, 30, tzinfo=UTC)

@@ -214,7 +214,8 @@ class FssSums(Base):
     + observed_sq) / (forecast_sq + observed_sq) of the pool, exactly."""
 
     __tablename__ = "fss_sums"
-    __table_args__ = (UniqueConstraint("verification_id", "threshold_mm_h", "window_km", name="uq_fss_sums_thr_window"),)
+    __table_args__ = (
+        UniqueConstraint("verification_id", "threshold_mm_h", "window_km", name="uq_fss_sums_thr_window"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     verification_id: Mapped[int] = mapped_column(ForeignKey("lead_verification.id", ondelete="CASCADE"), index=True)

@@ -353,10 +353,16 @@ class By(str, Enum):
     method = "method"
 
 
+#: Structure keys of `nowcast skill` left out of the table (too wide); JSON and CSV keep them.
+_SKILL_TABLE_LEFT_OUT = ("fss_1_1km", "fss_5_1km", "fss_1_15km", "area_5_forecast_px", "area_5_observed_px")
+
+
 @app.command()
 def skill(since: Optional[str] = None, until: Optional[str] = None, by: By = By.lead, fmt: FormatOpt = Format.table,
           plot: Annotated[Optional[Path], typer.Option(help="draw CSI and MAE against lead to FILE.png")] = None) -> None:
-    """Verified skill from stored counts: MAE, CSI/POD/FAR at 0.1, 1, 5, 10 mm/h."""
+    """Verified skill from stored counts and sums: MAE, CSI/POD/FAR at 0.1, 1, 5, 10 mm/h and (by lead or
+    method) FSS at 1 and 5 mm/h over 1, 5, 15 km and the area at 5 mm/h, forecast against observed (the
+    table leaves out FSS over 1 km, FSS at 1 mm/h over 15 km and the areas; JSON and CSV have every key)."""
     from nowcast_core.verification.stored import skill_rows
 
     start, end = _time_range(since, until)
@@ -371,6 +377,8 @@ def skill(since: Optional[str] = None, until: Optional[str] = None, by: By = By.
 
         plot_skill(lead_rows, plot)
         err.print(f"skill plot written to {plot}")
+    if fmt == Format.table:
+        rows = [{k: v for k, v in r.items() if k not in _SKILL_TABLE_LEFT_OUT} for r in rows]
     render(rows, fmt, title=f"verified skill by {by.value}")
 
 

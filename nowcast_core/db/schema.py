@@ -176,8 +176,19 @@ class LeadVerification(Base):
     n_pixels: Mapped[int] = mapped_column(Integer)
     abs_error_sum: Mapped[float] = mapped_column(Float)
     verified_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Pixels at or above 5 mm/h (``structure.AREA_THRESHOLD_MM_H``) in the forecast and in the
+    #: observation, over the valid pixels (migration 0007). Both None, and no :class:`FssSums`
+    #: rows, for a (run, lead) verified before the structure sums were stored.
+    area_forecast_px: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    area_observed_px: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     contingency: Mapped[list[Contingency]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+    fss_sums: Mapped[list[FssSums]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+
+    @property
+    def has_structure(self) -> bool:
+        """True when this (run, lead) carries structure sums (verified after migration 0007)."""
+        return self.area_forecast_px is not None
 
 
 class Contingency(Base):
@@ -193,6 +204,26 @@ class Contingency(Base):
     misses: Mapped[int] = mapped_column(Integer)
     false_alarms: Mapped[int] = mapped_column(Integer)
     correct_negatives: Mapped[int] = mapped_column(Integer)
+
+
+class FssSums(Base):
+    """Additive sums of the fractions skill score of one run and lead at one threshold and
+    neighbourhood (see :mod:`nowcast_core.verification.structure`): over the valid pixels, the
+    sums of F^2, O^2 and F O, F and O the fractions of a ``window_km`` square window at or above
+    ``threshold_mm_h``. Summed over any pool of (run, lead), FSS = 1 - (forecast_sq - 2 product
+    + observed_sq) / (forecast_sq + observed_sq) of the pool, exactly."""
+
+    __tablename__ = "fss_sums"
+    __table_args__ = (
+        UniqueConstraint("verification_id", "threshold_mm_h", "window_km", name="uq_fss_sums_thr_window"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    verification_id: Mapped[int] = mapped_column(ForeignKey("lead_verification.id", ondelete="CASCADE"), index=True)
+    threshold_mm_h: Mapped[float] = mapped_column(Float)
+    window_km: Mapped[int] = mapped_column(Integer)
+    forecast_sq: Mapped[float] = mapped_column(Float)
+    observed_sq: Mapped[float] = mapped_column(Float)
+    product: Mapped[float] = mapped_column(Float)
 
 
 # --- alerts, their notifications and the service's own state (migration 0004) -----

@@ -18,10 +18,12 @@ Scores are pooled counts (CSI/POD/FAR, MAE, FSS, area at 5 mm/h) per lead, on al
 the pixels with an upstream source (where extrapolation can know the rain), per fold and over
 all folds. ``check`` tests the issue's criteria per fold and pooled; ``table`` prints Markdown.
 
-    python bench/loeo.py train --out /work/loeo/models [--recipe shipped] [--events knmi ...]
-    python bench/loeo.py score --models /work/loeo/models --out docs/bench/loeo.json
+    python bench/loeo.py train --out /work/loeo/models [--recipe loeo-fss] [--events knmi ...]
+    python bench/loeo.py score --models /work/loeo/models --out docs/bench/loeo.json [--events E ...]
+    python bench/loeo.py merge docs/bench/loeo.json part1.json part2.json ...
     python bench/loeo.py check docs/bench/loeo.json
-    python bench/loeo.py table docs/bench/loeo.json
+    python bench/loeo.py table docs/bench/loeo.json [--scope pooled|EVENT] [--methods ...]
+    python bench/loeo.py criteria docs/bench/loeo.json --methods rainnet
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ class Pool:
             obs = observed if pixels == "all" else np.where(upstream, observed, np.nan)
             for lead, c in counts_per_lead(forecast, obs, LEAD_MINUTES).items():
                 self.counts.setdefault((method, pixels, lead), LeadCounts()).add(c)
+            if pixels != "all":
+                continue  # structure scores (FSS, area) on all pixels only: they cost the most
             for lead, s in structure_per_lead(forecast, obs, LEAD_MINUTES).items():
                 self.structure.setdefault((method, pixels, lead), StructureSums()).add(s)
 
@@ -104,12 +108,14 @@ class Pool:
         """The additive counts, so folds pool exactly later (keys as strings for JSON)."""
         out = []
         for (m, p, lead), c in self.counts.items():
-            s = self.structure[m, p, lead]
-            out.append({"method": m, "pixels": p, "lead_minutes": lead,
-                        "counts": {**c.__dict__, "contingency": {f"{t:g}": v for t, v in c.contingency.items()}},
-                        "structure": {"n_forecasts": s.n_forecasts, "area_forecast_px": s.area_forecast_px,
+            entry = {"method": m, "pixels": p, "lead_minutes": lead,
+                     "counts": {**c.__dict__, "contingency": {f"{t:g}": v for t, v in c.contingency.items()}}}
+            s = self.structure.get((m, p, lead))
+            if s is not None:
+                entry["structure"] = {"n_forecasts": s.n_forecasts, "area_forecast_px": s.area_forecast_px,
                                       "area_observed_px": s.area_observed_px,
-                                      "fss_sums": {f"{t:g}|{z}": v for (t, z), v in s.fss_sums.items()}}})
+                                      "fss_sums": {f"{t:g}|{z}": v for (t, z), v in s.fss_sums.items()}}
+            out.append(entry)
         return out
 
     @classmethod
@@ -123,19 +129,20 @@ class Pool:
             c = dict(e["counts"])
             c["contingency"] = {float(t): v for t, v in c["contingency"].items()}
             pool.counts[key] = LeadCounts(**c)
-            s = dict(e["structure"])
-            s["fss_sums"] = {(float(k.split("|")[0]), int(k.split("|")[1])): v for k, v in s["fss_sums"].items()}
-            pool.structure[key] = StructureSums(**s)
+            if "structure" in e:
+                s = dict(e["structure"])
+                s["fss_sums"] = {(float(k.split("|")[0]), int(k.split("|")[1])): v for k, v in s["fss_sums"].items()}
+                pool.structure[key] = StructureSums(**s)
         return pool
 
     def rows(self) -> list[dict]:
         return [{"method": m, "pixels": p, "lead_minutes": lead, **c.summary(digits=4),
-                 **self.structure[m, p, lead].summary(digits=4)}
+                 **(self.structure[m, p, lead].summary(digits=4) if (m, p, lead) in self.structure else {})}
                 for (m, p, lead), c in sorted(self.counts.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2]))]
 
 
 def score_event(event: str, model_path: Path, folders: list[Path], steps_stride: int,
-                matching: tuple[float, float]) -> tuple[Pool, int]:
+                matching: tuple[float, float], max_starts: int) -> tuple[Pool, int]:
     from nowcast_core import extrapolation
     from nowcast_core.contract import N_LEADS
     from nowcast_core.forecasters import get_method
@@ -152,6 +159,9 @@ def score_event(event: str, model_path: Path, folders: list[Path], steps_stride:
         _, inputs, observed = folder_sequences(folder, N_LEADS)
         if not len(inputs):
             continue
+        if len(inputs) > max_starts:  # evenly spread over the folder's span
+            pick = np.unique(np.linspace(0, len(inputs) - 1, max_starts).round().astype(int))
+            inputs, observed = inputs[pick], observed[pick]
         n_starts += len(inputs)
         upstream = np.stack([extrapolation.upstream_source(seq, N_LEADS) for seq in inputs])
         newest = inputs[:, -1]
@@ -173,7 +183,7 @@ def score_event(event: str, model_path: Path, folders: list[Path], steps_stride:
 
 
 def score(data: Path, models: Path, out: Path, windows: int, steps_stride: int, events: list[str] | None,
-          recipe: str) -> None:
+          recipe: str, max_starts: int) -> None:
     from nowcast_core.io.files import file_sha256
     from nowcast_core.rainnet import model_version
     from nowcast_core.rainnet.config import read_config
@@ -185,8 +195,8 @@ def score(data: Path, models: Path, out: Path, windows: int, steps_stride: int, 
     result = json.loads(out.read_text()) if out.exists() else {"folds": {}}
     if result.get("matching", list(matching)) != list(matching):
         result["folds"] = {}  # the production rows were scored with another matching: score again
-    result.update(windows=windows, steps_stride=steps_stride, data=str(data), recipe=recipe, recipe_settings=settings,
-                  matching=list(matching))
+    result.update(windows=windows, steps_stride=steps_stride, max_starts_per_folder=max_starts, data=str(data),
+                  recipe=recipe, recipe_settings=settings, matching=list(matching))
     for event in events or sorted(by_event):
         model_path = models / f"{event}.keras"
         if not model_path.exists():
@@ -195,7 +205,7 @@ def score(data: Path, models: Path, out: Path, windows: int, steps_stride: int, 
         folders = [f for f in by_event[event] if int(f.name.rsplit("-w", 1)[1]) < windows]
         started = time.perf_counter()
         print(f"{event}: scoring {model_path.name} on {len(folders)} windows", flush=True)
-        pool, n_starts = score_event(event, model_path, folders, steps_stride, matching)
+        pool, n_starts = score_event(event, model_path, folders, steps_stride, matching, max_starts)
         report_path = model_path.with_suffix(".report.json")
         trained = json.loads(report_path.read_text()) if report_path.exists() else {}
         result["folds"][event] = {
@@ -211,6 +221,22 @@ def score(data: Path, models: Path, out: Path, windows: int, steps_stride: int, 
     result["pooled"] = pooled_rows(result)
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")
+
+
+def merge(out: Path, parts: list[Path]) -> None:
+    """One result with the folds of ``parts`` (scored separately, e.g. in parallel) and their pool."""
+    result = None
+    for part in parts:
+        data = json.loads(part.read_text())
+        if result is None:
+            result = data
+        else:
+            if data["matching"] != result["matching"]:
+                raise SystemExit(f"{part} was scored with matching {data['matching']}, not {result['matching']}")
+            result["folds"].update(data["folds"])
+    result["pooled"] = pooled_rows(result)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}: folds {sorted(result['folds'])}")
 
 
 def pooled_rows(result: dict) -> list[dict]:
@@ -266,6 +292,20 @@ def print_check(result: dict, methods: list[str], pixels: str) -> None:
             print(f"- {name}: {where}")
 
 
+def print_check_table(result: dict, method: str, pixels: str) -> None:
+    """One Markdown row per fold (and pooled): per criterion, the leads where ``method`` fails it."""
+    failures = check(result, method, pixels)
+    scopes = list(result["folds"]) + ["pooled"]
+    print(f"| held-out event ({pixels} pixels) | " + " | ".join(name for name, *_ in CRITERIA) + " |")
+    print("|---|" + "---|" * len(CRITERIA))
+    for scope in scopes:
+        cells = []
+        for name, *_ in CRITERIA:
+            leads = [f"+{lead}" for s, lead, _, _ in failures[name] if s == scope]
+            cells.append("pass" if not leads else "**fails " + ", ".join(leads) + "**")
+        print(f"| {scope} | " + " | ".join(cells) + " |")
+
+
 def print_table(result: dict, methods: list[str], pixels: str, scope: str) -> None:
     rows = result["pooled"] if scope == "pooled" else result["folds"][scope]["rows"]
     print("| method | lead | CSI 1 | CSI 5 | CSI 10 | MAE mm/h | FSS 5 mm/h 5 km | area ratio 5 mm/h | forecasts |")
@@ -285,7 +325,7 @@ def main(argv=None) -> None:
     t = sub.add_parser("train")
     t.add_argument("--data", type=Path, default=DEFAULT_DATA)
     t.add_argument("--out", type=Path, required=True)
-    t.add_argument("--recipe", default="shipped")
+    t.add_argument("--recipe", default="loeo-fss")
     t.add_argument("--events", nargs="*")
     t.add_argument("--threads", type=int, default=2)
     s = sub.add_parser("score")
@@ -295,8 +335,13 @@ def main(argv=None) -> None:
     s.add_argument("--windows", type=int, default=4)
     s.add_argument("--steps-stride", type=int, default=4)
     s.add_argument("--events", nargs="*")
-    s.add_argument("--recipe", default="shipped", help="its matching settings make the production rows")
-    for name in ("check", "table"):
+    s.add_argument("--recipe", default="loeo-fss", help="its matching settings make the production rows")
+    s.add_argument("--max-starts-per-folder", type=int, default=40,
+                   help="at most this many forecast starts per window, evenly spread (bom has 135)")
+    g = sub.add_parser("merge", help="join the folds of several score outputs into one")
+    g.add_argument("out", type=Path)
+    g.add_argument("parts", nargs="+", type=Path)
+    for name in ("check", "table", "criteria"):
         c = sub.add_parser(name)
         c.add_argument("result", type=Path)
         c.add_argument("--methods", default=",".join(["rainnet"] + [v[0] for v in VARIANTS]))
@@ -306,9 +351,16 @@ def main(argv=None) -> None:
     if args.command == "train":
         train_folds(args.data, args.out, args.recipe, args.events, args.threads)
     elif args.command == "score":
-        score(args.data, args.models, args.out, args.windows, args.steps_stride, args.events, args.recipe)
+        score(args.data, args.models, args.out, args.windows, args.steps_stride, args.events, args.recipe,
+              args.max_starts_per_folder)
+    elif args.command == "merge":
+        merge(args.out, args.parts)
     elif args.command == "check":
         print_check(json.loads(args.result.read_text()), args.methods.split(","), args.pixels)
+    elif args.command == "criteria":
+        for method in args.methods.split(","):
+            print(f"\n{method}:\n")
+            print_check_table(json.loads(args.result.read_text()), method, args.pixels)
     else:
         print_table(json.loads(args.result.read_text()), args.methods.split(","), args.pixels, args.scope)
 

@@ -483,7 +483,7 @@ def retrain(epochs: Annotated[Optional[int], typer.Option(help="fine-tuning epoc
 
 @app.command()
 def train(folders: Annotated[list[Path], typer.Argument(exists=True, file_okay=False)], out: Annotated[Path, typer.Option("--out", help="MODEL.keras")],
-          recipe: Annotated[Optional[str], typer.Option(help="a named recipe (shipped: how the bundled model was trained); options given override it")] = None,
+          recipe: Annotated[Optional[str], typer.Option(help="a named recipe (shipped: how the bundled model was trained; loeo-fss: the leave-one-event-out test's); options given override it")] = None,
           width: Annotated[Optional[int], typer.Option(help="RainNet base filters (64: the paper's 31.4 M parameters) [16]")] = None,
           epochs: Annotated[Optional[int], typer.Option(help="one-step epochs [15]")] = None,
           unroll_epochs: Annotated[Optional[int], typer.Option(help="multi-step epochs [0]")] = None,
@@ -511,9 +511,11 @@ def train(folders: Annotated[list[Path], typer.Argument(exists=True, file_okay=F
              "rain_mae_weight": rain_mae_weight, "fss_weight": fss_weight, "probability_matching": probability_matching,
              "matching_smoothing_px_per_lead": matching_smoothing, "max_samples_per_folder": max_samples_per_folder, "seed": seed}
     settings.update({k: v for k, v in given.items() if v is not None})
+    if val_events:
+        settings["val_events"] = [e for e in val_events.split(",") if e]
     try:
-        history = train_from_folders(folders, out, val_events=[e for e in val_events.split(",") if e],
-                                     conditioning=not plain, competition_files=competition or (), **settings)
+        history = train_from_folders(folders, out, conditioning=not plain, competition_files=competition or (),
+                                     **settings)
     except ValueError as exc:
         raise CliError(f"training not possible: {exc}") from None
     width = settings.get("base_filters", 16)

@@ -164,3 +164,18 @@ def test_an_unexpected_error_is_one_line_unless_verbose(installed_home, monkeypa
     assert code == 1 and "RuntimeError: disk on fire" in lines[0] and "--verbose" in lines[1], lines
     with pytest.raises(RuntimeError, match="disk on fire"):
         run(app, ["--verbose", "frames"])
+
+
+@pytest.mark.parametrize("extra, words", [
+    (("--recipe", "nope"), ["unknown recipe 'nope'", "shipped"]),
+    (("--probability-matching", "1.5"), ["--probability-matching", "less than or equal to 1"]),
+    (("--max-samples-per-folder", "0"), ["--max-samples-per-folder"]),
+])
+def test_train_settings_are_checked_before_any_work(in_empty_folder, tmp_path, capsys, shared_radar, extra, words):
+    out = tmp_path / "m.keras"
+    code, lines = nowcast(capsys, "train", str(shared_radar / "fmi-20160928-w0"), "--out", str(out), *extra)
+    assert code == 2, lines
+    _assert_short(lines)
+    for word in words:
+        assert word in " ".join(lines)
+    assert not out.exists()

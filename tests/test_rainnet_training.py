@@ -67,6 +67,10 @@ def test_tiny_training_run_writes_model_and_report(radar_dir, tmp_path):
         unroll_steps=2,
         smoothing_px_per_lead=2.0,
         rain_mae_weight=0.5,
+        fss_weight=1.0,
+        probability_matching=0.5,
+        matching_smoothing_px_per_lead=1.0,
+        max_samples_per_folder=6,
         monitor="val_score",
         val_events=["fmi-20160928"],
         batch_size=4,
@@ -80,10 +84,12 @@ def test_tiny_training_run_writes_model_and_report(radar_dir, tmp_path):
     assert [r["lead_minutes"] for r in report["epochs"][0]["val_skill"]] == [10, 20, 30, 40, 50, 60]
     assert report["final_validation"]["rainnet"][0]["mae_mm_h"] >= 0
     assert report["kept_stage"] in ("one-step", "unrolled-2")
-    assert history["n_train_samples"] == 11 and history["n_val_samples"] == 11
+    assert history["n_train_samples"] == 6 and history["n_val_samples"] == 6  # 11 starts each, capped at 6
+    assert report["config"]["fss_weight"] == 1.0
 
     forecaster = get_method("rainnet", model_path=out)
     assert forecaster.config.smoothing_px_per_lead == 2.0 and forecaster.config.base_filters == 4
+    assert forecaster.config.probability_matching == 0.5 and forecaster.config.matching_smoothing_px_per_lead == 1.0
     rain = np.random.default_rng(0).gamma(0.3, 3.0, size=(3, 4, 120, 120)).astype(np.float32)
     y = forecaster.forecast(rain)
     assert y.shape == (3, 6, 120, 120) and np.all(np.isfinite(y)) and np.all(y >= 0)

@@ -148,3 +148,16 @@ def test_nowcast_evaluate_runs_the_references(tmp_path):
     assert table.exit_code == 0, table.output
     for column in ("fss_1_5km", "fss_5_5km", "fss_5_15km", "area_ratio_5"):
         assert column in table.stdout
+
+
+@pytest.mark.parametrize("name", ("sprog", "steps-mean"))
+def test_a_few_scattered_rainy_pixels_give_the_plain_extrapolation_not_an_error(name):
+    # Inputs as in bom-w0 at 2020-10-31 (a few pixels of shower, dry scans between): pysteps cannot
+    # estimate the cascade's autocorrelation ("x contains non-finite values").
+    x = np.zeros((1, 4, 120, 120), np.float32)
+    x[0, 0, 10:11, 5:8] = 0.5
+    x[0, 3, 100:102, 110:114] = 0.6
+    out = _make(name).forecast(x)
+    assert out.shape == (1, 6, 120, 120) and np.all(np.isfinite(out)) and np.all(out >= 0)
+    if name == "sprog":  # S-PROG cannot estimate it here (STEPS's noise makes its fields non-constant)
+        assert np.allclose(out, get_method("pysteps").forecast(x), atol=1e-5)

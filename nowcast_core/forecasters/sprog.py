@@ -22,14 +22,12 @@ class SProg:
     def _one(self, sequence_mm_h: np.ndarray) -> np.ndarray:
         from pysteps import nowcasts
 
-        prepared = cascade.prepare(sequence_mm_h)
-        if prepared is None:
-            return np.zeros((N_LEADS,) + sequence_mm_h.shape[1:], np.float32)
-        dbr, velocity = prepared
-        with cascade.quiet():
+        def nowcast(dbr, velocity):
             out = nowcasts.get_method("sprog")(dbr[-3:], velocity, N_LEADS, precip_thr=cascade.RAIN_THRESHOLD_DBR,
                                                n_cascade_levels=self.n_cascade_levels)
-        return cascade.to_mm_h(out).astype(np.float32)
+            return cascade.to_mm_h(out)
+
+        return cascade.run(sequence_mm_h, N_LEADS, nowcast)
 
     def forecast(self, rain_rate_mm_h: np.ndarray) -> np.ndarray:
         x = check_inputs(rain_rate_mm_h)

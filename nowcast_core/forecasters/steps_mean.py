@@ -28,16 +28,14 @@ class StepsMean:
     def _one(self, sequence_mm_h: np.ndarray, seed: int) -> np.ndarray:
         from pysteps import nowcasts
 
-        prepared = cascade.prepare(sequence_mm_h)
-        if prepared is None:
-            return np.zeros((N_LEADS,) + sequence_mm_h.shape[1:], np.float32)
-        dbr, velocity = prepared
-        with cascade.quiet():
+        def nowcast(dbr, velocity):
             members = nowcasts.get_method("steps")(
                 dbr[-3:], velocity, N_LEADS, n_ens_members=self.n_members, n_cascade_levels=self.n_cascade_levels,
                 precip_thr=cascade.RAIN_THRESHOLD_DBR, kmperpixel=KM_PER_PIXEL,
                 timestep=SCAN_INTERVAL.total_seconds() / 60, seed=seed)
-        return cascade.to_mm_h(members).mean(axis=0).astype(np.float32)
+            return cascade.to_mm_h(members).mean(axis=0)
+
+        return cascade.run(sequence_mm_h, N_LEADS, nowcast)
 
     def forecast(self, rain_rate_mm_h: np.ndarray) -> np.ndarray:
         x = check_inputs(rain_rate_mm_h)

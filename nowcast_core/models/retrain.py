@@ -154,6 +154,7 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
         samples_from_folder,
         samples_from_frames,
     )
+    from nowcast_core.rainnet.recipes import get_recipe
     from nowcast_core.rainnet.train import TrainConfig, train
 
     frames = _archived_frames(settings)
@@ -182,9 +183,15 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
         parts += [samples_from_folder(f, **sample_kw) for f in extra]
         train_samples = concat_samples(parts)  # raises ValueError when there is no window at all
 
+        # The challenger keeps the champion's configuration (post-processing included) and is
+        # fine-tuned with the shipped recipe's loss.
+        recipe = get_recipe("shipped")
         config = TrainConfig(epochs=epochs or settings.retrain_epochs, base_filters=arch.base_filters,
                              upsampling=arch.upsampling, conditioning=arch.conditioning,
                              smoothing_px_per_lead=arch.smoothing_px_per_lead,
+                             probability_matching=arch.probability_matching,
+                             matching_smoothing_px_per_lead=arch.matching_smoothing_px_per_lead,
+                             rain_mae_weight=recipe["rain_mae_weight"], fss_weight=recipe["fss_weight"],
                              learning_rate=settings.retrain_learning_rate, progress=False)
         # No validation samples here: the recent scans judge the challenger and must not also pick its epoch.
         model, history = train(train_samples, None, config, initial_model=champion_forecaster.model)

@@ -1,15 +1,36 @@
 """Training recipes as data: the keyword arguments of ``train_from_folders`` by name.
 
-``shipped`` is how the bundled model was trained (``nowcast train DIR... --out F --recipe
-shipped``), and what the leave-one-event-out test (``bench/loeo.py``) trains on each fold;
-``docs/MODEL_CARD.md`` explains every value. No validation events: the epochs are fixed, so no
-held-out event chooses them.
+- ``shipped``: how the bundled model (``rainnet-2097633d5087``, ``docs/MODEL_CARD.md``) was
+  trained, on the windows ``-w0`` .. ``-w3`` of the five events of ``../shared/data/radar``, with
+  ``knmi`` and ``mch-20150515`` validating (they choose the epoch and the stage)::
+
+      nowcast train ../shared/data/radar/*-w[0-3] --out rainnet.keras --recipe shipped
+
+  Retraining fine-tunes with its loss (``nowcast_core.models.retrain``).
+- ``loeo-fss``: the recipe of the leave-one-event-out test (``bench/loeo.py``): fixed epochs and
+  no validation events (the held-out event chooses nothing), every window capped at 15 samples,
+  the neighbourhood (1 - FSS) loss term added.
 """
 
 from __future__ import annotations
 
 RECIPES: dict[str, dict] = {
     "shipped": {
+        "base_filters": 16,
+        "epochs": 3,
+        "unroll_epochs": 15,
+        "learning_rate": 1e-4,
+        "unroll_learning_rate": 5e-5,
+        "batch_size": 8,
+        "smoothing_px_per_lead": 2.0,
+        "rain_mae_weight": 0.5,
+        "fss_weight": 0.0,
+        "monitor": "val_score",
+        "patience": 4,
+        "val_events": ("knmi", "mch-20150515"),
+        "seed": 42,
+    },
+    "loeo-fss": {
         "base_filters": 16,
         "epochs": 3,
         "unroll_epochs": 1,

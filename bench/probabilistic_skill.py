@@ -108,14 +108,20 @@ def main(argv=None) -> None:
               "calibration_stride": args.calibration_stride, "members": args.members,
               "steps_members": args.steps_members, "seed": args.seed, "folds": {}}
     seconds = {"production": 0.0, "steps": 0.0}
+    calibrations: dict[tuple, object] = {}
     for held_out, (model_path, train_events) in folds.items():
         t0 = time.perf_counter()
-        train_x = np.concatenate([data(e, args.calibration_stride)[1] for e in train_events])
-        train_y = np.concatenate([data(e, args.calibration_stride)[2] for e in train_events])
-        params, _ = calibrate(centres(model_path, train_x), train_y, n_members=args.members, seed=args.seed,
-                              provenance={"centre_model": model_path.name, "calibrated_on": train_events,
-                                          "windows": args.windows, "stride": args.calibration_stride})
-        print(f"[{held_out}] calibrated on {train_events} ({len(train_x)} starts, {time.perf_counter() - t0:.0f} s): "
+        key = (str(model_path), tuple(train_events))
+        if key not in calibrations:  # the shipped model calibrates once for both its held-out events
+            train_x = np.concatenate([data(e, args.calibration_stride)[1] for e in train_events])
+            train_y = np.concatenate([data(e, args.calibration_stride)[2] for e in train_events])
+            calibrations[key] = calibrate(
+                centres(model_path, train_x), train_y, n_members=args.members, seed=args.seed,
+                provenance={"centre_model": model_path.name, "calibrated_on": train_events, "windows": args.windows,
+                            "stride": args.calibration_stride, "starts": len(train_x)})[0]
+        params = calibrations[key]
+        print(f"[{held_out}] calibrated on {train_events} ({params.provenance['starts']} starts, "
+              f"{time.perf_counter() - t0:.0f} s): "
               f"displacement_px {params.displacement_px}, log_sigma {params.log_sigma}, gain {params.gain}", flush=True)
         if args.write_calibration and args.fold_models is None and held_out == next(iter(folds)):
             CALIBRATION_FILE.write_text(params.to_json())
@@ -158,12 +164,13 @@ def main(argv=None) -> None:
                 row[f"{m}_reliability_{thr:g}"] = s["brier_reliability"]
             row[f"production_better_{thr:g}"] = row[f"production_brier_{thr:g}"] < row[f"steps_brier_{thr:g}"]
         lead_rows.append(row)
-    reliability = {}
+    reliability, totals = {}, {}
     for m in methods:
         for thr in EVAL_THRESHOLDS_MM_H:
             total = ProbCounts()
             for k in range(6):
                 total.add(ProbCounts.from_dict(pooled[m][k][thr].as_dict()))
+            totals[m, thr] = total
             devs = reliability_deviations(total, args.min_bin_pixels)
             reliability[f"{m}_{thr:g}"] = {"bins": total.reliability_diagram(), "deviations": devs,
                                            "max_abs_deviation": max((abs(d["deviation"]) for d in devs), default=None)}
@@ -182,31 +189,13 @@ def main(argv=None) -> None:
     for key, rel in reliability.items():
         print(key, "max |deviation| over bins with >=", args.min_bin_pixels, "pixels:", rel["max_abs_deviation"])
     if args.plot:
-        plot(reliability, args.plot, protocol, args.min_bin_pixels)
+        from nowcast_core.plots import plot_reliability
+
+        plot_reliability(totals, args.plot, min_pixels=args.min_bin_pixels,
+                         title=f"Held-out events ({protocol}); bins with >= {args.min_bin_pixels} pixels",
+                         labels={"production": f"RainNet ensemble, {args.members} members",
+                                 "steps": f"STEPS, {args.steps_members} members"})
         print(f"wrote {args.plot}")
-
-
-def plot(reliability: dict, out: Path, protocol: str, min_pixels: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
-    for ax, thr in zip(axes, ("1", "5"), strict=True):
-        ax.plot([0, 1], [0, 1], color="grey", lw=1, label="perfect")
-        ax.fill_between([0, 1], [-0.1, 0.9], [0.1, 1.1], color="grey", alpha=0.15, label="±0.1")
-        for m, style in (("production", "o-"), ("steps", "s--")):
-            bins = [b for b in reliability[f"{m}_{thr}"]["bins"] if b["n"] >= min_pixels]
-            ax.plot([b["forecast_probability"] for b in bins], [b["observed_frequency"] for b in bins], style,
-                    label="RainNet ensemble (production)" if m == "production" else "STEPS 12 members")
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="forecast probability", ylabel="observed frequency",
-               title=f"rain rate >= {thr} mm/h, all leads")
-        ax.legend(loc="upper left", fontsize=8)
-    fig.suptitle(f"Reliability on held-out events ({protocol}); bins with >= {min_pixels} pixels", fontsize=9)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
 
 
 if __name__ == "__main__":

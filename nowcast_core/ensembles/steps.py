@@ -32,11 +32,18 @@ class StepsEnsemble:
         if prepared is None:
             return empty(1, self.n_members, sequence_mm_h.shape[1:])[0]
         dbr, velocity = prepared
-        with cascade.quiet():
-            members = nowcasts.get_method("steps")(
-                dbr[-3:], velocity, N_LEADS, n_ens_members=self.n_members, n_cascade_levels=self.n_cascade_levels,
-                precip_thr=cascade.RAIN_THRESHOLD_DBR, kmperpixel=KM_PER_PIXEL,
-                timestep=SCAN_INTERVAL.total_seconds() / 60, seed=seed)
+        for ar_order in (2, 1):  # AR(2) as pysteps; AR(1) where the AR(2) estimate is not stationary
+            try:
+                with cascade.quiet():
+                    members = nowcasts.get_method("steps")(
+                        dbr[-(ar_order + 1):], velocity, N_LEADS, n_ens_members=self.n_members,
+                        n_cascade_levels=self.n_cascade_levels, precip_thr=cascade.RAIN_THRESHOLD_DBR,
+                        kmperpixel=KM_PER_PIXEL, timestep=SCAN_INTERVAL.total_seconds() / 60, seed=seed,
+                        ar_order=ar_order)
+                break
+            except RuntimeError as exc:
+                if ar_order == 1 or "nonstationary" not in str(exc):
+                    raise
         return cascade.to_mm_h(members).astype(np.float32)
 
     def members(self, rain_rate_mm_h: np.ndarray, *, issue_times: Sequence[datetime] | None = None,

@@ -1,15 +1,16 @@
 """Probabilistic verification as additive counts (any period aggregates exactly by summing them).
 
 Per forecast, lead and rain-rate threshold, :class:`ProbCounts` holds the reliability-diagram
-counts of 10 probability bins (pysteps ``reldiag_accum``: pixels, summed forecast probability,
-observed events per bin) and the exact sum of squared probability errors. From summed counts:
+counts of 10 probability bins [0, 0.1), [0.1, 0.2), ..., [0.9, 1] (pixels, summed forecast
+probability, observed events per bin, as pysteps' ``reldiag_accum`` keeps them) and the exact sum
+of squared probability errors. From summed counts:
 
 - ``brier``: the mean squared error of the probabilities (exact);
 - ``brier_reliability``, ``brier_resolution``, ``brier_uncertainty``: Murphy's decomposition over
   the bins (reliability - resolution + uncertainty equals the Brier score up to the spread of
   probabilities within a bin);
-- ``roc_area``: area under the ROC curve at the probability thresholds 0, 0.1, ..., 1 (pysteps
-  ``ROC_curve_compute``; exact from the bins, since a forecast at or above k/10 lies in bin k+1 or higher);
+- ``roc_area``: area under the ROC curve at the probability thresholds 0, 0.1, ..., 0.9 (pysteps
+  ``ROC_curve_compute``; exact from the bins, since a forecast at or above k/10 lies in bin k or higher);
 - the reliability diagram: per bin the mean forecast probability and the observed frequency.
 
 For catchment accumulations of an ensemble (one value per member): :func:`crps` (pysteps) and
@@ -27,10 +28,10 @@ import numpy as np
 N_BINS = 10
 
 
-def _bins() -> np.ndarray:
-    from pysteps.verification import probscores
-
-    return probscores.reldiag_init(0.0, N_BINS, 0)["bin_edges"]
+def probability_bin(p: np.ndarray) -> np.ndarray:
+    """Bin index 0..9 of probabilities: k for k/10 <= p < (k+1)/10, 9 for p >= 0.9 (member fractions
+    k/n exactly on an edge go up: p >= k/10 is exactly bin >= k)."""
+    return np.clip(np.floor(np.asarray(p, dtype=np.float64) * N_BINS + 1e-9), 0, N_BINS - 1).astype(np.int64)
 
 
 @dataclass
@@ -46,8 +47,6 @@ class ProbCounts:
     @classmethod
     def of(cls, probability: np.ndarray, observed: np.ndarray, threshold: float) -> "ProbCounts":
         """Counts of probabilities (any shape) against observed values of the same shape."""
-        from pysteps.verification import probscores
-
         p = np.asarray(probability, dtype=np.float64)
         o = np.asarray(observed, dtype=np.float64)
         if p.shape != o.shape:
@@ -56,12 +55,12 @@ class ProbCounts:
             raise ValueError("probabilities must lie in [0, 1]")
         valid = np.isfinite(o) & np.isfinite(p)
         p, o = p[valid], o[valid]
-        rel = probscores.reldiag_init(threshold, N_BINS, 0)
-        if len(p):
-            probscores.reldiag_accum(rel, p, o)
         events = (o >= threshold).astype(np.float64)
-        return cls(int(len(p)), float(((p - events) ** 2).sum()), [int(v) for v in rel["num_idx"]],
-                   [float(v) for v in rel["X_sum"]], [int(v) for v in rel["Y_sum"]])
+        b = probability_bin(p)
+        return cls(int(len(p)), float(((p - events) ** 2).sum()),
+                   [int(v) for v in np.bincount(b, minlength=N_BINS)],
+                   [float(v) for v in np.bincount(b, weights=p, minlength=N_BINS)],
+                   [int(v) for v in np.bincount(b, weights=events, minlength=N_BINS)])
 
     def add(self, other: "ProbCounts") -> "ProbCounts":
         self.n += other.n
@@ -111,11 +110,11 @@ class ProbCounts:
         non = n - ev
         if ev.sum() == 0 or non.sum() == 0:
             return float("nan")
-        roc = probscores.ROC_curve_init(0.0, N_BINS + 1)  # thresholds 0, 0.1, ..., 1
-        for j in range(N_BINS + 1):  # p >= j/10  <=>  bin index >= j (0-based), the last bin also holds p = 1
-            above = slice(j, None)
-            roc["hits"][j] = ev[above].sum() if j < N_BINS else 0
-            roc["false_alarms"][j] = non[above].sum() if j < N_BINS else 0
+        roc = probscores.ROC_curve_init(0.0, N_BINS)
+        roc["prob_thrs"] = np.arange(N_BINS) / N_BINS  # 0, 0.1, ..., 0.9: p >= j/10  <=>  bin >= j
+        for j in range(N_BINS):
+            roc["hits"][j] = ev[j:].sum()
+            roc["false_alarms"][j] = non[j:].sum()
             roc["misses"][j] = ev.sum() - roc["hits"][j]
             roc["corr_neg"][j] = non.sum() - roc["false_alarms"][j]
         return float(probscores.ROC_curve_compute(roc, compute_area=True)[2])

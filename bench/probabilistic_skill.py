@@ -71,6 +71,8 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "bench" / "probabilistic_skill.json")
     ap.add_argument("--plot", type=Path, default=REPO / "docs" / "reliability.png")
     ap.add_argument("--write-calibration", action="store_true")
+    ap.add_argument("--no-match-cdf", action="store_true", help="perturb RainNet's forecast as it is (no probability "
+                    "matching to the newest scan)")
     args = ap.parse_args(argv)
 
     from nowcast_core.ensembles import get_ensemble
@@ -117,11 +119,12 @@ def main(argv=None) -> None:
             train_y = np.concatenate([data(e, args.calibration_stride)[2] for e in train_events])
             calibrations[key] = calibrate(
                 centres(model_path, train_x), train_y, n_members=args.members, seed=args.seed,
+                newest_scans_mm_h=None if args.no_match_cdf else train_x[:, -1],
                 provenance={"centre_model": model_path.name, "calibrated_on": train_events, "windows": args.windows,
                             "stride": args.calibration_stride, "starts": len(train_x)})[0]
         params = calibrations[key]
         print(f"[{held_out}] calibrated on {train_events} ({params.provenance['starts']} starts, "
-              f"{time.perf_counter() - t0:.0f} s): "
+              f"{time.perf_counter() - t0:.0f} s, match_cdf {params.match_cdf}): "
               f"displacement_px {params.displacement_px}, log_sigma {params.log_sigma}, gain {params.gain}", flush=True)
         if args.write_calibration and args.fold_models is None and held_out == next(iter(folds)):
             CALIBRATION_FILE.write_text(params.to_json())
@@ -148,7 +151,7 @@ def main(argv=None) -> None:
         report["folds"][held_out] = {
             "centre_model": str(model_path), "calibrated_on": train_events, "starts": len(x),
             "perturbations": {"displacement_px": params.displacement_px, "log_sigma": params.log_sigma,
-                              "corr_px": params.corr_px, "gain": params.gain},
+                              "corr_px": params.corr_px, "gain": params.gain, "match_cdf": params.match_cdf},
             "brier": {m: {f"{thr:g}": [round(fold[m][k][thr].brier(), 5) for k in range(6)]
                           for thr in EVAL_THRESHOLDS_MM_H} for m in methods}}
         print(json.dumps({held_out: report["folds"][held_out]["brier"]}), flush=True)

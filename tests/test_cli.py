@@ -38,7 +38,7 @@ def _nowcast_exe() -> list[str]:
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
     return {"NOWCAST_HOME": str(home), "NOWCAST_SETTLE_SECONDS": "0", "NOWCAST_METHOD": "persistence",
-            "NOWCAST_BASELINES": "[]", **extra}
+            "NOWCAST_BASELINES": "[]", "NOWCAST_REFERENCE_ENSEMBLE": "", **extra}
 
 
 def run_once(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
@@ -100,7 +100,8 @@ def _check_probabilities(rows: list[dict]) -> None:
 
 def test_run_once_then_query_sqlite(tmp_path, shared_radar):
     home = tmp_path / "home"
-    env = _env(home, NOWCAST_REFERENCE_MAX_PER_CYCLE="1", NOWCAST_REFERENCE_MEMBERS="4")
+    env = _env(home, NOWCAST_REFERENCE_ENSEMBLE="steps", NOWCAST_REFERENCE_MAX_PER_CYCLE="1",
+               NOWCAST_REFERENCE_MEMBERS="4")
     files = hf.event_files(shared_radar, 20, 6)  # a wet part of the event
     times = hf.deliver(files, home / "inbox")
     hf.write_file(home / "inbox", "notes.txt", b"not a scan")

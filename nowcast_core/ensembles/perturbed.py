@@ -2,6 +2,9 @@
 
 Each member is the deterministic (centre) forecast
 
+0. with ``match_cdf``: probability-matched, lead by lead, to the rain-rate distribution of the newest
+   input scan (pysteps ``nonparam_match_empirical_cdf``; as STEPS does, rain is taken to keep its
+   intensity distribution over the hour, while RainNet's forecast smooths heavy rain away);
 1. displaced as a whole: one random direction and size per member, ``N(0, d_k^2)`` pixels along
    each axis at lead k (a motion error that grows with lead), bilinear, edges held;
 2. multiplied by a per-lead gain ``g_k`` (RainNet's forecast loses intensity with lead) and by spatially correlated log-normal noise ``exp(s_k z - s_k^2 / 2)``: ``z`` a
@@ -41,6 +44,8 @@ class Perturbations:
     corr_px: float = 6.0
     #: Per-lead intensity gain of the centre (RainNet smooths heavy rain away at long leads).
     gain: tuple[float, ...] = (1.0,) * N_LEADS
+    #: Probability-match the centre to the newest input scan before perturbing it.
+    match_cdf: bool = False
     #: How the values were found (events, objective, grid); for people, not used in computing.
     provenance: dict = field(default_factory=dict, compare=False)
 
@@ -58,7 +63,7 @@ class Perturbations:
             doc = json.loads(path.read_text(encoding="utf-8"))
             return cls(tuple(float(v) for v in doc["displacement_px"]), tuple(float(v) for v in doc["log_sigma"]),
                        float(doc["corr_px"]), tuple(float(v) for v in doc.get("gain", (1.0,) * N_LEADS)),
-                       doc.get("provenance", {}))
+                       bool(doc.get("match_cdf", False)), doc.get("provenance", {}))
         except FileNotFoundError:
             raise FileNotFoundError(f"ensemble calibration file not found: {path}") from None
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -68,7 +73,7 @@ class Perturbations:
         return json.dumps(asdict(self), indent=2) + "\n"
 
     def digest(self) -> str:
-        key = json.dumps([self.displacement_px, self.log_sigma, self.corr_px, self.gain])
+        key = json.dumps([self.displacement_px, self.log_sigma, self.corr_px, self.gain, self.match_cdf])
         return hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
@@ -104,9 +109,28 @@ def log_normal_factor(noise: np.ndarray, log_sigma: float) -> np.ndarray:
     return np.exp(log_sigma * noise - 0.5 * log_sigma * log_sigma) if log_sigma > 0 else np.ones_like(noise)
 
 
-def perturb(centre_mm_h: np.ndarray, n_members: int, rng: np.random.Generator, p: Perturbations) -> np.ndarray:
-    """(6, H, W) centre forecast -> float32 (n_members, 6, H, W) perturbed members (mm/h >= 0)."""
+def matched(centre_mm_h: np.ndarray, newest_scan_mm_h: np.ndarray) -> np.ndarray:
+    """Each lead of a (6, H, W) forecast probability-matched to the newest scan's rain rates (NaN: dry)."""
+    from pysteps.postprocessing.probmatching import nonparam_match_empirical_cdf
+
+    centre = np.nan_to_num(np.asarray(centre_mm_h, dtype=np.float64), nan=0.0)
+    target = np.clip(np.nan_to_num(np.asarray(newest_scan_mm_h, dtype=np.float64), nan=0.0), 0.0, None)
+    if not (target > 0).any():
+        return np.zeros_like(centre, dtype=np.float32)
+    out = [nonparam_match_empirical_cdf(c, target) if (c > c.min()).any() else c for c in centre]
+    return np.clip(np.stack(out), 0.0, None).astype(np.float32)
+
+
+def perturb(centre_mm_h: np.ndarray, n_members: int, rng: np.random.Generator, p: Perturbations,
+            newest_scan_mm_h: np.ndarray | None = None) -> np.ndarray:
+    """(6, H, W) centre forecast -> float32 (n_members, 6, H, W) perturbed members (mm/h >= 0).
+
+    ``newest_scan_mm_h`` (H, W) is needed when ``p.match_cdf``."""
     centre = np.nan_to_num(np.asarray(centre_mm_h, dtype=np.float32), nan=0.0)
+    if p.match_cdf:
+        if newest_scan_mm_h is None:
+            raise ValueError("these perturbations match the newest scan's distribution: pass newest_scan_mm_h")
+        centre = matched(centre, newest_scan_mm_h)
     directions, noise = draw(rng, n_members, centre.shape[1:], p.corr_px)
     out = np.empty((n_members,) + centre.shape, np.float32)
     for k in range(centre.shape[0]):
@@ -146,7 +170,7 @@ class CentredEnsemble:
         out = empty(len(x), self.n_members, x.shape[2:])
         for k in range(len(x)):
             rng = issue_generator(self.seed, issue_times[k] if issue_times is not None else None, k)
-            out[k] = perturb(centre_mm_h[k], self.n_members, rng, self.perturbations)
+            out[k] = perturb(centre_mm_h[k], self.n_members, rng, self.perturbations, x[k, -1])
         return out
 
 

@@ -71,6 +71,8 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "bench" / "probabilistic_skill.json")
     ap.add_argument("--plot", type=Path, default=REPO / "docs" / "reliability.png")
     ap.add_argument("--write-calibration", action="store_true")
+    ap.add_argument("--gain-grid", default=None, help="comma-separated per-lead gains to search (default the "
+                    "calibration's grid; '1' keeps the perturbations mean-preserving)")
     ap.add_argument("--no-match-cdf", action="store_true", help="perturb RainNet's forecast as it is (no probability "
                     "matching to the newest scan)")
     args = ap.parse_args(argv)
@@ -106,7 +108,7 @@ def main(argv=None) -> None:
     steps = get_ensemble("steps", n_members=args.steps_members, seed=args.seed)
     methods = ("production", "steps")
     pooled = {m: {k: {t: ProbCounts() for t in EVAL_THRESHOLDS_MM_H} for k in range(6)} for m in methods}
-    report = {"protocol": protocol, "windows": args.windows, "stride": args.stride,
+    report = {"protocol": protocol, "match_cdf": not args.no_match_cdf, "gain_grid": args.gain_grid or "default", "windows": args.windows, "stride": args.stride,
               "calibration_stride": args.calibration_stride, "members": args.members,
               "steps_members": args.steps_members, "seed": args.seed, "folds": {}}
     seconds = {"production": 0.0, "steps": 0.0}
@@ -120,6 +122,7 @@ def main(argv=None) -> None:
             calibrations[key] = calibrate(
                 centres(model_path, train_x), train_y, n_members=args.members, seed=args.seed,
                 newest_scans_mm_h=None if args.no_match_cdf else train_x[:, -1],
+                **({"gain_grid": tuple(float(g) for g in args.gain_grid.split(","))} if args.gain_grid else {}),
                 provenance={"centre_model": model_path.name, "calibrated_on": train_events, "windows": args.windows,
                             "stride": args.calibration_stride, "starts": len(train_x)})[0]
         params = calibrations[key]

@@ -240,3 +240,19 @@ def test_predict_probabilistic_writes_exceedance_probabilities(tmp_path, shared_
         np.testing.assert_array_equal(npz["exceedance_probability"], prob)  # the same seed, the same answer
     bad = CliRunner().invoke(app, [a if a != "4" else "1" for a in args])  # --members 1
     assert bad.exit_code == 2  # one member is no ensemble: a usage error
+
+
+def test_probability_matching_takes_the_newest_scans_distribution_and_keeps_the_ranks():
+    from nowcast_core.ensembles.perturbed import matched, perturb
+
+    rng = np.random.default_rng(5)
+    centre = np.repeat(rng.random((1, 30, 30)).astype(np.float32) + 0.1, 6, axis=0)  # smooth, all wet
+    newest = (rng.gamma(1.0, 5.0, (30, 30)) + 0.2).astype(np.float32)  # heavier rain
+    m = matched(centre, newest)
+    np.testing.assert_allclose(np.sort(m[0].ravel()), np.sort(newest.ravel()), rtol=1e-6)
+    assert (np.argsort(m[0].ravel(), kind="stable") == np.argsort(centre[0].ravel(), kind="stable")).all()
+    p = Perturbations((0.0,) * 6, (0.0,) * 6, match_cdf=True)
+    with pytest.raises(ValueError, match="newest_scan_mm_h"):
+        perturb(centre, 2, rng, p)
+    np.testing.assert_allclose(perturb(centre, 2, rng, p, newest)[1], m, rtol=1e-6)
+    assert not matched(centre, np.zeros_like(newest)).any()  # a dry newest scan: a dry forecast

@@ -61,6 +61,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--radar", type=Path, default=REPO.parent / "shared" / "data" / "radar")
     ap.add_argument("--fold-models", type=Path, default=None)
+    ap.add_argument("--events", default=None, help="comma-separated held-out events (default: all with a model)")
     ap.add_argument("--windows", default="0-3", help="window numbers, e.g. 0-3")
     ap.add_argument("--stride", type=int, default=3, help="every stride-th start of a window (evaluation)")
     ap.add_argument("--calibration-stride", type=int, default=4, help="every stride-th start (calibration)")
@@ -87,15 +88,19 @@ def main(argv=None) -> None:
     first, last = (int(v) for v in args.windows.split("-"))
     if not args.radar.is_dir():
         raise SystemExit(f"no radar folder {args.radar}")
+    wanted = EVENTS if args.events is None else tuple(args.events.split(","))
+    unknown = sorted(set(wanted) - set(EVENTS))
+    if unknown:
+        raise SystemExit(f"unknown events {unknown}; known: {list(EVENTS)}")
     if args.fold_models is not None:
-        folds = {e: (args.fold_models / f"{e}.keras", [o for o in EVENTS if o != e]) for e in EVENTS}
+        folds = {e: (args.fold_models / f"{e}.keras", [o for o in EVENTS if o != e]) for e in wanted}
         missing = [str(p) for p, _ in folds.values() if not p.is_file()]
         if missing:
             raise SystemExit(f"fold models missing: {', '.join(missing)}")
         protocol = "leave-one-event-out with fold models"
     else:
         shipped = bundled_model_path()
-        folds = {e: (shipped, list(SHIPPED_TRAINED_ON)) for e in EVENTS if e not in SHIPPED_TRAINED_ON}
+        folds = {e: (shipped, list(SHIPPED_TRAINED_ON)) for e in wanted if e not in SHIPPED_TRAINED_ON}
         protocol = "shipped model on the events it was not trained on; calibrated on its training events"
 
     cache: dict[tuple, tuple] = {}

@@ -256,3 +256,18 @@ def test_probability_matching_takes_the_newest_scans_distribution_and_keeps_the_
         perturb(centre, 2, rng, p)
     np.testing.assert_allclose(perturb(centre, 2, rng, p, newest)[1], m, rtol=1e-6)
     assert not matched(centre, np.zeros_like(newest)).any()  # a dry newest scan: a dry forecast
+
+
+def test_accumulation_thresholds_come_from_the_dams_file(tmp_path):
+    good = tmp_path / "dams.json"
+    good.write_text('[{"id": "a", "pixel": [50, 60], "catchment": {"centre": [50, 60], "radius_px": 4}, '
+                    '"accum_thresholds_mm": [2, 30]}]')
+    dams = load_dams(good)
+    members = np.full((4, 6, 120, 120), 12.0, np.float32)  # 2 mm per 10 minutes
+    rows = dam_probabilities(members[0], members, dams)
+    assert [r["prob_accum_ge"] for r in rows] == [{"2": 1.0, "30": 0.0}] * 6
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"id": "a", "pixel": [50, 60], "catchment": {"centre": [50, 60], "radius_px": 4}, '
+                   '"accum_thresholds_mm": [30, 2]}]')
+    with pytest.raises(ValueError, match="accum_thresholds_mm.*increasing"):
+        load_dams(bad)

@@ -311,7 +311,10 @@ def frames(rejected: Annotated[bool, typer.Option("--rejected", help="quarantine
 
 @app.command()
 def export(out: Annotated[Path, typer.Option("--out", help="FILE.npz")], since: Optional[str] = None,
-           until: Optional[str] = None, method: Optional[str] = None) -> None:
+           until: Optional[str] = None, method: Optional[str] = None,
+           probabilistic: Annotated[bool, typer.Option("--probabilistic", help="add thresholds_mm_h and the production "
+                                                       "ensemble's exceedance_probability (n x 6 x 4 x 120 x 120; NaN "
+                                                       "where an issue time has no ensemble)")] = False) -> None:
     """Write stored forecast fields to an .npz: issue_times and rain_rate_mm_h (n x 6 x 120 x 120)."""
     import numpy as np
 
@@ -324,7 +327,18 @@ def export(out: Annotated[Path, typer.Option("--out", help="FILE.npz")], since: 
     svc = _existing_service()
     with svc.sessions() as session:
         issue_times, rain = export_fields(session, svc.settings.forecasts, since=start, until=end, method=method)
-    np.savez_compressed(out, issue_times=np.array(issue_times, dtype=str), rain_rate_mm_h=rain)
+        extra = {}
+        if probabilistic:
+            from nowcast_core.db.queries import export_probabilities
+
+            times, thresholds, prob = export_probabilities(session, svc.settings.forecasts, since=start, until=end)
+            by_time = dict(zip(times, prob, strict=True))
+            exceedance = np.full(rain.shape[:2] + (len(thresholds),) + rain.shape[2:], np.nan, np.float32)
+            for k, t in enumerate(issue_times):
+                if t in by_time:
+                    exceedance[k] = by_time[t]
+            extra = {"thresholds_mm_h": thresholds.astype(np.float64), "exceedance_probability": exceedance}
+    np.savez_compressed(out, issue_times=np.array(issue_times, dtype=str), rain_rate_mm_h=rain, **extra)
     err.print(f"{len(issue_times)} forecasts written to {out}")
 
 
@@ -359,16 +373,36 @@ _SKILL_TABLE_LEFT_OUT = ("fss_1_1km", "fss_5_1km", "fss_1_15km", "area_5_forecas
 
 @app.command()
 def skill(since: Optional[str] = None, until: Optional[str] = None, by: By = By.lead, fmt: FormatOpt = Format.table,
-          plot: Annotated[Optional[Path], typer.Option(help="draw CSI and MAE against lead to FILE.png")] = None) -> None:
+          plot: Annotated[Optional[Path], typer.Option(help="draw CSI and MAE against lead (with --probabilistic: the "
+                                                       "reliability diagram) to FILE.png")] = None,
+          probabilistic: Annotated[bool, typer.Option("--probabilistic", help="the ensembles' skill: Brier score and "
+                                                      "its parts, ROC area, reliability diagram, CRPS and rank "
+                                                      "histogram of the catchment accumulation")] = False) -> None:
     """Verified skill from stored counts and sums: MAE, CSI/POD/FAR at 0.1, 1, 5, 10 mm/h and (by lead or
     method) FSS at 1 and 5 mm/h over 1, 5, 15 km and the area at 5 mm/h, forecast against observed (the
-    table leaves out FSS over 1 km, FSS at 1 mm/h over 15 km and the areas; JSON and CSV have every key)."""
+    table leaves out FSS over 1 km, FSS at 1 mm/h over 15 km and the areas; JSON and CSV have every key);
+    with --probabilistic, the production ensemble beside the reference STEPS."""
     from nowcast_core.verification.stored import skill_rows
 
     start, end = _time_range(since, until)
     if plot is not None:
         _out_file(plot, "--plot")
     svc = _existing_service()
+    if probabilistic:
+        from nowcast_core.verification.probabilistic_stored import probabilistic_skill_rows, reliability_counts
+
+        with svc.sessions() as session:
+            rows = probabilistic_skill_rows(session, since=start, until=end, by=by.value)
+            counts = reliability_counts(session, since=start, until=end) if plot is not None else {}
+        if plot is not None:
+            from nowcast_core.plots import plot_reliability
+
+            plot_reliability(counts, plot)
+            err.print(f"reliability diagram written to {plot}")
+        if fmt == Format.table:  # the diagram and histogram are for JSON; the table stays readable
+            rows = [{k: v for k, v in r.items() if k != "reliability_diagram"} for r in rows]
+        render(rows, fmt, title=f"probabilistic skill by {by.value}")
+        return
     with svc.sessions() as session:
         rows = skill_rows(session, since=start, until=end, by=by.value)
         lead_rows = rows if by == By.lead else skill_rows(session, since=start, until=end, by="lead")
@@ -563,11 +597,41 @@ def _no_windows(folder: Path) -> CliError:
                     "(scans 10 minutes apart)" if n else f"no scan file (RDR_YYYYMMDDHHMM.npz) in {folder}")
 
 
+def _exceedance(folder: Path, issue_times, rain, centre_method: str, members: Optional[int], seed: Optional[int]) -> dict:
+    """The production ensemble around ``rain`` (the forecasts of FOLDER): thresholds and exceedance probabilities."""
+    import numpy as np
+
+    from nowcast_core.contract import THRESHOLDS_MM_H
+    from nowcast_core.ensembles.perturbed import CentredEnsemble, Perturbations
+    from nowcast_core.ensembles.products import exceedance_probability
+    from nowcast_core.io.sequences import folder_sequences
+
+    settings = _settings()
+    try:
+        calibration = Perturbations.load(settings.ensemble_calibration) if settings.ensemble_calibration else None
+    except (FileNotFoundError, ValueError) as exc:
+        raise usage_error(f"setting ensemble_calibration: {exc}") from None
+    ensemble = CentredEnsemble(members or settings.ensemble_members, settings.ensemble_seed if seed is None else seed,
+                               centre_method, calibration)
+    _, inputs, _ = folder_sequences(folder)
+    prob = np.stack([exceedance_probability(ensemble.members(inputs[k:k + 1], issue_times=[t],
+                                                             centre_mm_h=rain[k:k + 1])[0], THRESHOLDS_MM_H)
+                     for k, t in enumerate(issue_times)])
+    err.print(f"exceedance probabilities of {ensemble.name} ({ensemble.version})")
+    return {"thresholds_mm_h": np.asarray(THRESHOLDS_MM_H, np.float64), "exceedance_probability": prob.astype(np.float32)}
+
+
 @app.command()
 def predict(folder: ExistingFolder, out: Annotated[Path, typer.Option("--out", help="FILE.npz")],
             method: Method = Method.rainnet, model: Optional[Path] = None,
             plot: Annotated[Optional[Path], typer.Option(help="draw one issue time's inputs and leads to FILE.png")] = None,
-            plot_issue_time: Optional[str] = None) -> None:
+            plot_issue_time: Optional[str] = None,
+            probabilistic: Annotated[bool, typer.Option("--probabilistic", help="add thresholds_mm_h and the ensemble's "
+                                                        "exceedance_probability (n x 6 x 4 x 120 x 120)")] = False,
+            members: Annotated[Optional[int], typer.Option(help="ensemble members (default NOWCAST_ENSEMBLE_MEMBERS)",
+                                                           min=2, max=255)] = None,
+            seed: Annotated[Optional[int], typer.Option(help="ensemble seed (default NOWCAST_ENSEMBLE_SEED)",
+                                                        min=0)] = None) -> None:
     """Forecast from every scan in FOLDER that has its three predecessors."""
     import numpy as np
 
@@ -586,7 +650,10 @@ def predict(folder: ExistingFolder, out: Annotated[Path, typer.Option("--out", h
         raise usage_error(f"--plot-issue-time {plot_issue_time} is not an issue time of {folder}",
                           f"issue times run from {iso_utc(issue_times[0])} to {iso_utc(issue_times[-1])}")
     iso = [iso_utc(t) for t in issue_times]
-    np.savez_compressed(out, issue_times=np.array(iso, dtype=str), rain_rate_mm_h=rain.astype(np.float32))
+    extra = {}
+    if probabilistic:
+        extra = _exceedance(folder, issue_times, rain, forecaster.name, members, seed)
+    np.savez_compressed(out, issue_times=np.array(iso, dtype=str), rain_rate_mm_h=rain.astype(np.float32), **extra)
     err.print(f"{len(iso)} forecasts ({forecaster.name}, {forecaster.version}) written to {out}")
     if plot is not None:
         from nowcast_core.dams import load_dams

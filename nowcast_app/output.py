@@ -26,9 +26,10 @@ def render(rows: list[dict], fmt: Format, *, title: str | None = None, console: 
     if fmt == Format.csv:
         buf = io.StringIO()
         if rows:
-            writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+            flat = [_flat(r) for r in rows]
+            writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in flat for k in r)))
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows(flat)
         print(buf.getvalue(), end="")
         return
     console = console or Console(width=None if sys.stdout.isatty() else 220)
@@ -39,5 +40,26 @@ def render(rows: list[dict], fmt: Format, *, title: str | None = None, console: 
     for key in rows[0]:
         table.add_column(key, overflow="fold")
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row.values()))
+        table.add_row(*(_cell(v) for v in row.values()))
     console.print(table)
+
+
+def _flat(row: dict) -> dict:
+    """A CSV row: a dict value becomes one column per key (``prob_accum_ge_5``), a list a JSON string."""
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            out.update({f"{key}_{k}": v for k, v in value.items()})
+        elif isinstance(value, (list, tuple)):
+            out[key] = json.dumps(value)
+        else:
+            out[key] = value
+    return out
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return " ".join(f"{k}:{v:.2f}" if isinstance(v, float) else f"{k}:{v}" for k, v in value.items())
+    return str(value)

@@ -1,7 +1,7 @@
 """Alert levels per dam, and their storage with the notifications they cause.
 
-Rules (defaults after KMA's heavy-rain criteria, each threshold a setting). Until the
-ensemble gives probabilities, they apply to the deterministic catchment-mean rain depths:
+Rules (defaults after KMA's heavy-rain criteria, each threshold a setting), on catchment-mean
+rain depths:
 
 - the 3-hour total is the *observed* depth of the last 2 hours (the scans at t-110 .. t,
   each rate held for 10 minutes) plus the *forecast* depth of the next hour (the sum of the
@@ -9,6 +9,11 @@ ensemble gives probabilities, they apply to the deterministic catchment-mean rai
 - ``emergency``: forecast 1 h >= 72 mm, or forecast 1 h >= 50 mm with 3 h >= 90 mm;
 - ``advisory``: 3 h >= 60 mm;
 - ``none`` otherwise.
+
+With the production ensemble (:func:`assess_probabilistic`), each member's forecast hour is put
+through the same rules: a level is raised when the share of members that reach it (its
+probability) is at least ``alert_probability`` (default 0.5); the reason says it in words. A run
+without an ensemble (it failed) is assessed on the deterministic depths, and says so.
 
 The first part of this module is pure (no database): :func:`assess`, :func:`observed_depth_mm`,
 :func:`catchment_means`, :func:`backoff_seconds`. :func:`update_alerts` stores one level per
@@ -62,6 +67,8 @@ class Assessment:
     forecast_1h_mm: float
     total_3h_mm: float
     reason: str
+    #: Probability of the level's rule over the ensemble (None: assessed deterministically).
+    probability: float | None = None
 
 
 def assess(observed_2h_mm: float, forecast_1h_mm: float, rules: AlertRules = AlertRules()) -> Assessment:
@@ -78,6 +85,36 @@ def assess(observed_2h_mm: float, forecast_1h_mm: float, rules: AlertRules = Ale
     else:
         level, why = "none", "below every threshold"
     return Assessment(level, observed_2h_mm, forecast_1h_mm, total, f"{why} ({numbers})")
+
+
+def assess_probabilistic(observed_2h_mm: float, forecast_1h_mm: float, member_1h_mm: Sequence[float],
+                         rules: AlertRules = AlertRules(), alert_probability: float = 0.5,
+                         ensemble: str = "ensemble") -> Assessment:
+    """The alert level of one dam from the ensemble: the highest level whose rule at least
+    ``alert_probability`` of the members reach. ``forecast_1h_mm`` (the deterministic forecast)
+    is kept for the record; the reason names the probability, the rule and the members' spread."""
+    members = np.asarray(member_1h_mm, dtype=np.float64)
+    if not len(members):
+        raise ValueError("no ensemble members")
+    levels = np.array([RANK[assess(observed_2h_mm, float(m), rules).level] for m in members])
+    p_emergency = float((levels >= RANK["emergency"]).mean())
+    p_advisory = float((levels >= RANK["advisory"]).mean())
+    total = observed_2h_mm + forecast_1h_mm
+    spread = (f"{ensemble}, {len(members)} members: forecast 1 h median {np.median(members):.1f} mm, "
+              f"10-90 % {np.quantile(members, 0.1):.1f}-{np.quantile(members, 0.9):.1f} mm; "
+              f"observed 2 h {observed_2h_mm:.1f} mm")
+    emergency_rule = (f"forecast 1 h >= {rules.emergency_1h_mm:g} mm, or >= {rules.emergency_combined_1h_mm:g} mm "
+                      f"with 3 h >= {rules.emergency_combined_3h_mm:g} mm")
+    advisory_rule = f"3 h >= {rules.advisory_3h_mm:g} mm"
+    if p_emergency >= alert_probability:
+        level, p, why = "emergency", p_emergency, f"probability {p_emergency:.2f} >= {alert_probability:g} of {emergency_rule}"
+    elif p_advisory >= alert_probability:
+        level, p, why = "advisory", p_advisory, f"probability {p_advisory:.2f} >= {alert_probability:g} of {advisory_rule}"
+    else:
+        level, p = "none", p_advisory
+        why = (f"probability {p_advisory:.2f} of {advisory_rule} and {p_emergency:.2f} of emergency, "
+               f"below {alert_probability:g}")
+    return Assessment(level, observed_2h_mm, forecast_1h_mm, total, f"{why} ({spread})", p)
 
 
 def observed_depth_mm(means_mm_h: Sequence[float | None], scan_minutes: float = SCAN_MINUTES) -> float:
@@ -120,6 +157,7 @@ def change_payload(*, dam: Dam, issue_time: datetime, from_level: str, to_level:
         "forecast_1h_mm": round(assessment.forecast_1h_mm, 2),
         "observed_2h_mm": round(assessment.observed_2h_mm, 2),
         "total_3h_mm": round(assessment.total_3h_mm, 2),
+        "probability": None if assessment.probability is None else round(assessment.probability, 3),
         "reason": assessment.reason,
     }
 
@@ -150,10 +188,12 @@ class ScanMeans:
 
 
 def update_alerts(sessions, dams: Sequence[Dam], *, rules: AlertRules, webhooks: Sequence[str] = (),
-                  notify_max_age: timedelta = timedelta(hours=1), lookback: timedelta = timedelta(hours=73)) -> int:
+                  notify_max_age: timedelta = timedelta(hours=1), lookback: timedelta = timedelta(hours=73),
+                  alert_probability: float = 0.5) -> int:
     """Assess every production run (issued within ``lookback`` of the newest scan) that has no levels yet.
 
-    Oldest first, one transaction per run. A change is notified when the run is the dam's newest
+    Oldest first, one transaction per run. A run with a production ensemble is assessed on its
+    members' forecast hour (:func:`assess_probabilistic`), else on the deterministic forecast. A change is notified when the run is the dam's newest
     assessment, lies within ``notify_max_age`` of the newest scan, and its level differs from the
     level last notified for the dam. Returns the number of runs assessed.
     """
@@ -163,7 +203,9 @@ def update_alerts(sessions, dams: Sequence[Dam], *, rules: AlertRules, webhooks:
     from nowcast_core.db.schema import (
         AlertChange,
         DamAlert,
+        DamProbability,
         DamRainfall,
+        EnsembleRun,
         ForecastRun,
         FrameRecord,
         WebhookOutbox,
@@ -184,13 +226,23 @@ def update_alerts(sessions, dams: Sequence[Dam], *, rules: AlertRules, webhooks:
         for run in runs:
             depth_1h = dict(session.execute(select(DamRainfall.dam_id, DamRainfall.depth_mm).where(
                 DamRainfall.run_id == run.id, DamRainfall.lead_minutes == 60)).all())
+            ensemble = session.scalar(select(EnsembleRun).where(EnsembleRun.run_id == run.id, EnsembleRun.is_production))
+            members_1h = {} if ensemble is None else dict(session.execute(
+                select(DamProbability.dam_id, DamProbability.accum_mm_members).where(
+                    DamProbability.ensemble_id == ensemble.id, DamProbability.lead_minutes == 60)).all())
             observed = means.get(observed_scan_times(run.issue_time))
             fresh = run.issue_time >= newest - notify_max_age
             for dam_id, forecast_mm in depth_1h.items():
                 dam = by_id.get(dam_id)
                 if dam is None:  # a dam removed from the dams file since the run
                     continue
-                a = assess(observed_depth_mm([m.get(dam_id) for m in observed.values()]), forecast_mm, rules)
+                observed_mm = observed_depth_mm([m.get(dam_id) for m in observed.values()])
+                if members_1h.get(dam_id):
+                    a = assess_probabilistic(observed_mm, forecast_mm, members_1h[dam_id], rules, alert_probability,
+                                             ensemble.method)
+                else:
+                    a = assess(observed_mm, forecast_mm, rules)
+                    a = replace(a, reason=f"{a.reason}; deterministic: no ensemble for this run")
                 if not run.input_ok and a.level != "none":  # never an alert from input that cannot be trusted
                     a = replace(a, level="none", reason=f"{a.level} withheld: input {run.input_quality} ({a.reason})")
                 before = session.scalar(select(DamAlert.level).where(DamAlert.dam_id == dam_id,
@@ -200,7 +252,8 @@ def update_alerts(sessions, dams: Sequence[Dam], *, rules: AlertRules, webhooks:
                                                                              DamAlert.issue_time > run.issue_time))
                 row = DamAlert(run=run, dam_id=dam_id, issue_time=run.issue_time, level=a.level, previous_level=before,
                                observed_2h_mm=a.observed_2h_mm, observed_scans=len(observed),
-                               forecast_1h_mm=a.forecast_1h_mm, total_3h_mm=a.total_3h_mm, reason=a.reason)
+                               forecast_1h_mm=a.forecast_1h_mm, total_3h_mm=a.total_3h_mm, reason=a.reason,
+                               probability=a.probability)
                 session.add(row)
                 notified = session.scalar(select(AlertChange.to_level).where(AlertChange.dam_id == dam_id)
                                           .order_by(AlertChange.id.desc()).limit(1)) or "none"
@@ -233,5 +286,5 @@ def current_levels(session) -> list:
                                                       & (DamAlert.issue_time == newest.c.t)).order_by(DamAlert.dam_id)))
 
 
-__all__ = ["LEVELS", "AlertRules", "Assessment", "assess", "backoff_seconds", "catchment_means", "change_payload",
+__all__ = ["LEVELS", "AlertRules", "Assessment", "assess", "assess_probabilistic", "backoff_seconds", "catchment_means", "change_payload",
            "current_levels", "observed_depth_mm", "observed_scan_times", "update_alerts"]

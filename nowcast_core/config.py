@@ -92,6 +92,19 @@ class Settings(BaseSettings):
     alert_emergency_combined_3h_mm: float = Field(90.0, gt=0, description="... with observed 2 h + forecast 1 h >= this")
     alert_notify_max_age_min: float = Field(
         60.0, ge=0, description="level changes of runs issued longer before the newest scan are stored, not sent")
+    # --- probabilistic nowcasts (issue 11) ---------------------------------------------------------
+    ensembles: bool = Field(True, description="run the production ensemble after each production run and assess "
+                            "alert levels on its probabilities (off: deterministic alert levels only)")
+    ensemble_members: int = Field(24, ge=2, le=255, description="members of the production ensemble")
+    ensemble_seed: int = Field(42, ge=0, description="seed of the ensembles (with each issue time)")
+    ensemble_calibration: Path | None = Field(None, description="perturbation calibration JSON of the production "
+                                              "ensemble; default the shipped one")
+    reference_ensemble: str = Field("steps", description="ensemble verified beside production ('' for none)")
+    reference_members: int = Field(12, ge=2, le=255, description="members of the reference ensemble")
+    reference_max_per_cycle: int = Field(3, ge=0, description="reference ensembles per cycle at most, newest issue "
+                                         "times first (a backlog is not held up by them)")
+    alert_probability: float = Field(0.5, gt=0, le=1, description="an alert level is raised when the ensemble's "
+                                     "probability of its rule reaches this")
     webhooks: list[str] = Field(default_factory=list, description="URLs that get a JSON POST per alert level change")
     webhook_timeout_s: float = Field(5.0, gt=0, description="seconds one webhook POST may take")
     webhook_backoff_s: float = Field(30.0, gt=0, description="wait after a failed POST; doubles each time, at most 1 h")

@@ -9,6 +9,7 @@ A dams file (TOML or JSON, chosen by suffix) lists the dams::
     catchment = { centre = [50, 71], radius_px = 5 }  # a disc ...
     # catchment = { vertices = [[44.5, 65.5], [44.5, 76.5], [56.5, 76.5]] }  # ... or a polygon
     area_km2 = 78.5                                   # optional
+    accum_thresholds_mm = [5, 10, 20, 50]             # optional: exceedance probabilities of the accumulation
 
 JSON holds the same records, as ``{"dams": [...]}`` or a bare list.
 
@@ -50,6 +51,8 @@ DEFAULT_DAMS_FILE = Path(__file__).resolve().parent / "data" / "dams.toml"
 WATCH_DEPTH_1H_MM = 50.0
 #: "emergency": rain depth within one hour at or above this (mm); Korea's "72 mm in 1 h".
 EMERGENCY_DEPTH_1H_MM = 72.0
+#: Default catchment-accumulation thresholds (mm) of the probabilistic products, per dam in the dams file.
+DEFAULT_ACCUM_THRESHOLDS_MM = (5.0, 10.0, 20.0, 50.0)
 #: The alert thresholds are depths within this many minutes of the issue time.
 ALERT_WINDOW_MINUTES = 60
 
@@ -106,6 +109,8 @@ class Dam(BaseModel):
     pixel: tuple[int, int]
     catchment: Catchment
     area_km2: float | None = Field(None, gt=0)
+    #: Catchment accumulations (mm from the issue time) whose exceedance probability is stored per lead.
+    accum_thresholds_mm: tuple[float, ...] = Field(DEFAULT_ACCUM_THRESHOLDS_MM, min_length=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -147,6 +152,14 @@ def catchment_means(rain_mm_h: np.ndarray, dams: Sequence[Dam]) -> dict[str, flo
     return out
 
 
+def catchment_mean_rates(rain_mm_h: np.ndarray, dams: Sequence[Dam]) -> np.ndarray:
+    """Catchment-mean rain rate per dam of finite fields: (..., H, W) -> float64 (..., n_dams)."""
+    rates = np.asarray(rain_mm_h)
+    index, starts, sizes, _ = _catchment_index(tuple(dams), rates.shape[-2:])
+    values = rates.reshape(rates.shape[:-2] + (-1,))[..., index].astype(np.float64)
+    return np.add.reduceat(values, starts, axis=-1) / sizes
+
+
 def validate_dams(dams: Sequence[Dam], shape: tuple[int, int] = GRID_SHAPE) -> None:
     """Check a list of dams against a grid.
 
@@ -166,6 +179,8 @@ def validate_dams(dams: Sequence[Dam], shape: tuple[int, int] = GRID_SHAPE) -> N
         r, c = dam.pixel
         if not (0 <= r < shape[0] and 0 <= c < shape[1]):
             raise ValueError(f"dam {dam.id!r}: field 'pixel': ({r}, {c}) is outside the {shape[0]} x {shape[1]} grid")
+        if any(t <= 0 for t in dam.accum_thresholds_mm) or list(dam.accum_thresholds_mm) != sorted(set(dam.accum_thresholds_mm)):
+            raise ValueError(f"dam {dam.id!r}: field 'accum_thresholds_mm': must be positive and increasing")
         if not catchment_mask(dam, shape).any():
             raise ValueError(f"dam {dam.id!r}: field 'catchment': holds no pixel centre of the {shape[0]} x {shape[1]} grid")
 
@@ -356,8 +371,10 @@ __all__ = [
     "Dam",
     "Disc",
     "Polygon",
+    "DEFAULT_ACCUM_THRESHOLDS_MM",
     "alert_level",
     "catchment_mask",
+    "catchment_mean_rates",
     "dam_rainfall",
     "load_dams",
     "validate_dams",

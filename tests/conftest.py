@@ -112,7 +112,7 @@ def _service_factory(tmp_path: Path, database_url: str):
 
     def make(**overrides) -> Service:
         kwargs = {"home": tmp_path / "home", "database_url": database_url, "settle_seconds": 0,
-                  "method": "persistence", "baselines": []}
+                  "method": "persistence", "baselines": [], "reference_ensemble": "", "ensemble_members": 6}
         kwargs.update(overrides)
         svc = Service(load_settings(**kwargs))
         svc.migrate()

@@ -73,6 +73,8 @@ def test_backoff_doubles_and_is_capped():
 #: Uniform rain that starts at 75 mm/h from one scan to the next is an "impossible jump" for the
 #: plausibility checks (issue 14): these tests raise the limits, one test keeps them.
 PLAUSIBLE = {"max_mean_rate_jump_mm_h": 1000.0, "max_wet_fraction_jump": 1.0}
+#: The tests of the deterministic rules run without the ensemble (the probabilistic ones are in test_probabilistic.py).
+DETERMINISTIC = {"ensembles": False}
 RATE_230 = float(quantize(pixel_to_rain_rate(np.uint8(230))))  # about 74.9 mm/h: 1 h >= 72 alone
 RATE_200 = float(quantize(pixel_to_rain_rate(np.uint8(200))))  # about 22.9 mm/h
 # t0..t3 dry, three scans at 230, one at 200, one dry. Levels of the issue times t3..t8:
@@ -91,7 +93,7 @@ def _levels(svc, dam: str = "dam-1") -> list[tuple[datetime, str, str]]:
 
 
 def test_levels_follow_the_rain_and_each_change_is_queued_once_per_webhook(make_service):
-    svc = make_service(webhooks=HOOKS, **PLAUSIBLE)
+    svc = make_service(webhooks=HOOKS, **PLAUSIBLE, **DETERMINISTIC)
     for k in range(4):
         _scan(svc, k)
     svc.ingest()
@@ -124,7 +126,7 @@ def test_levels_follow_the_rain_and_each_change_is_queued_once_per_webhook(make_
 
 
 def test_an_implausible_jump_never_raises_an_alert(make_service):
-    svc = make_service(webhooks=HOOKS)  # default plausibility limits: dry to 75 mm/h everywhere is a jump
+    svc = make_service(webhooks=HOOKS, **DETERMINISTIC)  # default plausibility limits: dry to 75 mm/h everywhere is a jump
     for k in range(len(PIXELS)):
         _scan(svc, k)
         svc.ingest()
@@ -138,7 +140,7 @@ def test_an_implausible_jump_never_raises_an_alert(make_service):
 
 
 def test_a_backlog_is_stored_but_only_fresh_changes_are_sent(make_service):
-    svc = make_service(webhooks=HOOKS, **PLAUSIBLE)
+    svc = make_service(webhooks=HOOKS, **PLAUSIBLE, **DETERMINISTIC)
     for k in range(len(PIXELS)):
         _scan(svc, k)
     for k in range(len(PIXELS), len(PIXELS) + 8):  # 8 more dry scans: t8 is 80 min behind the newest
@@ -153,7 +155,8 @@ def test_a_backlog_is_stored_but_only_fresh_changes_are_sent(make_service):
 
 
 def test_alert_thresholds_come_from_settings(make_service):
-    svc = make_service(alert_emergency_1h_mm=1000.0, alert_emergency_combined_1h_mm=1000.0, **PLAUSIBLE)
+    svc = make_service(alert_emergency_1h_mm=1000.0, alert_emergency_combined_1h_mm=1000.0, **PLAUSIBLE,
+                       **DETERMINISTIC)
     for k in range(5):
         _scan(svc, k)
     svc.ingest()

@@ -38,7 +38,7 @@ def _nowcast_exe() -> list[str]:
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
     return {"NOWCAST_HOME": str(home), "NOWCAST_SETTLE_SECONDS": "0", "NOWCAST_METHOD": "persistence",
-            "NOWCAST_BASELINES": "[]", **extra}
+            "NOWCAST_BASELINES": "[]", "NOWCAST_REFERENCE_ENSEMBLE": "", **extra}
 
 
 def run_once(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
@@ -78,9 +78,30 @@ def _check_forecast_rows(rows: list[dict], issue_times: list[str]) -> None:
     assert len({r["dam"] for r in rows}) == 7
 
 
+def _check_probabilities(rows: list[dict]) -> None:
+    """Every production forecast row carries the ensemble's keys, in order and in range."""
+    keys = ("accum_mm", "accum_mm_p10", "accum_mm_p50", "accum_mm_p90", "prob_accum_ge", "prob_rate_ge")
+    by_run_dam: dict[tuple, list[dict]] = {}
+    for r in rows:
+        assert all(r[k] is not None for k in keys), r
+        assert r["accum_mm_p10"] <= r["accum_mm_p50"] <= r["accum_mm_p90"]
+        for probs in (r["prob_accum_ge"], r["prob_rate_ge"]):
+            thresholds = [float(k) for k in probs]
+            p = list(probs.values())
+            assert thresholds == sorted(thresholds) and all(0 <= v <= 1 for v in p) and p == sorted(p, reverse=True)
+        assert list(r["prob_accum_ge"]) == ["5", "10", "20", "50"] and list(r["prob_rate_ge"]) == ["1", "5", "10"]
+        by_run_dam.setdefault((r["issue_time"], r["dam"]), []).append(r)
+    for series in by_run_dam.values():
+        series.sort(key=lambda r: r["lead_minutes"])
+        for k in ("accum_mm", "accum_mm_p10", "accum_mm_p50", "accum_mm_p90"):
+            values = [r[k] for r in series]
+            assert values == sorted(values), (k, values)  # accumulations grow with lead
+
+
 def test_run_once_then_query_sqlite(tmp_path, shared_radar):
     home = tmp_path / "home"
-    env = _env(home)
+    env = _env(home, NOWCAST_REFERENCE_ENSEMBLE="steps", NOWCAST_REFERENCE_MAX_PER_CYCLE="1",
+               NOWCAST_REFERENCE_MEMBERS="4")
     files = hf.event_files(shared_radar, 20, 6)  # a wet part of the event
     times = hf.deliver(files, home / "inbox")
     hf.write_file(home / "inbox", "notes.txt", b"not a scan")
@@ -93,6 +114,11 @@ def test_run_once_then_query_sqlite(tmp_path, shared_radar):
     _check_forecast_rows(latest, issue_times[-1:])
     every = cli_json(env, "forecasts", "--since", issue_times[0])
     _check_forecast_rows(every, issue_times)
+    _check_probabilities(every)
+    assert any(r["accum_mm_p90"] > 0 for r in every)  # a wet part of the event
+    csv_text = cli(env, "forecasts", "--since", issue_times[0], "--format", "csv").stdout
+    header = csv_text.splitlines()[0].split(",")
+    assert {"accum_mm_p50", "accum_mm_p90", "prob_accum_ge_20", "prob_rate_ge_5"} <= set(header)
     one_dam = cli_json(env, "forecasts", "--dam", "dam-3", "--issue-time", issue_times[1])
     assert {(r["dam"], r["issue_time"]) for r in one_dam} == {("dam-3", issue_times[1])} and len(one_dam) == 6
 
@@ -104,10 +130,17 @@ def test_run_once_then_query_sqlite(tmp_path, shared_radar):
 
     out = tmp_path / "export" / "f.npz"
     out.parent.mkdir()  # --out into a missing folder is an error (tests/test_cli_errors.py)
-    cli(env, "export", "--out", str(out))
+    cli(env, "export", "--out", str(out), "--probabilistic")
     with np.load(out, allow_pickle=False) as npz:
         exported_times = [str(s) for s in npz["issue_times"]]
         rain = npz["rain_rate_mm_h"]
+        assert list(npz["thresholds_mm_h"]) == [0.1, 1.0, 5.0, 10.0]
+        exceedance = npz["exceedance_probability"]
+    assert exceedance.dtype == np.float32 and exceedance.shape == (3, 6, 4, 120, 120)
+    assert exceedance.min() >= 0 and exceedance.max() <= 1 and (np.diff(exceedance, axis=2) <= 0).all()
+    skill = cli_json(env, "skill", "--probabilistic")
+    assert {r["method"] for r in skill} == {"persistence-ensemble"}  # the reference's issue time has no observation
+    assert all(0 <= r["brier"] <= 1 for r in skill)
     assert exported_times == issue_times
     assert all(datetime.fromisoformat(s.replace("Z", "+00:00")).tzinfo is not None for s in exported_times)
     assert rain.dtype == np.float32 and rain.shape == (3, 6, 120, 120)

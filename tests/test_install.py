@@ -59,6 +59,7 @@ def test_wheel_ships_the_migrations_and_the_model(installed_wheel):
     assert "nowcast_core/db/migrations/env.py" in names
     assert any(n.startswith("nowcast_core/db/migrations/versions/0001") for n in names)
     assert "nowcast_core/data/models/rainnet.keras" in names
+    assert "nowcast_core/data/ensemble_calibration.json" in names  # the production ensemble's calibration
     assert "nowcast_app/cli.py" in names and "flows/forecast_cycle.py" in names
 
 

@@ -231,3 +231,39 @@ def test_each_test_gets_a_fresh_empty_database(db_url):
                 assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
     finally:
         eng.dispose()
+
+
+def test_0006_adds_and_removes_only_the_probabilistic_tables_and_keeps_rows(db_url):
+    """Downgrading 0006 keeps every earlier table and its rows; upgrading again restores the ensemble tables."""
+    from nowcast_core.db.schema import DamProbability, EnsembleRun
+
+    upgrade(db_url)
+    eng = make_engine(db_url)
+    try:
+        with Session(eng) as s:
+            run = _run()
+            s.add(run)
+            s.flush()
+            ens = EnsembleRun(issue_time=T0, method="rainnet-ensemble", version="v", is_production=True, run_id=run.id,
+                              n_members=2, seed=1, seconds=0.1, probability_path="p.npz", probability_checksum="0" * 64)
+            ens.dams.append(DamProbability(dam_id="d", lead_minutes=10, valid_time=T0, accum_mm=1.0, accum_mm_p10=0.5,
+                                           accum_mm_p50=1.0, accum_mm_p90=2.0, accum_mm_members=[0.5, 2.0],
+                                           prob_accum_ge={"5": 0.0}, prob_rate_ge={"1": 0.5}))
+            s.add(ens)
+            s.commit()
+            again = s.scalar(select(DamProbability))
+            assert again.prob_rate_ge == {"1": 0.5} and again.accum_mm_members == [0.5, 2.0]
+    finally:
+        eng.dispose()
+    downgrade(db_url, "0005")
+    tables = _tables(db_url)
+    assert not {"ensemble_runs", "dam_probabilities", "probability_verification"} & set(tables)
+    assert "probability" not in tables["dam_alerts"] and "forecast_runs" in tables
+    eng = make_engine(db_url)
+    try:
+        with eng.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM forecast_runs")).scalar_one() == 1
+    finally:
+        eng.dispose()
+    upgrade(db_url)
+    assert _tables(db_url) == _model_tables()

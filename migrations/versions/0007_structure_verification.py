@@ -7,13 +7,13 @@ holds, per verification, threshold (1, 5 mm/h) and window (1, 5, 15 km), the add
 F^2, O^2 and F O from which the FSS of any pool of forecasts follows exactly.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0007'
-down_revision = '0005'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 

@@ -46,6 +46,8 @@ class Service:
     settings: Settings
     production: ProductionForecaster = field(default_factory=ProductionForecaster)
     _baselines: dict[str, Forecaster] = field(default_factory=dict)
+    _ensembles: dict[str, object] = field(default_factory=dict)
+    _reference_failed: set = field(default_factory=set)
     #: Inbox files announced complete by an event (the daemon's watcher): no settle time for them.
     announced: ReadyFiles = field(default_factory=ReadyFiles)
     #: Issue times per forecaster call when a backlog is caught up.
@@ -95,9 +97,59 @@ class Service:
     def forecast(self, *, production: bool = True, method: str | None = None, progress=None) -> ForecastSummary:
         """Forecast every pending issue time with the production forecaster or a baseline."""
         summary = self._forecast(production=production, method=method, progress=progress)
-        if production:  # alert levels of the new production runs
+        if production:  # the ensembles of the new production runs, then their alert levels
+            self.forecast_ensembles()
             self.update_alerts()
         return summary
+
+    # -- probabilistic nowcasts ----------------------------------------------------------------
+    def production_ensemble(self, centre_method: str):
+        """The production ensemble centred on ``centre_method`` (loaded once per method)."""
+        from nowcast_core.ensembles.perturbed import CentredEnsemble, Perturbations
+
+        key = f"ensemble:{centre_method}"
+        if key not in self._ensembles:
+            s = self.settings
+            calibration = Perturbations.load(s.ensemble_calibration) if s.ensemble_calibration else None
+            # Centred on the stored production field: the centre forecaster itself is never run here.
+            self._ensembles[key] = CentredEnsemble(s.ensemble_members, s.ensemble_seed, centre_method, calibration)
+        return self._ensembles[key]
+
+    def forecast_ensembles(self) -> int:
+        """The production ensemble of every production run without one (a failure is retried next cycle)."""
+        from nowcast_core.cycle.ensembles import production_ensembles
+
+        if not self.settings.ensembles:
+            return 0
+        try:
+            ids = production_ensembles(self.sessions, lambda run: self.production_ensemble(run.method), dams=self.dams,
+                                       forecasts_dir=self.settings.forecasts,
+                                       lookback=timedelta(hours=self.settings.max_scan_age_h + 1))
+        except Exception:
+            log.exception("production ensembles failed; the next cycle retries (alert levels fall back to the "
+                          "deterministic forecast meanwhile)")
+            return 0
+        return len(ids)
+
+    def forecast_reference_ensembles(self) -> ForecastSummary | None:
+        """The reference ensemble (STEPS) of the newest issue times, at most ``reference_max_per_cycle``."""
+        from nowcast_core.cycle.ensembles import reference_ensembles
+        from nowcast_core.ensembles import get_ensemble
+
+        s = self.settings
+        if not s.ensembles or not s.reference_ensemble or s.reference_max_per_cycle <= 0:
+            return None
+        key = f"reference:{s.reference_ensemble}"
+        if key not in self._ensembles:
+            self._ensembles[key] = get_ensemble(s.reference_ensemble, n_members=s.reference_members,
+                                                seed=s.ensemble_seed)
+        ensemble = self._ensembles[key]
+        t0 = datetime.now(UTC)
+        ids = reference_ensembles(self.sessions, ensemble, dams=self.dams, forecasts_dir=s.forecasts,
+                                  max_runs=s.reference_max_per_cycle, lookback=timedelta(hours=s.max_scan_age_h + 1),
+                                  failed=self._reference_failed)
+        return ForecastSummary(ensemble.name, ensemble.version, runs=len(ids),
+                               seconds=(datetime.now(UTC) - t0).total_seconds())
 
     def update_alerts(self) -> int:
         """Store the alert level of every production run not yet assessed; queue its notifications."""
@@ -106,6 +158,7 @@ class Service:
         s = self.settings
         try:
             return update_alerts(self.sessions, self.dams, rules=AlertRules.from_settings(s), webhooks=s.webhooks,
+                                 alert_probability=s.alert_probability,
                                  notify_max_age=timedelta(minutes=s.alert_notify_max_age_min),
                                  lookback=timedelta(hours=s.max_scan_age_h + 1))
         except Exception:  # the forecast is stored; a failed assessment is retried next cycle
@@ -153,17 +206,29 @@ class Service:
         return summary
 
     def forecast_baselines(self) -> list[ForecastSummary]:
-        """The baselines that are not the production method (resolved by this cycle's production step)."""
+        """The baselines that are not the production method (resolved by this cycle's production step), then
+        the reference ensemble of the newest issue times."""
         production_method = self.production.method or self.production_forecaster()[0].name
-        return [self.forecast(production=False, method=m) for m in self.settings.baselines if m != production_method]
+        summaries = [self.forecast(production=False, method=m) for m in self.settings.baselines if m != production_method]
+        reference = self.forecast_reference_ensembles()
+        return summaries + ([reference] if reference is not None else [])
 
     def verify(self) -> int:
         """Score every stored forecast whose observation has arrived."""
+        from nowcast_core.verification.probabilistic_stored import verify_ensembles
         from nowcast_core.verification.stored import verify_pending
 
+        lookback = timedelta(hours=self.settings.max_scan_age_h + 1)
         with self.sessions() as session:
-            n = verify_pending(session, self.settings.forecasts, self.dams,
-                               lookback=timedelta(hours=self.settings.max_scan_age_h + 1))
+            n = verify_pending(session, self.settings.forecasts, self.dams, lookback=lookback)
+        try:
+            with self.sessions() as session:
+                n_ensembles = verify_ensembles(session, self.settings.forecasts, self.dams, lookback=lookback)
+        except Exception:  # the deterministic verification is stored; the next cycle retries this part
+            log.exception("ensemble verification failed; the next cycle retries")
+            n_ensembles = 0
+        if n_ensembles:
+            log.debug("ensemble verification: %d (ensemble run, lead) pairs scored", n_ensembles)
         if n:
             log.debug("verification: %d (run, lead) pairs scored", n)
         return n

@@ -10,7 +10,7 @@ import numpy as np
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from nowcast_core.db.schema import DamRainfall, ForecastRun, FrameRecord, RejectedFile
+from nowcast_core.db.schema import DamProbability, DamRainfall, EnsembleRun, ForecastRun, FrameRecord, RejectedFile
 from nowcast_core.io.fields import load_field
 from nowcast_core.times import iso_utc
 
@@ -47,6 +47,8 @@ def forecast_rows(session: Session, *, dam: str | None = None, issue_time: datet
          .order_by(ForecastRun.issue_time, ForecastRun.method, DamRainfall.dam_id, DamRainfall.lead_minutes))
     if dam:
         q = q.where(DamRainfall.dam_id == dam)
+    results = list(session.execute(q))
+    probabilities = _dam_probabilities(session, {run.id for _, run in results})
     return [
         {
             "issue_time": iso_utc(run.issue_time),
@@ -63,9 +65,55 @@ def forecast_rows(session: Session, *, dam: str | None = None, issue_time: datet
             "model_version": run.model_version,
             "input_quality": run.input_quality,
             "stored_at": iso_utc(run.finished_at, "milliseconds"),
+            **probabilities.get((run.id, r.dam_id, r.lead_minutes), NO_PROBABILITIES),
         }
-        for r, run in session.execute(q)
+        for r, run in results
     ]
+
+
+#: The probabilistic keys of a forecast row (None where its run has no ensemble, e.g. a baseline).
+PROBABILITY_KEYS = ("ensemble", "accum_mm", "accum_mm_p10", "accum_mm_p50", "accum_mm_p90", "prob_accum_ge",
+                    "prob_rate_ge")
+NO_PROBABILITIES = dict.fromkeys(PROBABILITY_KEYS)
+
+
+def _dam_probabilities(session: Session, run_ids: set[int]) -> dict[tuple[int, str, int], dict]:
+    """The production ensemble's dam rows of runs, by (run id, dam, lead)."""
+    if not run_ids:
+        return {}
+    q = (select(EnsembleRun.run_id, EnsembleRun.method, DamProbability)
+         .join(DamProbability, DamProbability.ensemble_id == EnsembleRun.id)
+         .where(EnsembleRun.run_id.in_(list(run_ids)), EnsembleRun.is_production))
+    return {(run_id, p.dam_id, p.lead_minutes): {
+        "ensemble": method,
+        "accum_mm": round(p.accum_mm, 4),
+        "accum_mm_p10": round(p.accum_mm_p10, 4),
+        "accum_mm_p50": round(p.accum_mm_p50, 4),
+        "accum_mm_p90": round(p.accum_mm_p90, 4),
+        "prob_accum_ge": dict(p.prob_accum_ge),
+        "prob_rate_ge": dict(p.prob_rate_ge),
+    } for run_id, method, p in session.execute(q)}
+
+
+def export_probabilities(session: Session, forecasts_dir: Path, *, since: datetime | None = None,
+                         until: datetime | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Stored exceedance probabilities of the production ensemble: ISO issue times, thresholds (mm/h) and
+    float32 (n, 6, n_thresholds, H, W), oldest first (issue times without an ensemble are left out)."""
+    from nowcast_core.contract import THRESHOLDS_MM_H
+    from nowcast_core.io.fields import load_probability
+
+    q = select(EnsembleRun).where(EnsembleRun.is_production).order_by(EnsembleRun.issue_time)
+    if since is not None:
+        q = q.where(EnsembleRun.issue_time >= since)
+    if until is not None:
+        q = q.where(EnsembleRun.issue_time <= until)
+    runs = list(session.scalars(q))
+    fields, thresholds = [], np.asarray(THRESHOLDS_MM_H, np.float64)
+    for r in runs:
+        p, thresholds = load_probability(forecasts_dir, r.probability_path, r.probability_checksum)
+        fields.append(p)
+    array = np.stack(fields).astype(np.float32) if fields else np.zeros((0, 6, len(thresholds), 120, 120), np.float32)
+    return [iso_utc(r.issue_time) for r in runs], thresholds, array
 
 
 def frame_rows(session: Session, *, rejected: bool = False) -> list[dict]:

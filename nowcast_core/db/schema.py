@@ -247,6 +247,9 @@ class DamAlert(Base):
     total_3h_mm: Mapped[float] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(Text)
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Probability of the level's event from the production ensemble (migration 0006); None: the
+    #: level comes from the deterministic forecast (no ensemble for the run).
+    probability: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     run: Mapped[ForecastRun] = relationship()
 
@@ -313,3 +316,81 @@ class ServiceState(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[dict] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+# --- probabilistic nowcasts (migration 0006) ----------------------------------------
+
+
+class EnsembleRun(Base):
+    """One ensemble forecast from one issue time: the production ensemble (centred on the production
+    run) or the reference (pysteps STEPS). Its pixel exceedance probabilities are a file beside the
+    forecast fields (``probability_path``)."""
+
+    __tablename__ = "ensemble_runs"
+    __table_args__ = (UniqueConstraint("issue_time", "method", name="uq_ensemble_issue_method"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issue_time: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    method: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(String(128))
+    is_production: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: The deterministic production run it is centred on (None for the reference).
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("forecast_runs.id", ondelete="CASCADE"), nullable=True,
+                                               index=True)
+    n_members: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
+    probability_path: Mapped[str] = mapped_column(Text)
+    probability_checksum: Mapped[str] = mapped_column(String(64))
+    input_quality: Mapped[str] = mapped_column(Text, server_default=UNCHECKED)
+    stored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    dams: Mapped[list[DamProbability]] = relationship(back_populates="ensemble", cascade="all, delete-orphan",
+                                                      passive_deletes=True)
+
+
+class DamProbability(Base):
+    """Catchment accumulation of one dam at one lead of one ensemble run: the deterministic value,
+    its member quantiles, exceedance probabilities, and (once observed) its verification."""
+
+    __tablename__ = "dam_probabilities"
+    __table_args__ = (UniqueConstraint("ensemble_id", "dam_id", "lead_minutes", name="uq_dam_probability"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ensemble_id: Mapped[int] = mapped_column(ForeignKey("ensemble_runs.id", ondelete="CASCADE"), index=True)
+    dam_id: Mapped[str] = mapped_column(String(64), index=True)
+    lead_minutes: Mapped[int] = mapped_column(Integer)
+    valid_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    accum_mm: Mapped[float] = mapped_column(Float)
+    accum_mm_p10: Mapped[float] = mapped_column(Float)
+    accum_mm_p50: Mapped[float] = mapped_column(Float)
+    accum_mm_p90: Mapped[float] = mapped_column(Float)
+    accum_mm_members: Mapped[list] = mapped_column(JSON, default=list)
+    prob_accum_ge: Mapped[dict] = mapped_column(JSON, default=dict)
+    prob_rate_ge: Mapped[dict] = mapped_column(JSON, default=dict)
+    #: Filled in by verification once every scan up to the valid time has arrived.
+    observed_accum_mm: Mapped[float | None] = mapped_column(Float)
+    crps_accum_mm: Mapped[float | None] = mapped_column(Float)
+    observed_rank: Mapped[int | None] = mapped_column(Integer)
+
+    ensemble: Mapped[EnsembleRun] = relationship(back_populates="dams")
+
+
+class ProbabilityVerification(Base):
+    """Additive counts of one ensemble run's pixel probabilities at one lead and rain-rate threshold
+    (see :class:`nowcast_core.verification.probabilistic.ProbCounts`)."""
+
+    __tablename__ = "probability_verification"
+    __table_args__ = (UniqueConstraint("ensemble_id", "lead_minutes", "threshold_mm_h", name="uq_probability_verification"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ensemble_id: Mapped[int] = mapped_column(ForeignKey("ensemble_runs.id", ondelete="CASCADE"), index=True)
+    lead_minutes: Mapped[int] = mapped_column(Integer)
+    valid_time: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    threshold_mm_h: Mapped[float] = mapped_column(Float)
+    n_pixels: Mapped[int] = mapped_column(Integer)
+    brier_sum: Mapped[float] = mapped_column(Float)
+    bin_n: Mapped[list] = mapped_column(JSON)
+    bin_prob_sum: Mapped[list] = mapped_column(JSON)
+    bin_events: Mapped[list] = mapped_column(JSON)
+    verified_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,107 @@
+"""Cost of the ensembles: seconds per run (one issue time) for each ensemble size, on the same frames
+in the same run, as ratios to a 12-member STEPS.
+
+Measured per size: the production ensemble as the cycle runs it (perturbing the stored production
+forecast; ``members``), the same with its products (catchment quantiles and probabilities of every
+dam, the exceedance fields; ``+ products``), the same from scratch (RainNet's forecast included;
+``with centre``), and pysteps STEPS. Best of ``--repeats`` after a warm-up, median over ``--starts``
+issue times of the event.
+
+    nice -n 10 python bench/ensemble_cost.py [--frames ../shared/data/radar/knmi-w0] [--sizes 6,12,24]
+
+Writes ``docs/bench/ensemble_cost.json`` and prints a Markdown table for ``docs/BENCHMARKS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def best_of(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=Path, default=REPO.parent / "shared" / "data" / "radar" / "knmi-w0")
+    ap.add_argument("--sizes", default="6,12,24")
+    ap.add_argument("--starts", type=int, default=3, help="issue times (spread over the event)")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=REPO / "docs" / "bench" / "ensemble_cost.json")
+    args = ap.parse_args(argv)
+
+    from nowcast_core.contract import THRESHOLDS_MM_H
+    from nowcast_core.dams import load_dams
+    from nowcast_core.ensembles import get_ensemble
+    from nowcast_core.ensembles.products import dam_probabilities, exceedance_probability
+    from nowcast_core.forecasters import get_method
+    from nowcast_core.io.sequences import folder_sequences
+
+    if not args.frames.is_dir():
+        raise SystemExit(f"no frames folder {args.frames}")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    times, x, _ = folder_sequences(args.frames)
+    picks = np.linspace(len(x) // 4, len(x) - 1, args.starts).astype(int)
+    dams = load_dams()
+    rainnet = get_method("rainnet")
+    rainnet.forecast(x[:1])  # warm-up: graph tracing
+    results = []
+    for size in sizes:
+        production = get_ensemble("rainnet-ensemble", n_members=size)
+        production._centre = rainnet  # the same loaded model for every size
+        steps = get_ensemble("steps", n_members=size)
+        row = {"members": size, "members_s": [], "with_products_s": [], "with_centre_s": [], "steps_s": []}
+        for k in picks:
+            xi, ti = x[k:k + 1], [times[k]]
+            centre = rainnet.forecast(xi)
+
+            def products(m):
+                dam_probabilities(centre[0], m[0], dams)
+                exceedance_probability(m[0], THRESHOLDS_MM_H)
+
+            production.members(xi, issue_times=ti, centre_mm_h=centre)  # warm-up
+            row["members_s"].append(best_of(lambda: production.members(xi, issue_times=ti, centre_mm_h=centre), args.repeats))
+            row["with_products_s"].append(best_of(
+                lambda: products(production.members(xi, issue_times=ti, centre_mm_h=centre)), args.repeats))
+            row["with_centre_s"].append(best_of(lambda: production.members(xi, issue_times=ti), args.repeats))
+            steps.members(xi, issue_times=ti) if size == sizes[0] and k == picks[0] else None  # warm-up
+            row["steps_s"].append(best_of(lambda: steps.members(xi, issue_times=ti), args.repeats))
+        for key in ("members_s", "with_products_s", "with_centre_s", "steps_s"):
+            row[key] = round(float(np.median(row[key])), 4)
+        results.append(row)
+        print(row, flush=True)
+    ref = next((r["steps_s"] for r in results if r["members"] == 12), results[0]["steps_s"])
+    for r in results:
+        for key in ("members_s", "with_products_s", "with_centre_s", "steps_s"):
+            r[key.replace("_s", "_x_steps12")] = round(r[key] / ref, 3)
+    report = {"frames": str(args.frames), "issue_times": [str(times[k]) for k in picks], "repeats": args.repeats,
+              "cpu_count": os.cpu_count(), "machine": platform.machine(), "load_average": os.getloadavg(),
+              "results": results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    print("| members | production: members (cycle) | + products | with RainNet centre | STEPS | "
+          "x STEPS-12: cycle / with centre / STEPS |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['members']} | {r['members_s']:.3f} s | {r['with_products_s']:.3f} s | {r['with_centre_s']:.3f} s | "
+              f"{r['steps_s']:.3f} s | {r['with_products_x_steps12']:.3f} / {r['with_centre_x_steps12']:.3f} / "
+              f"{r['steps_x_steps12']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Probabilistic skill on held-out events: the production ensemble against a 12-member STEPS.
+
+Leave-one-event-out. For each held-out event E, the production ensemble is centred on the
+RainNet trained without E and its perturbations are calibrated on the other events only
+(:func:`nowcast_core.ensembles.calibration.calibrate`); both ensembles forecast the same starts of
+E's windows. Scores, pixel by pixel, against the scans observed at each lead:
+
+- Brier score at 1 and 5 mm/h per lead (production and STEPS), with the decomposition and ROC area;
+- the production ensemble's reliability diagram (10 bins) pooled over leads, and each bin's
+  deviation from the diagonal where it holds at least ``--min-bin-pixels`` pixels.
+
+``--fold-models DIR`` holds ``<event>.keras`` per held-out event (trained without it). Without it,
+the shipped model is used for the events it was not trained on (knmi, mch-20150515), calibrated on
+the events it was trained on. ``--write-calibration`` stores the calibration of the shipped model
+(on its training events) as the production calibration ``nowcast_core/data/ensemble_calibration.json``.
+
+    nice -n 10 python bench/probabilistic_skill.py [--fold-models /work/loeo/models] [--windows 0-3] [--stride 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+EVENTS = ("bom", "fmi-20160928", "knmi", "mch-20150515", "mch-20170131")
+SHIPPED_TRAINED_ON = ("bom", "fmi-20160928", "mch-20170131")
+EVAL_THRESHOLDS_MM_H = (1.0, 5.0)
+
+
+def windows(radar: Path, event: str, first: int, last: int) -> list[Path]:
+    return [radar / f"{event}-w{k}" for k in range(first, last + 1) if (radar / f"{event}-w{k}").is_dir()]
+
+
+def load_starts(folders: list[Path], stride: int) -> tuple[list, np.ndarray, np.ndarray]:
+    """Issue times, inputs (n, 4, H, W) and observations (n, 6, H, W) of every ``stride``-th start."""
+    from nowcast_core.contract import N_LEADS
+    from nowcast_core.io.sequences import folder_sequences
+
+    times, xs, ys = [], [], []
+    for folder in folders:
+        t, x, y = folder_sequences(folder, N_LEADS)
+        times += [(folder.name, tt) for tt in t[::stride]]
+        xs.append(x[::stride])
+        ys.append(y[::stride])
+    return times, np.concatenate(xs), np.concatenate(ys)
+
+
+def centres(model_path: Path, x: np.ndarray) -> np.ndarray:
+    from nowcast_core.forecasters import get_method
+    from nowcast_core.forecasters.batch import forecast_batched
+
+    return forecast_batched(get_method("rainnet", model_path=model_path), x, 16)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--radar", type=Path, default=REPO.parent / "shared" / "data" / "radar")
+    ap.add_argument("--fold-models", type=Path, default=None)
+    ap.add_argument("--events", default=None, help="comma-separated held-out events (default: all with a model)")
+    ap.add_argument("--windows", default="0-3", help="window numbers, e.g. 0-3")
+    ap.add_argument("--stride", type=int, default=3, help="every stride-th start of a window (evaluation)")
+    ap.add_argument("--calibration-stride", type=int, default=4, help="every stride-th start (calibration)")
+    ap.add_argument("--members", type=int, default=24, help="production ensemble members")
+    ap.add_argument("--steps-members", type=int, default=12)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--min-bin-pixels", type=int, default=1000)
+    ap.add_argument("--out", type=Path, default=REPO / "docs" / "bench" / "probabilistic_skill.json")
+    ap.add_argument("--plot", type=Path, default=REPO / "docs" / "reliability.png")
+    ap.add_argument("--write-calibration", action="store_true")
+    ap.add_argument("--gain-grid", default=None, help="comma-separated per-lead gains to search (default the "
+                    "calibration's grid; '1' keeps the perturbations mean-preserving)")
+    ap.add_argument("--no-match-cdf", action="store_true", help="perturb RainNet's forecast as it is (no probability "
+                    "matching to the newest scan)")
+    args = ap.parse_args(argv)
+
+    from nowcast_core.ensembles import get_ensemble
+    from nowcast_core.ensembles.calibration import calibrate
+    from nowcast_core.ensembles.perturbed import CALIBRATION_FILE
+    from nowcast_core.ensembles.products import exceedance_probability
+    from nowcast_core.rainnet import bundled_model_path
+    from nowcast_core.verification.probabilistic import ProbCounts, reliability_deviations
+
+    first, last = (int(v) for v in args.windows.split("-"))
+    if not args.radar.is_dir():
+        raise SystemExit(f"no radar folder {args.radar}")
+    wanted = EVENTS if args.events is None else tuple(args.events.split(","))
+    unknown = sorted(set(wanted) - set(EVENTS))
+    if unknown:
+        raise SystemExit(f"unknown events {unknown}; known: {list(EVENTS)}")
+    if args.fold_models is not None:
+        folds = {e: (args.fold_models / f"{e}.keras", [o for o in EVENTS if o != e]) for e in wanted}
+        missing = [str(p) for p, _ in folds.values() if not p.is_file()]
+        if missing:
+            raise SystemExit(f"fold models missing: {', '.join(missing)}")
+        protocol = "leave-one-event-out with fold models"
+    else:
+        shipped = bundled_model_path()
+        folds = {e: (shipped, list(SHIPPED_TRAINED_ON)) for e in wanted if e not in SHIPPED_TRAINED_ON}
+        protocol = "shipped model on the events it was not trained on; calibrated on its training events"
+
+    cache: dict[tuple, tuple] = {}
+
+    def data(event: str, stride: int):
+        if (event, stride) not in cache:
+            cache[event, stride] = load_starts(windows(args.radar, event, first, last), stride)
+        return cache[event, stride]
+
+    steps = get_ensemble("steps", n_members=args.steps_members, seed=args.seed)
+    methods = ("production", "steps")
+    pooled = {m: {k: {t: ProbCounts() for t in EVAL_THRESHOLDS_MM_H} for k in range(6)} for m in methods}
+    report = {"protocol": protocol, "match_cdf": not args.no_match_cdf, "gain_grid": args.gain_grid or "default", "windows": args.windows, "stride": args.stride,
+              "calibration_stride": args.calibration_stride, "members": args.members,
+              "steps_members": args.steps_members, "seed": args.seed, "folds": {}}
+    seconds = {"production": 0.0, "steps": 0.0}
+    calibrations: dict[tuple, object] = {}
+    for held_out, (model_path, train_events) in folds.items():
+        t0 = time.perf_counter()
+        key = (str(model_path), tuple(train_events))
+        if key not in calibrations:  # the shipped model calibrates once for both its held-out events
+            train_x = np.concatenate([data(e, args.calibration_stride)[1] for e in train_events])
+            train_y = np.concatenate([data(e, args.calibration_stride)[2] for e in train_events])
+            calibrations[key] = calibrate(
+                centres(model_path, train_x), train_y, n_members=args.members, seed=args.seed,
+                newest_scans_mm_h=None if args.no_match_cdf else train_x[:, -1],
+                **({"gain_grid": tuple(float(g) for g in args.gain_grid.split(","))} if args.gain_grid else {}),
+                provenance={"centre_model": model_path.name, "calibrated_on": train_events, "windows": args.windows,
+                            "stride": args.calibration_stride, "starts": len(train_x)})[0]
+        params = calibrations[key]
+        print(f"[{held_out}] calibrated on {train_events} ({params.provenance['starts']} starts, "
+              f"{time.perf_counter() - t0:.0f} s, match_cdf {params.match_cdf}): "
+              f"displacement_px {params.displacement_px}, log_sigma {params.log_sigma}, gain {params.gain}", flush=True)
+        if args.write_calibration and args.fold_models is None and held_out == next(iter(folds)):
+            CALIBRATION_FILE.write_text(params.to_json())
+            print(f"wrote {CALIBRATION_FILE}")
+        production = get_ensemble("rainnet-ensemble", n_members=args.members, seed=args.seed,
+                                  model_path=model_path, calibration=params)
+        times, x, y = data(held_out, args.stride)
+        fold = {m: {k: {t: ProbCounts() for t in EVAL_THRESHOLDS_MM_H} for k in range(6)} for m in methods}
+        c = centres(model_path, x)
+        for i in range(len(x)):
+            t1 = time.perf_counter()
+            members = {"production": production.members(x[i:i + 1], centre_mm_h=c[i:i + 1])[0]}
+            t2 = time.perf_counter()
+            members["steps"] = steps.members(x[i:i + 1])[0]
+            seconds["production"] += t2 - t1
+            seconds["steps"] += time.perf_counter() - t2
+            for m in methods:
+                prob = exceedance_probability(members[m], EVAL_THRESHOLDS_MM_H)  # (6, T, H, W)
+                for k in range(6):
+                    for j, thr in enumerate(EVAL_THRESHOLDS_MM_H):
+                        counts = ProbCounts.of(prob[k, j], y[i, k], thr)
+                        fold[m][k][thr].add(counts)
+                        pooled[m][k][thr].add(ProbCounts.from_dict(counts.as_dict()))
+        report["folds"][held_out] = {
+            "centre_model": str(model_path), "calibrated_on": train_events, "starts": len(x),
+            "perturbations": {"displacement_px": params.displacement_px, "log_sigma": params.log_sigma,
+                              "corr_px": params.corr_px, "gain": params.gain, "match_cdf": params.match_cdf},
+            "brier": {m: {f"{thr:g}": [round(fold[m][k][thr].brier(), 5) for k in range(6)]
+                          for thr in EVAL_THRESHOLDS_MM_H} for m in methods}}
+        print(json.dumps({held_out: report["folds"][held_out]["brier"]}), flush=True)
+
+    lead_rows = []
+    for k in range(6):
+        row = {"lead_minutes": 10 * (k + 1)}
+        for thr in EVAL_THRESHOLDS_MM_H:
+            for m in methods:
+                s = pooled[m][k][thr].summary(5)
+                row[f"{m}_brier_{thr:g}"] = s["brier"]
+                row[f"{m}_roc_area_{thr:g}"] = s["roc_area"]
+                row[f"{m}_reliability_{thr:g}"] = s["brier_reliability"]
+            row[f"production_better_{thr:g}"] = row[f"production_brier_{thr:g}"] < row[f"steps_brier_{thr:g}"]
+        lead_rows.append(row)
+    reliability, totals = {}, {}
+    for m in methods:
+        for thr in EVAL_THRESHOLDS_MM_H:
+            total = ProbCounts()
+            for k in range(6):
+                total.add(ProbCounts.from_dict(pooled[m][k][thr].as_dict()))
+            totals[m, thr] = total
+            devs = reliability_deviations(total, args.min_bin_pixels)
+            reliability[f"{m}_{thr:g}"] = {"bins": total.reliability_diagram(), "deviations": devs,
+                                           "max_abs_deviation": max((abs(d["deviation"]) for d in devs), default=None)}
+    n_starts = sum(f["starts"] for f in report["folds"].values())
+    report.update({"leads": lead_rows, "reliability": reliability, "min_bin_pixels": args.min_bin_pixels,
+                   "seconds_per_start": {m: round(s / max(n_starts, 1), 3) for m, s in seconds.items()},
+                   "all_better": all(r[f"production_better_{t:g}"] for r in lead_rows for t in EVAL_THRESHOLDS_MM_H)})
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    print("| lead (min) | Brier 1 mm/h production | STEPS | Brier 5 mm/h production | STEPS |")
+    print("|---|---|---|---|---|")
+    for r in lead_rows:
+        print(f"| {r['lead_minutes']} | {r['production_brier_1']:.4f} | {r['steps_brier_1']:.4f} | "
+              f"{r['production_brier_5']:.4f} | {r['steps_brier_5']:.4f} |")
+    for key, rel in reliability.items():
+        print(key, "max |deviation| over bins with >=", args.min_bin_pixels, "pixels:", rel["max_abs_deviation"])
+    if args.plot:
+        from nowcast_core.plots import plot_reliability
+
+        plot_reliability(totals, args.plot, min_pixels=args.min_bin_pixels,
+                         title=f"Held-out events ({protocol}); bins with >= {args.min_bin_pixels} pixels",
+                         labels={"production": f"RainNet ensemble, {args.members} members",
+                                 "steps": f"STEPS, {args.steps_members} members"})
+        print(f"wrote {args.plot}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""The cycle's ensemble step: after the production runs are committed, their ensembles.
+
+- The production ensemble of every production run without one (oldest first): centred on the
+  run's stored field (the committed forecast itself, not a new one), so it costs only the
+  perturbations; a backlog is caught up at once.
+- The reference ensemble (pysteps STEPS, for verification beside production), newest issue
+  times first, at most ``max_runs`` per cycle: it costs seconds per issue time, so a backlog
+  is never held up by it (older issue times get a reference only while the budget allows).
+
+Each ensemble run, its exceedance-probability file and its dam rows are committed together.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from nowcast_core.contract import THRESHOLDS_MM_H
+from nowcast_core.cycle.steps import InputLoader
+from nowcast_core.dams import Dam
+from nowcast_core.db.schema import DamProbability, EnsembleRun, ForecastRun, FrameRecord
+from nowcast_core.ensembles.base import Ensemble
+from nowcast_core.ensembles.products import dam_probabilities, exceedance_probability
+from nowcast_core.io.fields import load_field, save_probability
+from nowcast_core.times import iso_minutes
+
+log = logging.getLogger(__name__)
+
+
+def store_ensemble(session: Session, *, issue_time, ensemble: Ensemble, members_mm_h: np.ndarray,
+                   centre_mm_h: np.ndarray, run: ForecastRun | None, is_production: bool, seconds: float,
+                   input_quality: str, dams: Sequence[Dam], forecasts_dir: Path) -> EnsembleRun | None:
+    """Store one ensemble run (its probability file and dam rows) in one transaction; None if it exists."""
+    prob = exceedance_probability(members_mm_h, THRESHOLDS_MM_H)
+    rel, checksum = save_probability(forecasts_dir, issue_time, ensemble.name, prob, THRESHOLDS_MM_H,
+                                     members_mm_h.shape[0])
+    row = EnsembleRun(issue_time=issue_time, method=ensemble.name, version=ensemble.version,
+                      is_production=is_production, run_id=run.id if run is not None else None,
+                      n_members=int(members_mm_h.shape[0]), seed=int(ensemble.seed), seconds=seconds,
+                      probability_path=rel, probability_checksum=checksum, input_quality=input_quality)
+    for r in dam_probabilities(centre_mm_h, members_mm_h, dams):
+        row.dams.append(DamProbability(valid_time=issue_time + timedelta(minutes=int(r["lead_minutes"])), **r))
+    session.add(row)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        log.debug("ensemble %s %s already stored by another process", ensemble.name, iso_minutes(issue_time))
+        return None
+    return row
+
+
+def _window_start(session: Session, lookback: timedelta | None):
+    newest = session.scalar(select(func.max(FrameRecord.scan_time)))
+    if newest is None:
+        return None, None
+    return newest, (newest - lookback if lookback is not None else None)
+
+
+def production_ensembles(sessions: sessionmaker[Session], ensemble_for: Callable[[ForecastRun], Ensemble], *,
+                         dams: Sequence[Dam], forecasts_dir: Path,
+                         lookback: timedelta | None = timedelta(hours=73)) -> list[int]:
+    """The production ensemble of every production run (within ``lookback``) that has none, oldest
+    first; ``ensemble_for(run)`` is the ensemble centred on that run's method. Returns new ids."""
+    ids = []
+    with sessions() as session:
+        newest, start = _window_start(session, lookback)
+        if newest is None:
+            return ids
+        done = select(EnsembleRun.run_id).where(EnsembleRun.run_id.is_not(None))
+        q = select(ForecastRun).where(ForecastRun.is_production, ForecastRun.status == "ok",
+                                      ForecastRun.id.not_in(done)).order_by(ForecastRun.issue_time)
+        if start is not None:
+            q = q.where(ForecastRun.issue_time >= start)
+        runs = list(session.scalars(q))
+        if not runs:
+            return ids
+        loader = InputLoader(session)
+        for run in runs:
+            ensemble = ensemble_for(run)
+            centre = load_field(forecasts_dir, run.field_path, run.field_checksum)
+            x = loader.inputs([run.issue_time])
+            t0 = time.perf_counter()
+            members = ensemble.members(x, issue_times=[run.issue_time], centre_mm_h=centre[None])[0]
+            row = store_ensemble(session, issue_time=run.issue_time, ensemble=ensemble, members_mm_h=members,
+                                 centre_mm_h=centre, run=run, is_production=True, seconds=time.perf_counter() - t0,
+                                 input_quality=run.input_quality, dams=dams, forecasts_dir=forecasts_dir)
+            if row is not None:
+                ids.append(row.id)
+    return ids
+
+
+def reference_ensembles(sessions: sessionmaker[Session], ensemble: Ensemble, *, dams: Sequence[Dam],
+                        forecasts_dir: Path, max_runs: int, lookback: timedelta | None = timedelta(hours=73),
+                        failed: set | None = None) -> list[int]:
+    """The reference ensemble of the newest ``max_runs`` production issue times that have none.
+
+    Its ``accum_mm`` (it has no deterministic centre) is the ensemble mean's. An issue time the
+    reference fails on is logged, added to ``failed`` and not tried again while ``failed`` lives
+    (the reference is for verification only: nothing waits for it)."""
+    failed = failed if failed is not None else set()
+    ids: list[int] = []
+    if max_runs <= 0:
+        return ids
+    with sessions() as session:
+        newest, start = _window_start(session, lookback)
+        if newest is None:
+            return ids
+        done = select(EnsembleRun.issue_time).where(EnsembleRun.method == ensemble.name)
+        q = (select(ForecastRun).where(ForecastRun.is_production, ForecastRun.status == "ok",
+                                       ForecastRun.issue_time.not_in(done))
+             .order_by(ForecastRun.issue_time.desc()).limit(max_runs))
+        if start is not None:
+            q = q.where(ForecastRun.issue_time >= start)
+        if failed:
+            q = q.where(ForecastRun.issue_time.not_in(list(failed)))
+        runs = sorted(session.scalars(q), key=lambda r: r.issue_time)
+        loader = InputLoader(session)
+        for run in runs:
+            x = loader.inputs([run.issue_time])
+            t0 = time.perf_counter()
+            try:
+                members = ensemble.members(x, issue_times=[run.issue_time])[0]
+            except Exception as exc:  # noqa: BLE001 - one issue time's failure stops nothing else
+                failed.add(run.issue_time)
+                log.warning("reference ensemble %s failed at %s, not retried: %s", ensemble.name,
+                            iso_minutes(run.issue_time), exc)
+                continue
+            row = store_ensemble(session, issue_time=run.issue_time, ensemble=ensemble, members_mm_h=members,
+                                 centre_mm_h=members.mean(axis=0), run=None, is_production=False,
+                                 seconds=time.perf_counter() - t0, input_quality=run.input_quality, dams=dams,
+                                 forecasts_dir=forecasts_dir)
+            if row is not None:
+                ids.append(row.id)
+    return ids

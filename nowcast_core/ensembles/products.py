@@ -1,0 +1,81 @@
+"""Probabilistic products of one run: what the members say about each dam and each pixel.
+
+Pure functions of the deterministic forecast (the centre) and the members (mm/h):
+
+- :func:`exceedance_probability`: per lead the share of members at or above each rain-rate
+  threshold, pixel by pixel (the fields stored beside the forecast);
+- :func:`dam_probabilities`: per dam and lead, the catchment-mean rain accumulated from the
+  issue time (``accum_mm`` of the centre; ``accum_mm_p10/p50/p90`` over the members; each
+  member's value), ``prob_accum_ge`` at the dam's accumulation thresholds and ``prob_rate_ge``
+  of the catchment-mean rate at that lead.
+
+Each 10-minute lead's rate holds for 10 minutes: accumulation(L_k) = sum_{j<=k} rate_j * 10 / 60.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from nowcast_core.contract import LEAD_MINUTES, N_LEADS, SCAN_INTERVAL, THRESHOLDS_MM_H
+from nowcast_core.dams import Dam, catchment_mean_rates
+
+#: Catchment-mean rain-rate thresholds (mm/h) of ``prob_rate_ge``.
+RATE_THRESHOLDS_MM_H = (1.0, 5.0, 10.0)
+#: Quantiles stored over the members.
+QUANTILES = {"accum_mm_p10": 0.1, "accum_mm_p50": 0.5, "accum_mm_p90": 0.9}
+HOURS_PER_LEAD = SCAN_INTERVAL.total_seconds() / 3600
+
+
+def threshold_key(value: float) -> str:
+    """How a threshold is written as a key: ``5``, ``0.1``."""
+    return f"{float(value):g}"
+
+
+def _check_members(members_mm_h: np.ndarray) -> np.ndarray:
+    m = np.asarray(members_mm_h, dtype=np.float32)
+    if m.ndim != 4 or m.shape[1] != N_LEADS or len(m) < 1:
+        raise ValueError(f"members must be (n_members, {N_LEADS}, H, W), got {m.shape}")
+    return m
+
+
+def exceedance_probability(members_mm_h: np.ndarray, thresholds_mm_h: Sequence[float] = THRESHOLDS_MM_H) -> np.ndarray:
+    """float32 (6, n_thresholds, H, W): share of members >= each threshold."""
+    m = _check_members(members_mm_h)
+    return np.stack([(m >= t).mean(axis=0) for t in thresholds_mm_h], axis=1).astype(np.float32)
+
+
+def accumulation_mm(catchment_rates_mm_h: np.ndarray) -> np.ndarray:
+    """Accumulated depth (mm) over the lead axis (-2) of catchment-mean rates (..., 6, n_dams)."""
+    return np.cumsum(np.asarray(catchment_rates_mm_h) * HOURS_PER_LEAD, axis=-2)
+
+
+def dam_probabilities(centre_mm_h: np.ndarray, members_mm_h: np.ndarray, dams: Sequence[Dam],
+                      rate_thresholds_mm_h: Sequence[float] = RATE_THRESHOLDS_MM_H) -> list[dict]:
+    """One row per dam and lead (dam by dam, lead by lead) with ``dam_id``, ``lead_minutes``,
+    ``accum_mm``, ``accum_mm_p10``, ``accum_mm_p50``, ``accum_mm_p90``, ``accum_mm_members``,
+    ``prob_accum_ge`` {mm: p} and ``prob_rate_ge`` {mm/h: p}."""
+    centre = np.asarray(centre_mm_h, dtype=np.float32)
+    members = _check_members(members_mm_h)
+    if centre.shape != members.shape[1:]:
+        raise ValueError(f"centre {centre.shape} and members {members.shape[1:]} differ")
+    centre_accum = accumulation_mm(catchment_mean_rates(centre, dams))  # (6, n_dams)
+    member_rates = catchment_mean_rates(members, dams)  # (m, 6, n_dams)
+    member_accum = accumulation_mm(member_rates)
+    quantiles = {k: np.quantile(member_accum, q, axis=0) for k, q in QUANTILES.items()}
+    rows = []
+    for d, dam in enumerate(dams):
+        for k, lead in enumerate(LEAD_MINUTES):
+            accum = member_accum[:, k, d]
+            rate = member_rates[:, k, d]
+            rows.append({
+                "dam_id": dam.id,
+                "lead_minutes": lead,
+                "accum_mm": float(centre_accum[k, d]),
+                **{name: float(q[k, d]) for name, q in quantiles.items()},
+                "accum_mm_members": [round(float(v), 4) for v in accum],
+                "prob_accum_ge": {threshold_key(t): float((accum >= t).mean()) for t in dam.accum_thresholds_mm},
+                "prob_rate_ge": {threshold_key(t): float((rate >= t).mean()) for t in rate_thresholds_mm_h},
+            })
+    return rows

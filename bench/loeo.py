@@ -316,7 +316,7 @@ def print_table(result: dict, methods: list[str], pixels: str, scope: str) -> No
             r = table.get((method, lead))
             if r:
                 print(f"| {method} | +{lead} | {r['csi_1']} | {r['csi_5']} | {r['csi_10']} | {r['mae_mm_h']} | "
-                      f"{r['fss_5_5km']} | {r['area_ratio_5']} | {r['n_forecasts']} |")
+                      f"{r.get('fss_5_5km', '-')} | {r.get('area_ratio_5', '-')} | {r['n_forecasts']} |")
 
 
 def main(argv=None) -> None:

@@ -188,6 +188,7 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
         recipe = get_recipe("shipped")
         config = TrainConfig(epochs=epochs or settings.retrain_epochs, base_filters=arch.base_filters,
                              upsampling=arch.upsampling, conditioning=arch.conditioning,
+                             head_activation=arch.head_activation,
                              smoothing_px_per_lead=arch.smoothing_px_per_lead,
                              probability_matching=arch.probability_matching,
                              matching_smoothing_px_per_lead=arch.matching_smoothing_px_per_lead,

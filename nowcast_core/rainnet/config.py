@@ -25,6 +25,7 @@ class RainNetConfig:
     ``probability_matching``: weight of the intensity matching applied to the network's
     forecast (:func:`nowcast_core.postprocessing.match_intensity`; 0: none), with the newest
     scan smoothed by ``matching_smoothing_px_per_lead`` pixels per lead as its reference.
+    ``head_activation``: of the head convolution (see :func:`nowcast_core.rainnet.model.build_rainnet`).
     """
 
     base_filters: int = 16
@@ -33,6 +34,7 @@ class RainNetConfig:
     smoothing_px_per_lead: float = 0.0
     probability_matching: float = 0.0
     matching_smoothing_px_per_lead: float = 0.0
+    head_activation: str = "relu"
 
     def build(self):
         """A fresh, untrained network of this configuration."""
@@ -40,7 +42,7 @@ class RainNetConfig:
 
         return build_rainnet(self.base_filters, upsampling=self.upsampling,
                              conditioning_channels=1 if self.conditioning else 0, residual=self.conditioning,
-                             name=f"rainnet{self.base_filters}")
+                             name=f"rainnet{self.base_filters}", head_activation=self.head_activation)
 
 
 def save_model(model, path: str | Path, config: RainNetConfig) -> Path:

@@ -45,6 +45,7 @@ def build_rainnet(
     conditioning_channels: int = 0,
     residual: bool = False,
     name: str | None = None,
+    head_activation: str = "relu",
 ) -> keras.Model:
     """Build a RainNet U-Net.
 
@@ -58,8 +59,10 @@ def build_rainnet(
         (height, width, conditioning_channels) concatenated with the scans.
     residual : add the conditioning field to the output (needs exactly one conditioning
         channel); the output layer then starts at zero, so the untrained model returns it.
-    name : model name (default ``rainnet<base_filters>``); it is saved in the ``.keras``
-        file, and the training code records the conditioning's smoothing there.
+    name : model name (default ``rainnet<base_filters>``).
+    head_activation : activation of the 2-filter head convolution: ``"relu"`` as published; with
+        ``residual=True`` its zero-initialised output starves a ReLU head (the head dies and the
+        network returns its conditioning), which ``"linear"`` avoids.
 
     Returns
     -------
@@ -96,7 +99,8 @@ def build_rainnet(
         x = layers.Concatenate(name=f"dec{level}_skip")([x, skips[level - 1]])
         x = _double_conv(x, f * mult, f"dec{level}")
 
-    x = layers.Conv2D(2, 3, padding="same", activation="relu", kernel_initializer="he_normal", name="head_conv")(x)
+    x = layers.Conv2D(2, 3, padding="same", activation=head_activation, kernel_initializer="he_normal",
+                      name="head_conv")(x)
     out = layers.Conv2D(
         1,
         1,

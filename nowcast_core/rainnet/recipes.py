@@ -7,6 +7,8 @@
       nowcast train ../shared/data/radar/*-w[0-3] --out rainnet.keras --recipe shipped
 
   Retraining fine-tunes with its loss (``nowcast_core.models.retrain``).
+- ``loeo-fss-linear-head``: ``loeo-fss`` with a linear head convolution, the fix of the dead head
+  that the test found (``docs/MODEL_CARD.md``).
 - ``loeo-fss``: the recipe of the leave-one-event-out test (``bench/loeo.py``): fixed epochs and
   no validation events (the held-out event chooses nothing), every window capped at 15 samples,
   the neighbourhood (1 - FSS) loss term added.
@@ -46,6 +48,7 @@ RECIPES: dict[str, dict] = {
         "seed": 42,
     },
 }
+RECIPES["loeo-fss-linear-head"] = {**RECIPES["loeo-fss"], "head_activation": "linear"}
 
 
 def get_recipe(name: str) -> dict:

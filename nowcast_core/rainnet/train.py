@@ -60,6 +60,7 @@ class TrainConfig:
     fss_weight: float = 0.0
     probability_matching: float = 0.0
     matching_smoothing_px_per_lead: float = 0.0
+    head_activation: str = "relu"
     monitor: str = "val_loss"
     seed: int = 42
     progress: bool = True
@@ -70,7 +71,8 @@ class TrainConfig:
                              conditioning=self.conditioning,
                              smoothing_px_per_lead=self.smoothing_px_per_lead if self.conditioning else 0.0,
                              probability_matching=self.probability_matching,
-                             matching_smoothing_px_per_lead=self.matching_smoothing_px_per_lead)
+                             matching_smoothing_px_per_lead=self.matching_smoothing_px_per_lead,
+                             head_activation=self.head_activation)
 
 
 def configure_hardware(threads: int | None = None) -> dict:
@@ -404,6 +406,7 @@ def train_from_folders(
     fss_weight: float = 0.0,
     probability_matching: float = 0.0,
     matching_smoothing_px_per_lead: float = 0.0,
+    head_activation: str = "relu",
     monitor: str = "val_loss",
     max_samples_per_folder: int | None = None,
     init_model: str | Path | None = None,
@@ -434,6 +437,7 @@ def train_from_folders(
     probability_matching : weight of the intensity matching the forecaster applies to the
         network's output, against the newest scan smoothed by ``matching_smoothing_px_per_lead``
         pixels per lead (saved in the model's configuration; validation scores the raw output).
+    head_activation : of the network's head convolution (``RainNetConfig``).
     max_samples_per_folder : keep at most this many samples of a folder, evenly spread over its
         span (long, strongly autocorrelated folders would otherwise dominate).
     monitor : early-stopping criterion, ``"val_loss"`` or ``"val_score"`` (see :func:`train`).
@@ -487,6 +491,7 @@ def train_from_folders(
         fss_weight=fss_weight,
         probability_matching=probability_matching,
         matching_smoothing_px_per_lead=matching_smoothing_px_per_lead,
+        head_activation=head_activation,
         monitor=monitor,
         seed=seed,
         progress=progress,

@@ -18,21 +18,12 @@ import argparse
 import json
 import os
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
+from bench_forecast import best_time  # bench/ is the script's folder, first on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main(argv=None) -> None:
@@ -47,7 +38,10 @@ def main(argv=None) -> None:
     from nowcast_core.contract import THRESHOLDS_MM_H
     from nowcast_core.dams import load_dams
     from nowcast_core.ensembles import get_ensemble
-    from nowcast_core.ensembles.products import dam_probabilities, exceedance_probability
+    from nowcast_core.ensembles.products import (
+        dam_probabilities,
+        exceedance_probability,
+    )
     from nowcast_core.forecasters import get_method
     from nowcast_core.io.sequences import folder_sequences
 
@@ -74,12 +68,12 @@ def main(argv=None) -> None:
                 exceedance_probability(m[0], THRESHOLDS_MM_H)
 
             production.members(xi, issue_times=ti, centre_mm_h=centre)  # warm-up
-            row["members_s"].append(best_of(lambda: production.members(xi, issue_times=ti, centre_mm_h=centre), args.repeats))
-            row["with_products_s"].append(best_of(
+            row["members_s"].append(best_time(lambda: production.members(xi, issue_times=ti, centre_mm_h=centre), args.repeats))
+            row["with_products_s"].append(best_time(
                 lambda: products(production.members(xi, issue_times=ti, centre_mm_h=centre)), args.repeats))
-            row["with_centre_s"].append(best_of(lambda: production.members(xi, issue_times=ti), args.repeats))
+            row["with_centre_s"].append(best_time(lambda: production.members(xi, issue_times=ti), args.repeats))
             steps.members(xi, issue_times=ti) if size == sizes[0] and k == picks[0] else None  # warm-up
-            row["steps_s"].append(best_of(lambda: steps.members(xi, issue_times=ti), args.repeats))
+            row["steps_s"].append(best_time(lambda: steps.members(xi, issue_times=ti), args.repeats))
         for key in ("members_s", "with_products_s", "with_centre_s", "steps_s"):
             row[key] = round(float(np.median(row[key])), 4)
         results.append(row)

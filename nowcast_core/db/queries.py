@@ -15,17 +15,22 @@ from nowcast_core.io.fields import load_field
 from nowcast_core.times import iso_utc
 
 
+def in_period(q, since: datetime | None, until: datetime | None):
+    """``q`` limited to runs issued in [since, until] (either open)."""
+    if since is not None:
+        q = q.where(ForecastRun.issue_time >= since)
+    if until is not None:
+        q = q.where(ForecastRun.issue_time <= until)
+    return q
+
+
 def _runs_query(method: str | None, issue_time: datetime | None, since: datetime | None,
                 until: datetime | None) -> Select:
     q = select(ForecastRun).where(ForecastRun.status == "ok")
     q = q.where(ForecastRun.method == method) if method else q.where(ForecastRun.is_production)
     if issue_time is not None:
         q = q.where(ForecastRun.issue_time == issue_time)
-    if since is not None:
-        q = q.where(ForecastRun.issue_time >= since)
-    if until is not None:
-        q = q.where(ForecastRun.issue_time <= until)
-    return q
+    return in_period(q, since, until)
 
 
 def forecast_rows(session: Session, *, dam: str | None = None, issue_time: datetime | None = None,

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from nowcast_core.contract import LEAD_MINUTES
 from nowcast_core.dams import Dam, catchment_means
+from nowcast_core.db.queries import in_period
 from nowcast_core.db.schema import (
     Contingency,
     DamRainfall,
@@ -123,15 +124,6 @@ def _fmt(x: float, digits: int = 4) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x), digits)
 
 
-def _in_period(q, since: datetime | None, until: datetime | None):
-    """``q`` limited to runs issued in [since, until] (either open)."""
-    if since is not None:
-        q = q.where(ForecastRun.issue_time >= since)
-    if until is not None:
-        q = q.where(ForecastRun.issue_time <= until)
-    return q
-
-
 def structure_pools(session: Session, *, since: datetime | None = None, until: datetime | None = None,
                     by: str = "lead") -> dict[tuple, StructureSums]:
     """Stored structure sums pooled per (method, lead) (``by='lead'``) or per (method,) (``'method'``).
@@ -143,12 +135,12 @@ def structure_pools(session: Session, *, since: datetime | None = None, until: d
     if by not in ("lead", "method"):
         raise ValueError(f"structure sums are pooled by lead or method, not {by!r}")
     carried = LeadVerification.area_forecast_px.is_not(None)
-    areas = _in_period(
+    areas = in_period(
         select(ForecastRun.method, LeadVerification.lead_minutes, func.count(LeadVerification.id),
                func.sum(LeadVerification.area_forecast_px), func.sum(LeadVerification.area_observed_px))
         .join(LeadVerification, LeadVerification.run_id == ForecastRun.id).where(carried)
         .group_by(ForecastRun.method, LeadVerification.lead_minutes), since, until)
-    fss = _in_period(
+    fss = in_period(
         select(ForecastRun.method, LeadVerification.lead_minutes, FssSums.threshold_mm_h, FssSums.window_km,
                func.sum(FssSums.forecast_sq), func.sum(FssSums.observed_sq), func.sum(FssSums.product))
         .join(LeadVerification, LeadVerification.run_id == ForecastRun.id)
@@ -197,7 +189,7 @@ def skill_rows(session: Session, *, since: datetime | None = None, until: dateti
     """
     if by == "dam":
         return _dam_skill(session, since, until)
-    q = _in_period(select(ForecastRun.method, LeadVerification, Contingency)
+    q = in_period(select(ForecastRun.method, LeadVerification, Contingency)
                    .join(LeadVerification, LeadVerification.run_id == ForecastRun.id)
                    .join(Contingency, Contingency.verification_id == LeadVerification.id), since, until)
     # Stored counts keep no sums of rates: the mean forecast and observed rates are unknown here.
@@ -227,7 +219,7 @@ def _dam_skill(session: Session, since: datetime | None, until: datetime | None)
     q = (select(ForecastRun.method, DamRainfall.dam_id, DamRainfall.mean_mm_h, DamRainfall.observed_mean_mm_h)
          .join(ForecastRun, DamRainfall.run_id == ForecastRun.id)
          .where(DamRainfall.observed_mean_mm_h.is_not(None)))
-    q = _in_period(q, since, until)
+    q = in_period(q, since, until)
     sums: dict[tuple, list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0])
     for method, dam_id, forecast, observed in session.execute(q):
         s = sums[method, dam_id]

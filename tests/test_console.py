@@ -22,17 +22,23 @@ def _daemon(home: Path, **env: str) -> subprocess.Popen:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     full.update(NOWCAST_HOME=str(home), NOWCAST_POLL_INTERVAL_S="1", NOWCAST_SETTLE_SECONDS="0", NOWCAST_WEB_PORT=str(port),
-                NOWCAST_BASELINES='["persistence"]', **env)
+                NOWCAST_BASELINES='["persistence"]',
+                NOWCAST_REFERENCE_ENSEMBLE="", **env)  # the STEPS reference's seconds would swamp 1-second cycles
     return subprocess.Popen([sys.executable, "-c", "from nowcast_app.cli import main; main()", "run"], env=full,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
 def _production_runs(home: Path) -> int:
+    """Production runs stored with their production ensemble and their baseline run (the cycle's long
+    steps; verification follows); -1 before the database exists."""
     import sqlite3
 
     try:
         with sqlite3.connect(home / "nowcast.db") as db:
-            return db.execute("SELECT count(*) FROM forecast_runs WHERE is_production").fetchone()[0]
+            runs = db.execute("SELECT count(*) FROM forecast_runs WHERE is_production").fetchone()[0]
+            baselines = db.execute("SELECT count(*) FROM forecast_runs WHERE NOT is_production").fetchone()[0]
+            ensembles = db.execute("SELECT count(*) FROM ensemble_runs WHERE is_production").fetchone()[0]
+            return min(runs, ensembles, baselines)
     except sqlite3.Error:
         return -1
 

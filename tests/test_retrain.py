@@ -182,7 +182,7 @@ def test_forecasts_keep_arriving_on_time_during_a_retrain(tmp_path, shared_radar
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NOWCAST_", "PREFECT_"))}
     env.update(NOWCAST_HOME=str(home), NOWCAST_SETTLE_SECONDS="0", NOWCAST_POLL_INTERVAL_S="2",
                NOWCAST_BASELINES="[]", NOWCAST_RETRAIN_CRON="* * * * *", NOWCAST_RETRAIN_EPOCHS="1",
-               NOWCAST_RETRAIN_MAX_WINDOWS="24")
+               NOWCAST_RETRAIN_MAX_WINDOWS="24", NOWCAST_REFERENCE_ENSEMBLE="")  # scans every 2 s: no STEPS reference
     files = sorted((shared_radar / EVENT).glob("RDR_*.npz"))
     hf.deliver(files[:30], home / "inbox")
     log_path = tmp_path / "daemon.log"

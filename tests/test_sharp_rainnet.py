@@ -92,7 +92,7 @@ def test_recipes_are_data_and_unknown_names_are_refused():
     shipped = get_recipe("shipped")
     shipped["epochs"] = -1
     assert get_recipe("shipped")["epochs"] != -1  # a copy
-    with pytest.raises(ValueError, match="known: loeo-fss, shipped"):
+    with pytest.raises(ValueError, match="known: loeo-fss, loeo-fss-linear-head, shipped"):
         get_recipe("nope")
 
 

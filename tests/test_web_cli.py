@@ -24,7 +24,7 @@ def _free_port() -> int:
 def _env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NOWCAST_", "PREFECT_"))}
     env.update({"NOWCAST_HOME": str(home), "NOWCAST_METHOD": "persistence", "NOWCAST_BASELINES": "[]",
-                "NOWCAST_SETTLE_SECONDS": "0", **extra})
+                "NOWCAST_SETTLE_SECONDS": "0", "NOWCAST_REFERENCE_ENSEMBLE": "", **extra})
     return env
 
 
@@ -115,6 +115,10 @@ def test_run_serves_the_page_beside_the_daemon(tmp_path, shared_radar):
             time.sleep(1)
         rows = httpx.get(f"http://127.0.0.1:{port}/api/v1/forecasts").json()
         assert len(rows) == 42 and rows[0]["method"] == "persistence"
+        while time.monotonic() < deadline:  # alert levels follow the run's ensemble, a moment after its rows
+            if len(httpx.get(f"http://127.0.0.1:{port}/api/v1/alerts").json()) == 7:
+                break
+            time.sleep(1)
         assert len(httpx.get(f"http://127.0.0.1:{port}/api/v1/alerts").json()) == 7
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
         assert 'nowcast_runs_stored_total{method="persistence"} 2.0' in metrics

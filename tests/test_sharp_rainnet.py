@@ -95,21 +95,3 @@ def test_recipes_are_data_and_unknown_names_are_refused():
     with pytest.raises(ValueError, match="known: loeo-fss, loeo-fss-linear-head, shipped"):
         get_recipe("nope")
 
-
-def test_update_config_changes_post_processing_and_keeps_the_weights(tmp_path):
-    pytest.importorskip("tensorflow")
-    import shutil
-
-    from nowcast_core.rainnet import bundled_model_path
-    from nowcast_core.rainnet.config import load_model, read_config, update_config
-
-    path = tmp_path / "m.keras"
-    shutil.copy(bundled_model_path(), path)
-    before, config = load_model(path)
-    new = update_config(path, probability_matching=0.75, matching_smoothing_px_per_lead=1.0)
-    assert read_config(path) == new and new.probability_matching == 0.75
-    assert new.base_filters == config.base_filters and new.smoothing_px_per_lead == config.smoothing_px_per_lead
-    after, _ = load_model(path)  # still loads in safe mode
-    assert all(np.array_equal(a, b) for a, b in zip(before.get_weights(), after.get_weights(), strict=True))
-    with pytest.raises(TypeError):
-        update_config(path, no_such_setting=1)

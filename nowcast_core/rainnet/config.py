@@ -56,23 +56,6 @@ def save_model(model, path: str | Path, config: RainNetConfig) -> Path:
     return path
 
 
-def update_config(path: str | Path, **changes) -> RainNetConfig:
-    """Rewrite the configuration saved in a ``.keras`` file with ``changes`` (post-processing
-    settings chosen after training; the weights are untouched). Returns the new configuration."""
-    from dataclasses import replace
-
-    path = Path(path)
-    config = replace(read_config(path), **changes)
-    tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w") as dst:
-        for item in src.infolist():
-            if item.filename != CONFIG_MEMBER:
-                dst.writestr(item, src.read(item.filename))
-        dst.writestr(CONFIG_MEMBER, json.dumps(asdict(config), indent=1))
-    tmp.replace(path)
-    return config
-
-
 def read_config(path: str | Path) -> RainNetConfig:
     """The :class:`RainNetConfig` saved in a ``.keras`` file.
 

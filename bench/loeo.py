@@ -348,6 +348,10 @@ def main(argv=None) -> None:
         c.add_argument("--pixels", default="all", choices=PIXEL_SETS)
         c.add_argument("--scope", default="pooled")
     args = p.parse_args(argv)
+    for name in ("result", "models", "data"):
+        path = getattr(args, name, None)
+        if path is not None and not path.exists():
+            p.error(f"{path} does not exist")
     if args.command == "train":
         train_folds(args.data, args.out, args.recipe, args.events, args.threads)
     elif args.command == "score":

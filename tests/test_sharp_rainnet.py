@@ -82,10 +82,8 @@ def test_fss_loss_is_small_for_a_perfect_forecast_and_punishes_a_blurred_core():
 
 
 def test_recipes_are_data_and_unknown_names_are_refused():
-    from nowcast_core.rainnet.recipes import get_recipe
+    from nowcast_core.rainnet.recipes import RECIPES, get_recipe
     from nowcast_core.rainnet.train import train_from_folders
-
-    from nowcast_core.rainnet.recipes import RECIPES
 
     for name in RECIPES:  # every key is a training setting
         assert set(get_recipe(name)) <= set(train_from_folders.__kwdefaults__), name

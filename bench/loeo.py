@@ -11,6 +11,9 @@ on the same starts:
   with other matching weights and reference smoothings (the post-processing is chosen on these folds);
 - ``conditioning``: the network's own conditioning input alone (the smoothed, persistence-filled
   extrapolation: the ablation), and ``conditioning-pm``: the same with the recipe's matching;
+- ``extrapolation-smoothed``: for a model that learns its own smoothing (recipe
+  ``loeo-learned-smoothing``, unsmoothed conditioning), the extrapolation with the fixed smoothing it
+  replaces (2 px per lead);
 - ``sprog``, ``extrapolation-filled``, ``pysteps``, ``persistence``; ``steps-mean`` on every
   ``--steps-stride``-th start (a 12-member ensemble costs about 2 s a start).
 
@@ -42,6 +45,9 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "radar"
 VARIANTS = (("rainnet-raw", 0.0, 0.0), ("rainnet-pm0.5", 0.5, 0.0), ("rainnet-pm1", 1.0, 0.0),
             ("rainnet-pm1-sm1", 1.0, 1.0), ("rainnet-pm1-sm2", 1.0, 2.0))
 PIXEL_SETS = ("all", "upstream")
+#: The fixed smoothing of the conditioning in the shipped recipe (px per lead); a model that learns its own
+#: smoothing is also scored against the extrapolation smoothed so (``extrapolation-smoothed``).
+FIXED_SMOOTHING_PX_PER_LEAD = 2.0
 
 
 def events_of(data: Path) -> dict[str, list[Path]]:
@@ -173,6 +179,9 @@ def score_event(event: str, model_path: Path, folders: list[Path], steps_stride:
         conditioning = extrapolation.extrapolate_batch(inputs, N_LEADS, config.smoothing_px_per_lead)
         pool.add("conditioning", conditioning, observed, upstream)
         pool.add("conditioning-pm", match_intensity(conditioning, newest, *matching), observed, upstream)
+        if config.smoothing_px_per_lead != FIXED_SMOOTHING_PX_PER_LEAD:  # the fixed smoothing the network replaces
+            pool.add("extrapolation-smoothed", extrapolation.extrapolate_batch(
+                inputs, N_LEADS, FIXED_SMOOTHING_PX_PER_LEAD), observed, upstream)
         for name, forecaster in references.items():
             pool.add(name, forecaster.forecast(inputs), observed, upstream)
         if steps_stride:

@@ -74,13 +74,19 @@ def main(argv=None) -> None:
     ap.add_argument("--write-calibration", action="store_true")
     ap.add_argument("--gain-grid", default=None, help="comma-separated per-lead gains to search (default the "
                     "calibration's grid; '1' keeps the perturbations mean-preserving)")
+    ap.add_argument("--perturbations-from", type=Path, nargs="*", default=None,
+                    help="earlier result files of this bench (same protocol), or a calibration file: reuse each "
+                    "fold's perturbations, chosen there on the same calibration events, instead of searching the "
+                    "grid again (the probability map is fitted anew)")
+    ap.add_argument("--no-recalibration", action="store_true", help="publish the members' raw exceedance shares "
+                    "(no probability map fitted on the calibration events)")
     ap.add_argument("--no-match-cdf", action="store_true", help="perturb RainNet's forecast as it is (no probability "
                     "matching to the newest scan)")
     args = ap.parse_args(argv)
 
     from nowcast_core.ensembles import get_ensemble
-    from nowcast_core.ensembles.calibration import calibrate
-    from nowcast_core.ensembles.perturbed import CALIBRATION_FILE
+    from nowcast_core.ensembles.calibration import calibrate, recalibrate
+    from nowcast_core.ensembles.perturbed import CALIBRATION_FILE, Perturbations
     from nowcast_core.ensembles.products import exceedance_probability
     from nowcast_core.rainnet import bundled_model_path
     from nowcast_core.verification.probabilistic import ProbCounts, reliability_deviations
@@ -103,6 +109,27 @@ def main(argv=None) -> None:
         folds = {e: (shipped, list(SHIPPED_TRAINED_ON)) for e in wanted if e not in SHIPPED_TRAINED_ON}
         protocol = "shipped model on the events it was not trained on; calibrated on its training events"
 
+    earlier: dict[str, Perturbations] = {}
+    for path in args.perturbations_from or ():
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SystemExit(f"--perturbations-from {path}: {exc}") from None
+        if "displacement_px" in doc:  # a calibration file (the shipped one): its perturbations for every fold
+            p = Perturbations.load(path)
+            earlier.update({e: p for e in wanted})
+            continue
+        this_run = {"windows": args.windows, "calibration_stride": args.calibration_stride, "members": args.members,
+                    "seed": args.seed, "match_cdf": not args.no_match_cdf}
+        for key, value in this_run.items():
+            if doc.get(key) != value:
+                raise SystemExit(f"--perturbations-from {path}: its {key} {doc.get(key)!r} differs from this run's")
+        for event, fold in doc["folds"].items():
+            p = fold["perturbations"]
+            earlier[event] = Perturbations(tuple(p["displacement_px"]), tuple(p["log_sigma"]), float(p["corr_px"]),
+                                           tuple(p["gain"]), bool(p["match_cdf"]),
+                                           {"chosen_in": str(path), "centre_model": fold["centre_model"],
+                                            "calibrated_on": fold["calibrated_on"]})
     cache: dict[tuple, tuple] = {}
 
     def data(event: str, stride: int):
@@ -113,7 +140,7 @@ def main(argv=None) -> None:
     steps = get_ensemble("steps", n_members=args.steps_members, seed=args.seed)
     methods = ("production", "steps")
     pooled = {m: {k: {t: ProbCounts() for t in EVAL_THRESHOLDS_MM_H} for k in range(6)} for m in methods}
-    report = {"protocol": protocol, "match_cdf": not args.no_match_cdf, "gain_grid": args.gain_grid or "default", "windows": args.windows, "stride": args.stride,
+    report = {"protocol": protocol, "match_cdf": not args.no_match_cdf, "recalibration": not args.no_recalibration, "gain_grid": args.gain_grid or "default", "windows": args.windows, "stride": args.stride,
               "calibration_stride": args.calibration_stride, "members": args.members,
               "steps_members": args.steps_members, "seed": args.seed, "folds": {}}
     seconds = {"production": 0.0, "steps": 0.0}
@@ -124,13 +151,25 @@ def main(argv=None) -> None:
         if key not in calibrations:  # the shipped model calibrates once for both its held-out events
             train_x = np.concatenate([data(e, args.calibration_stride)[1] for e in train_events])
             train_y = np.concatenate([data(e, args.calibration_stride)[2] for e in train_events])
+            if held_out in earlier and not args.no_recalibration:
+                p = earlier[held_out]
+                if p.provenance["calibrated_on"] != list(train_events):
+                    raise SystemExit(f"{held_out}: the earlier perturbations were calibrated on "
+                                     f"{p.provenance['calibrated_on']}, not {list(train_events)}")
+                calibrations[key] = recalibrate(p, centres(model_path, train_x), train_y, n_members=args.members,
+                                                seed=args.seed, newest_scans_mm_h=train_x[:, -1])
+                calibrations[key].provenance["starts"] = len(train_x)
+        if key not in calibrations:
             calibrations[key] = calibrate(
                 centres(model_path, train_x), train_y, n_members=args.members, seed=args.seed,
                 newest_scans_mm_h=None if args.no_match_cdf else train_x[:, -1],
+                **({"recalibration_thresholds_mm_h": None} if args.no_recalibration else {}),
                 **({"gain_grid": tuple(float(g) for g in args.gain_grid.split(","))} if args.gain_grid else {}),
                 provenance={"centre_model": model_path.name, "calibrated_on": train_events, "windows": args.windows,
                             "stride": args.calibration_stride, "starts": len(train_x)})[0]
         params = calibrations[key]
+        if params.probability_map is not None:
+            report.setdefault("probability_maps", {})[held_out] = params.probability_map.as_dict()
         print(f"[{held_out}] calibrated on {train_events} ({params.provenance['starts']} starts, "
               f"{time.perf_counter() - t0:.0f} s, match_cdf {params.match_cdf}): "
               f"displacement_px {params.displacement_px}, log_sigma {params.log_sigma}, gain {params.gain}", flush=True)
@@ -150,7 +189,8 @@ def main(argv=None) -> None:
             seconds["production"] += t2 - t1
             seconds["steps"] += time.perf_counter() - t2
             for m in methods:
-                prob = exceedance_probability(members[m], EVAL_THRESHOLDS_MM_H)  # (6, T, H, W)
+                prob = exceedance_probability(members[m], EVAL_THRESHOLDS_MM_H,  # (6, T, H, W)
+                                              production.probability_map if m == "production" else None)
                 for k in range(6):
                     for j, thr in enumerate(EVAL_THRESHOLDS_MM_H):
                         counts = ProbCounts.of(prob[k, j], y[i, k], thr)
@@ -161,7 +201,10 @@ def main(argv=None) -> None:
             "perturbations": {"displacement_px": params.displacement_px, "log_sigma": params.log_sigma,
                               "corr_px": params.corr_px, "gain": params.gain, "match_cdf": params.match_cdf},
             "brier": {m: {f"{thr:g}": [round(fold[m][k][thr].brier(), 5) for k in range(6)]
-                          for thr in EVAL_THRESHOLDS_MM_H} for m in methods}}
+                          for thr in EVAL_THRESHOLDS_MM_H} for m in methods},
+            # the additive counts, so folds scored in separate runs pool exactly
+            "counts": {m: {f"{thr:g}": [fold[m][k][thr].as_dict() for k in range(6)]
+                           for thr in EVAL_THRESHOLDS_MM_H} for m in methods}}
         print(json.dumps({held_out: report["folds"][held_out]["brier"]}), flush=True)
 
     lead_rows = []

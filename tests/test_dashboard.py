@@ -24,6 +24,13 @@ from nowcast_core.db.schema import FrameRecord
 FRAME_MS = 300
 
 
+def _fixed(x: float, digits: int) -> str:
+    """JavaScript's ``Number.toFixed``: the exact value rounded half up (Python's format rounds half to even)."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    return str(Decimal(x).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+
+
 def _chromium() -> str:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if path := shutil.which(name):
@@ -107,7 +114,8 @@ def test_dashboard_shows_every_dam_with_the_apis_numbers(browser, site, tmp_path
     page.wait_for_selector("body[data-loaded=true]")
     _wait_image(page)
     api = page.request
-    hour = {r["dam"]: r["depth_mm"] for r in api.get(f"{url}api/v1/forecasts?lead_minutes=60").json()}
+    rows = {r["dam"]: r for r in api.get(f"{url}api/v1/forecasts?lead_minutes=60").json()}
+    hour = {dam: r["depth_mm"] for dam, r in rows.items()}
     levels = {a["dam"]: a["level"] for a in api.get(f"{url}api/v1/alerts").json()}
     cards = page.locator("article.card")
     assert cards.count() == 7
@@ -116,6 +124,11 @@ def test_dashboard_shows_every_dam_with_the_apis_numbers(browser, site, tmp_path
         card = page.locator(f"article.card[data-dam='{dam}']")
         assert card.locator("h3").inner_text() == dam
         assert card.locator(".next-hour").inner_text() == f"{hour[dam]:.2f}"
+        facts = card.locator(".facts").inner_text()  # how sure: the ensemble's median, 90th percentile, P(>= x mm)
+        assert f"p50 {_fixed(rows[dam]['accum_mm_p50'], 1)} mm" in facts
+        assert f"p90 {_fixed(rows[dam]['accum_mm_p90'], 1)} mm" in facts
+        for thr, p in rows[dam]["prob_accum_ge"].items():
+            assert f"P(≥{thr} mm) {_fixed(100 * p, 0)} %" in facts
         assert card.locator(".badge").get_attribute("data-level") == levels[dam]
         assert card.locator("svg.spark rect.obsbar").count() == 18  # 3 h of observed scans
         assert card.locator("svg.spark polyline.fcline").count() == 1

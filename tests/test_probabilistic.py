@@ -232,8 +232,8 @@ def test_predict_probabilistic_writes_exceedance_probabilities(tmp_path, shared_
         assert list(npz["thresholds_mm_h"]) == list(THRESHOLDS_MM_H)
         prob, rain = npz["exceedance_probability"], npz["rain_rate_mm_h"]
     assert prob.dtype == np.float32 and prob.shape == (2, 6, 4, 120, 120) and rain.shape == (2, 6, 120, 120)
-    assert set(np.unique(prob * 4)) <= {0.0, 1.0, 2.0, 3.0, 4.0} and (np.diff(prob, axis=2) <= 0).all()
-    assert prob[:, :, 1].max() == 1.0  # the event is wet at 1 mm/h
+    assert prob.min() >= 0 and prob.max() <= 1 and (np.diff(prob, axis=2) <= 0).all()
+    assert prob[:, :, 1].max() > 0.9  # the event is wet at 1 mm/h (the shipped probability map publishes the share)
     again = tmp_path / "g.npz"
     assert CliRunner().invoke(app, args[:-1] + [str(again)]).exit_code == 0
     with np.load(again, allow_pickle=False) as npz:

@@ -1,7 +1,7 @@
 """A home filled by a real cycle on real scans, shared by the web tests (session scope).
 
 20 consecutive scans of the KNMI event (the wet part), ingested, forecast with pysteps as the
-production method and persistence beside it, verified and assessed for alerts: what
+production method (with its perturbed ensemble) and persistence beside it, verified and assessed for alerts: what
 ``nowcast run --once`` does, in-process (no Prefect server), once per test session.
 """
 
@@ -28,6 +28,7 @@ def fill_home(home: Path, radar: Path, **overrides) -> Service:
         shutil.copy(path, settings.inbox / path.name)
     svc.ingest()
     svc.forecast(production=True)
+    svc.forecast_ensembles()  # the production ensemble: p50/p90 and probabilities on the forecast rows
     svc.forecast_baselines()
     svc.verify()
     return svc

@@ -39,9 +39,9 @@ def store_ensemble(session: Session, *, issue_time, ensemble: Ensemble, members_
                    centre_mm_h: np.ndarray, run: ForecastRun | None, is_production: bool, seconds: float,
                    input_quality: str, dams: Sequence[Dam], forecasts_dir: Path) -> EnsembleRun | None:
     """Store one ensemble run (its probability file and dam rows) in one transaction; None if it exists."""
-    prob = exceedance_probability(members_mm_h, THRESHOLDS_MM_H)
-    rel, checksum = save_probability(forecasts_dir, issue_time, ensemble.name, prob, THRESHOLDS_MM_H,
-                                     members_mm_h.shape[0])
+    share = exceedance_probability(members_mm_h, THRESHOLDS_MM_H)  # stored exactly, with the map that publishes it
+    rel, checksum = save_probability(forecasts_dir, issue_time, ensemble.name, share, THRESHOLDS_MM_H,
+                                     members_mm_h.shape[0], ensemble.probability_map)
     row = EnsembleRun(issue_time=issue_time, method=ensemble.name, version=ensemble.version,
                       is_production=is_production, run_id=run.id if run is not None else None,
                       n_members=int(members_mm_h.shape[0]), seed=int(ensemble.seed), seconds=seconds,

@@ -16,6 +16,8 @@ class Ensemble(Protocol):
     version: str
     n_members: int
     seed: int
+    #: Recalibrates the members' exceedance shares (:mod:`nowcast_core.ensembles.recalibration`); None: raw.
+    probability_map: object | None
 
     def members(self, rain_rate_mm_h: np.ndarray, *, issue_times: Sequence[datetime] | None = None,
                 centre_mm_h: np.ndarray | None = None) -> np.ndarray:

@@ -3,7 +3,9 @@
 Per lead, a grid search over the displacement spread, the log-noise amplitude and the gain for the
 smallest sum of Brier scores at the calibration thresholds (default 1 and 5 mm/h), pixel by
 pixel over every issue time given. Every (lead, candidate) is scored with the same random draws
-(common random numbers), so candidates differ only by their parameters.
+(common random numbers), so candidates differ only by their parameters. Then, with the chosen
+perturbations, the members' exceedance shares at the product thresholds are recalibrated to the
+frequencies observed on the same events (:mod:`nowcast_core.ensembles.recalibration`).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nowcast_core.contract import N_LEADS
+from nowcast_core.contract import N_LEADS, THRESHOLDS_MM_H
 from nowcast_core.ensembles.base import issue_generator
-from nowcast_core.ensembles.perturbed import Perturbations, displaced, draw, log_normal_factor, matched
+from nowcast_core.ensembles.perturbed import Perturbations, displaced, draw, log_normal_factor, matched, perturb
+from nowcast_core.ensembles.recalibration import PRIOR_PIXELS, LevelCounts
 
 DISPLACEMENT_GRID_PX = (0.0, 1.0, 2.0, 4.0, 6.0, 8.0, 11.0, 15.0, 20.0)
 LOG_SIGMA_GRID = (0.0, 0.2, 0.4, 0.7, 1.0, 1.3, 1.7, 2.2)
@@ -27,11 +30,14 @@ def calibrate(centres_mm_h: np.ndarray, observed_mm_h: np.ndarray, *, n_members:
               log_sigma_grid: Sequence[float] = LOG_SIGMA_GRID, gain_grid: Sequence[float] = GAIN_GRID,
               thresholds_mm_h: Sequence[float] = CALIBRATION_THRESHOLDS_MM_H,
               newest_scans_mm_h: np.ndarray | None = None,
+              recalibration_thresholds_mm_h: Sequence[float] | None = THRESHOLDS_MM_H,
               provenance: dict | None = None) -> tuple[Perturbations, dict]:
     """Perturbations minimising the Brier score of ``centres`` (n, 6, H, W) against ``observed`` (n, 6, H, W).
 
     With ``newest_scans_mm_h`` (n, H, W), the newest input scan of each start, the centres are first
     probability-matched to it (``match_cdf``) and the spreads calibrated around the matched centres.
+    With ``recalibration_thresholds_mm_h`` (default the product thresholds; None: none), the chosen
+    perturbations' exceedance shares get a probability map fitted on the same starts.
 
     Returns the perturbations and a table {lead index: {(d, s, g): summed Brier}} for reports.
     NaN observations (no data) are left out.
@@ -85,4 +91,28 @@ def calibrate(centres_mm_h: np.ndarray, observed_mm_h: np.ndarray, *, n_members:
                  "log_sigma_grid": list(map(float, log_sigma_grid)), "gain_grid": list(map(float, gain_grid)),
                  "brier_at_optimum": [round(float(total[k].min()), 6) for k in range(N_LEADS)]})
     info["match_cdf"] = match_cdf
-    return Perturbations(tuple(best_d), tuple(best_s), float(corr_px), tuple(best_g), match_cdf, info), table
+    chosen = Perturbations(tuple(best_d), tuple(best_s), float(corr_px), tuple(best_g), match_cdf, info)
+    if recalibration_thresholds_mm_h is None:
+        return chosen, table
+    return recalibrate(chosen, centres, observed, n_members=n_members, seed=seed,
+                       thresholds_mm_h=recalibration_thresholds_mm_h, newest_scans_mm_h=newest_scans_mm_h), table
+
+
+def recalibrate(perturbations: Perturbations, centres_mm_h: np.ndarray, observed_mm_h: np.ndarray, *,
+                n_members: int = 24, seed: int = 0, thresholds_mm_h: Sequence[float] = THRESHOLDS_MM_H,
+                newest_scans_mm_h: np.ndarray | None = None) -> Perturbations:
+    """``perturbations`` with a probability map fitted on ``centres`` (n, 6, H, W) against ``observed``:
+    the members' exceedance shares at ``thresholds_mm_h`` mapped to the observed frequencies."""
+    if perturbations.match_cdf and newest_scans_mm_h is None:
+        raise ValueError("these perturbations match the newest scan's distribution: pass newest_scans_mm_h")
+    levels = LevelCounts(n_members, thresholds_mm_h)
+    for i in range(len(centres_mm_h)):
+        members = perturb(centres_mm_h[i], n_members, issue_generator(seed, None, i), perturbations,
+                          newest_scans_mm_h[i] if perturbations.match_cdf else None)
+        levels.add(members, np.asarray(observed_mm_h[i], dtype=np.float32))
+    info = {**perturbations.provenance,
+            "recalibration": {"thresholds_mm_h": list(levels.thresholds_mm_h), "prior_pixels": PRIOR_PIXELS,
+                              "n_issue_times": int(len(centres_mm_h)), "n_members": int(n_members),
+                              "pixels_per_lead": int(levels.pixels[0, 0].sum())}}
+    p = perturbations
+    return Perturbations(p.displacement_px, p.log_sigma, p.corr_px, p.gain, p.match_cdf, info, levels.fit())

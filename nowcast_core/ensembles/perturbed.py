@@ -13,7 +13,9 @@ Each member is the deterministic (centre) forecast
 
 ``d_k``, ``s_k`` and ``g_k`` are per lead, calibrated on training events to minimise the Brier score at
 1 and 5 mm/h (:mod:`nowcast_core.ensembles.calibration`) and stored as data with how they were
-found (``nowcast_core/data/ensemble_calibration.json``). The centre is a forecaster of
+found (``nowcast_core/data/ensemble_calibration.json``). The same file may hold a probability map
+(:mod:`nowcast_core.ensembles.recalibration`): the members' exceedance shares are then published as
+the frequencies observed on the calibration events (``ensemble.probability_map``). The centre is a forecaster of
 :func:`nowcast_core.forecasters.get_method` (default ``rainnet``, its ``model_path`` a parameter).
 """
 
@@ -33,6 +35,7 @@ from nowcast_core.postprocessing import match_intensity
 from nowcast_core.contract import N_LEADS
 from nowcast_core.ensembles import register
 from nowcast_core.ensembles.base import check_inputs, check_members, empty, issue_generator
+from nowcast_core.ensembles.recalibration import ProbabilityMap
 
 CALIBRATION_FILE = Path(__file__).resolve().parents[1] / "data" / "ensemble_calibration.json"
 
@@ -50,6 +53,8 @@ class Perturbations:
     match_cdf: bool = False
     #: How the values were found (events, objective, grid); for people, not used in computing.
     provenance: dict = field(default_factory=dict, compare=False)
+    #: The exceedance probabilities' recalibration (:mod:`nowcast_core.ensembles.recalibration`); None: raw shares.
+    probability_map: ProbabilityMap | None = None
 
     def __post_init__(self):
         if len(self.displacement_px) != N_LEADS or len(self.log_sigma) != N_LEADS or len(self.gain) != N_LEADS:
@@ -65,17 +70,23 @@ class Perturbations:
             doc = json.loads(path.read_text(encoding="utf-8"))
             return cls(tuple(float(v) for v in doc["displacement_px"]), tuple(float(v) for v in doc["log_sigma"]),
                        float(doc["corr_px"]), tuple(float(v) for v in doc.get("gain", (1.0,) * N_LEADS)),
-                       bool(doc.get("match_cdf", False)), doc.get("provenance", {}))
+                       bool(doc.get("match_cdf", False)), doc.get("provenance", {}),
+                       ProbabilityMap.from_dict(doc["probability_map"]) if doc.get("probability_map") else None)
         except FileNotFoundError:
             raise FileNotFoundError(f"ensemble calibration file not found: {path}") from None
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: not an ensemble calibration ({exc})") from None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2) + "\n"
+        doc = asdict(self)
+        doc["probability_map"] = self.probability_map.as_dict() if self.probability_map is not None else None
+        return json.dumps(doc, indent=2) + "\n"
 
     def digest(self) -> str:
-        key = json.dumps([self.displacement_px, self.log_sigma, self.corr_px, self.gain, self.match_cdf])
+        mapping = self.probability_map.as_dict() if self.probability_map is not None else None
+        floats = [[float(v) for v in values] for values in (self.displacement_px, self.log_sigma, self.gain)]
+        key = json.dumps([floats[0], floats[1], float(self.corr_px), floats[2], self.match_cdf]
+                         + ([mapping] if mapping is not None else []))
         return hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
@@ -146,6 +157,8 @@ class CentredEnsemble:
         self._centre = None
         self.name = "rainnet-ensemble" if centre_method == "rainnet" else f"{centre_method}-ensemble"
         self.version = f"{centre_method}-perturbed-{self.n_members}members-seed{self.seed}-cal{self.perturbations.digest()}"
+        #: How the members' exceedance shares become probabilities (None: as they are).
+        self.probability_map = self.perturbations.probability_map
 
     def centre(self):
         """The centre forecaster (loaded on first use)."""

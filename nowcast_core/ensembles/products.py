@@ -3,7 +3,8 @@
 Pure functions of the deterministic forecast (the centre) and the members (mm/h):
 
 - :func:`exceedance_probability`: per lead the share of members at or above each rain-rate
-  threshold, pixel by pixel (the fields stored beside the forecast);
+  threshold, pixel by pixel, recalibrated where the ensemble has a probability map (the fields
+  stored beside the forecast);
 - :func:`dam_probabilities`: per dam and lead, the catchment-mean rain accumulated from the
   issue time (``accum_mm`` of the centre; ``accum_mm_p10/p50/p90`` over the members; each
   member's value), ``prob_accum_ge`` at the dam's accumulation thresholds and ``prob_rate_ge``
@@ -20,6 +21,7 @@ import numpy as np
 
 from nowcast_core.contract import LEAD_MINUTES, N_LEADS, SCAN_INTERVAL, THRESHOLDS_MM_H
 from nowcast_core.dams import Dam, catchment_mean_rates
+from nowcast_core.ensembles.recalibration import ProbabilityMap, publish
 
 #: Catchment-mean rain-rate thresholds (mm/h) of ``prob_rate_ge``.
 RATE_THRESHOLDS_MM_H = (1.0, 5.0, 10.0)
@@ -40,10 +42,15 @@ def _check_members(members_mm_h: np.ndarray) -> np.ndarray:
     return m
 
 
-def exceedance_probability(members_mm_h: np.ndarray, thresholds_mm_h: Sequence[float] = THRESHOLDS_MM_H) -> np.ndarray:
-    """float32 (6, n_thresholds, H, W): share of members >= each threshold."""
+def exceedance_probability(members_mm_h: np.ndarray, thresholds_mm_h: Sequence[float] = THRESHOLDS_MM_H,
+                           probability_map: ProbabilityMap | None = None) -> np.ndarray:
+    """float32 (6, n_thresholds, H, W): share of members >= each threshold, recalibrated by the
+    ensemble's ``probability_map`` where it has one (``ensemble.probability_map``)."""
     m = _check_members(members_mm_h)
-    return np.stack([(m >= t).mean(axis=0) for t in thresholds_mm_h], axis=1).astype(np.float32)
+    share = np.stack([(m >= t).mean(axis=0) for t in thresholds_mm_h], axis=1).astype(np.float32)
+    if probability_map is None:
+        return share
+    return publish(share, thresholds_mm_h, *probability_map.table(thresholds_mm_h))
 
 
 def accumulation_mm(catchment_rates_mm_h: np.ndarray) -> np.ndarray:

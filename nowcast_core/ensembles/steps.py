@@ -19,6 +19,7 @@ KM_PER_PIXEL = 1.0
 
 class StepsEnsemble:
     name = "steps"
+    probability_map = None  # the reference: its members' shares as pysteps makes them
 
     def __init__(self, n_members: int = 12, seed: int = 42, n_cascade_levels: int = 6):
         self.n_members, self.seed, self.n_cascade_levels = check_members(n_members), int(seed), n_cascade_levels

@@ -60,18 +60,24 @@ def load_field(root: Path, relpath: str, checksum: str | None = None) -> np.ndar
 
 
 def save_probability(root: Path, issue_time: datetime, method: str, exceedance_probability: np.ndarray,
-                     thresholds_mm_h, n_members: int) -> tuple[str, str]:
-    """Store (6, n_thresholds, H, W) exceedance probabilities of an ``n_members`` ensemble, exactly, as
-    member counts (uint8); returns (path relative to ``root``, sha256 of the file)."""
+                     thresholds_mm_h, n_members: int, probability_map=None) -> tuple[str, str]:
+    """Store (6, n_thresholds, H, W) exceedance shares of an ``n_members`` ensemble, exactly, as member
+    counts (uint8), with the ensemble's ``probability_map`` (:class:`~nowcast_core.ensembles.recalibration.
+    ProbabilityMap`) per lead and threshold so :func:`load_probability` returns the published
+    probabilities; returns (path relative to ``root``, sha256 of the file)."""
     p = np.asarray(exceedance_probability, dtype=np.float64)
     if not 1 <= n_members <= 255:
         raise ValueError(f"n_members must be 1 .. 255 to store member counts, got {n_members}")
     counts = np.rint(p * n_members)
     if np.abs(counts - p * n_members).max(initial=0.0) > 1e-3 or counts.min(initial=0) < 0 or counts.max(initial=0) > n_members:
         raise ValueError("exceedance probabilities must be member fractions k / n_members")
+    mapping = {}
+    if probability_map is not None:  # per lead and threshold the published value at each raw level
+        levels, table = probability_map.table(list(thresholds_mm_h))
+        mapping = {"map_raw_levels": levels, "map_probability": table}
     buf = io.BytesIO()
     np.savez_compressed(buf, member_counts=counts.astype(np.uint8), n_members=np.int64(n_members),
-                        thresholds_mm_h=np.asarray(thresholds_mm_h, dtype=np.float64))
+                        thresholds_mm_h=np.asarray(thresholds_mm_h, dtype=np.float64), **mapping)
     data = buf.getvalue()
     checksum = sha256_bytes(data)
     rel = Path(f"{issue_time:%Y/%m/%d}") / f"{issue_time:%Y%m%d%H%M}_{method}_prob_{checksum[:12]}.npz"
@@ -80,10 +86,16 @@ def save_probability(root: Path, issue_time: datetime, method: str, exceedance_p
 
 
 def load_probability(root: Path, relpath: str, checksum: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Stored exceedance probabilities: (float32 (6, n_thresholds, H, W), thresholds in mm/h)."""
+    """Stored exceedance probabilities, recalibrated where the file has a map: (float32 (6, n_thresholds,
+    H, W), thresholds in mm/h)."""
     data = (Path(root) / relpath).read_bytes()
     if checksum is not None and sha256_bytes(data) != checksum:
         raise ValueError(f"probability field {relpath} does not match its stored checksum")
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         p = npz["member_counts"].astype(np.float64) / int(npz["n_members"])
-        return p.astype(np.float32), npz["thresholds_mm_h"].astype(np.float64)
+        thresholds = npz["thresholds_mm_h"].astype(np.float64)
+        if "map_probability" in npz.files:
+            from nowcast_core.ensembles.recalibration import publish
+
+            return publish(p, thresholds, npz["map_raw_levels"], npz["map_probability"]), thresholds
+        return p.astype(np.float32), thresholds

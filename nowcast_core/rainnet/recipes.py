@@ -9,6 +9,12 @@
   Retraining fine-tunes with its loss (``nowcast_core.models.retrain``).
 - ``loeo-fss-linear-head``: ``loeo-fss`` with a linear head convolution, the fix of the dead head
   that the test found (``docs/MODEL_CARD.md``).
+- ``loeo-learned-smoothing``: ``loeo-fss-linear-head`` without the fixed smoothing of the
+  conditioning: the network gets the unsmoothed, persistence-filled extrapolation and learns how
+  much to blur, sharpen and intensify per lead itself.
+- ``loeo-linear-fss2-12ep``: ``loeo-fss-linear-head`` trained four times longer (12 one-step
+  epochs; the one-step loss was still falling after 3) with twice the neighbourhood term's weight
+  (the linear head faded rain).
 - ``loeo-fss``: the recipe of the leave-one-event-out test (``bench/loeo.py``): fixed epochs and
   no validation events (the held-out event chooses nothing), every window capped at 15 samples,
   the neighbourhood (1 - FSS) loss term added.
@@ -49,6 +55,8 @@ RECIPES: dict[str, dict] = {
     },
 }
 RECIPES["loeo-fss-linear-head"] = {**RECIPES["loeo-fss"], "head_activation": "linear"}
+RECIPES["loeo-learned-smoothing"] = {**RECIPES["loeo-fss-linear-head"], "smoothing_px_per_lead": 0.0}
+RECIPES["loeo-linear-fss2-12ep"] = {**RECIPES["loeo-fss-linear-head"], "epochs": 12, "fss_weight": 2.0}
 
 
 def get_recipe(name: str) -> dict:

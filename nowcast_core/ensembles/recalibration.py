@@ -1,0 +1,128 @@
+"""Recalibrating an ensemble's exceedance probabilities on training events.
+
+The share of members at or above a threshold is a probability only if it is reliable. The
+perturbed RainNet ensemble is not: held out, its members agree more often than the weather does
+(the rain in the core of a storm may decay, which shifting and noising one forecast never shows).
+A :class:`ProbabilityMap` maps the raw share to the frequency observed on training events, per lead
+and threshold: counts of pixels and of events per raw level ``j / n_members``, made monotone by
+pooling adjacent violators (isotonic regression), each level shrunk towards its raw value by
+``prior_pixels`` pseudo-pixels so a sparsely seen level stays near where it was. Between levels,
+and for another member count, the map is interpolated linearly; a threshold it was not fitted at
+is left raw; and a pixel's published probability never rises with the threshold (:func:`publish`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from nowcast_core.contract import N_LEADS
+
+#: Pseudo-pixels at the raw value added to every level before the isotonic fit.
+PRIOR_PIXELS = 100.0
+
+
+@dataclass(frozen=True)
+class ProbabilityMap:
+    """``calibrated[lead][threshold][level]``: the probability to publish when a share ``raw[level]``
+    of the members reaches ``thresholds_mm_h[threshold]`` at that lead."""
+
+    thresholds_mm_h: tuple[float, ...]
+    raw: tuple[float, ...]
+    calibrated: tuple[tuple[tuple[float, ...], ...], ...]
+
+    def __post_init__(self):
+        shape = np.shape(self.calibrated)
+        if shape != (N_LEADS, len(self.thresholds_mm_h), len(self.raw)):
+            raise ValueError(f"a probability map needs {N_LEADS} x {len(self.thresholds_mm_h)} x {len(self.raw)} "
+                             f"values, got {shape}")
+        values = np.asarray(self.calibrated)
+        if len(self.raw) < 2 or np.any(np.diff(self.raw) <= 0) or self.raw[0] != 0 or self.raw[-1] != 1:
+            raise ValueError("a probability map's raw levels must rise from 0 to 1")
+        if values.min() < 0 or values.max() > 1 or np.any(np.diff(values, axis=-1) < -1e-12):
+            raise ValueError("a probability map's values must lie in [0, 1] and never fall as the raw share rises")
+
+    def table(self, thresholds_mm_h: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+        """(raw levels (L,), published values (6, n_thresholds, L)) for these thresholds; identity where
+        a threshold is not mapped. What :func:`publish` applies and what a probability file stores."""
+        levels = np.asarray(self.raw, dtype=np.float64)
+        out = np.empty((N_LEADS, len(thresholds_mm_h), len(levels)))
+        for j, t in enumerate(thresholds_mm_h):
+            idx = self.threshold_index(t)
+            out[:, j] = levels if idx is None else np.asarray(self.calibrated)[:, idx]
+        return levels, out
+
+    def threshold_index(self, threshold_mm_h: float) -> int | None:
+        for j, t in enumerate(self.thresholds_mm_h):
+            if abs(t - float(threshold_mm_h)) <= 1e-9 * max(1.0, t):
+                return j
+        return None
+
+    def as_dict(self) -> dict:
+        return {"thresholds_mm_h": list(self.thresholds_mm_h), "raw": list(_rounded(self.raw)),
+                "calibrated": [[list(_rounded(row)) for row in lead] for lead in self.calibrated]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ProbabilityMap":
+        return cls(tuple(float(t) for t in d["thresholds_mm_h"]), tuple(float(v) for v in d["raw"]),
+                   tuple(tuple(tuple(float(v) for v in row) for row in lead) for lead in d["calibrated"]))
+
+
+def publish(share: np.ndarray, thresholds_mm_h: Sequence[float], levels: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Exceedance shares (6, n_thresholds, H, W) -> float32 published probabilities: each lead and
+    threshold through its map ``table`` (6, n_thresholds, L) over ``levels``, then never rising with the
+    threshold (a pixel's probability of 5 mm/h is at most its probability of 1 mm/h)."""
+    p = np.asarray(share, dtype=np.float64).copy()
+    for k in range(p.shape[0]):
+        for j in range(p.shape[1]):
+            p[k, j] = np.interp(p[k, j], levels, table[k, j])
+    order = np.argsort(np.asarray(thresholds_mm_h, dtype=np.float64), kind="stable")
+    p[:, order] = np.minimum.accumulate(p[:, order], axis=1)
+    return p.astype(np.float32)
+
+
+def isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The non-decreasing sequence closest to ``values`` in weighted least squares (pool adjacent violators)."""
+    blocks: list[list[float]] = []  # [weighted mean, weight, length]
+    for v, w in zip(np.asarray(values, float), np.asarray(weights, float), strict=True):
+        blocks.append([v, w, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            v2, w2, n2 = blocks.pop()
+            v1, w1, n1 = blocks.pop()
+            blocks.append([(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
+    return np.concatenate([np.full(n, v) for v, _, n in blocks])
+
+
+class LevelCounts:
+    """Pixels and events per (lead, threshold, raw level k of n members): what a map is fitted on."""
+
+    def __init__(self, n_members: int, thresholds_mm_h: Sequence[float]):
+        self.n_members = int(n_members)
+        self.thresholds_mm_h = tuple(float(t) for t in thresholds_mm_h)
+        self.pixels = np.zeros((N_LEADS, len(self.thresholds_mm_h), self.n_members + 1))
+        self.events = np.zeros_like(self.pixels)
+
+    def add(self, members_mm_h: np.ndarray, observed_mm_h: np.ndarray) -> None:
+        """One start's members (n_members, 6, H, W) against its observations (6, H, W); NaN left out."""
+        for k in range(N_LEADS):
+            valid = np.isfinite(observed_mm_h[k])
+            obs = observed_mm_h[k][valid]
+            for j, t in enumerate(self.thresholds_mm_h):
+                level = (members_mm_h[:, k][:, valid] >= t).sum(axis=0)
+                self.pixels[k, j] += np.bincount(level, minlength=self.n_members + 1)
+                self.events[k, j] += np.bincount(level, weights=(obs >= t), minlength=self.n_members + 1)
+
+    def fit(self, prior_pixels: float = PRIOR_PIXELS) -> ProbabilityMap:
+        raw = np.arange(self.n_members + 1) / self.n_members
+        weights = self.pixels + prior_pixels
+        shrunk = (self.events + prior_pixels * raw) / weights
+        calibrated = [[_rounded(np.clip(isotonic(shrunk[k, j], weights[k, j]), 0.0, 1.0))
+                       for j in range(len(self.thresholds_mm_h))] for k in range(N_LEADS)]
+        return ProbabilityMap(self.thresholds_mm_h, _rounded(raw), tuple(tuple(lead) for lead in calibrated))
+
+
+def _rounded(values) -> tuple[float, ...]:
+    """Six decimals: what the calibration file keeps, so a map and its file are equal."""
+    return tuple(round(float(v), 6) for v in values)

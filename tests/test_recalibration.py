@@ -1,0 +1,128 @@
+"""Recalibrated exceedance probabilities (issue 11): the probability map fitted on training events."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nowcast_core.contract import N_LEADS, THRESHOLDS_MM_H
+from nowcast_core.ensembles.calibration import recalibrate
+from nowcast_core.ensembles.perturbed import CentredEnsemble, Perturbations
+from nowcast_core.ensembles.products import exceedance_probability
+from nowcast_core.ensembles.recalibration import LevelCounts, ProbabilityMap, isotonic
+
+SPREAD = Perturbations((1.0,) * N_LEADS, (0.3,) * N_LEADS, 6.0)
+
+
+def _storm(rng: np.random.Generator, n: int, keep: float) -> tuple[np.ndarray, np.ndarray]:
+    """Centres of a 20 mm/h block; observations where each pixel keeps its rain with probability ``keep``
+    (the forecast is over-confident: it never shows the decay)."""
+    centres = np.zeros((n, N_LEADS, 120, 120), np.float32)
+    centres[:, :, 30:90, 30:90] = 20.0
+    observed = np.where(rng.random(centres.shape) < keep, centres, 0.0).astype(np.float32)
+    return centres, observed
+
+
+def test_isotonic_pools_adjacent_violators_and_keeps_a_rising_sequence():
+    np.testing.assert_allclose(isotonic(np.array([0.3, 0.1]), np.array([1.0, 1.0])), [0.2, 0.2])
+    np.testing.assert_allclose(isotonic(np.array([0.0, 0.5, 0.2, 0.9]), np.array([1.0, 1.0, 3.0, 1.0])),
+                               [0.0, 0.275, 0.275, 0.9])
+    rising = np.array([0.0, 0.1, 0.1, 0.7])
+    np.testing.assert_array_equal(isotonic(rising, np.ones(4)), rising)
+
+
+def test_map_learns_the_observed_frequency_and_lowers_the_brier_score_on_new_starts():
+    rng = np.random.default_rng(3)
+    centres, observed = _storm(rng, 6, keep=0.6)
+    mapped = recalibrate(SPREAD, centres, observed, n_members=24, seed=1)
+    pm = mapped.probability_map
+    assert pm is not None and pm.thresholds_mm_h == tuple(float(t) for t in THRESHOLDS_MM_H)
+    j = pm.threshold_index(5.0)
+    for k in range(N_LEADS):
+        values = np.asarray(pm.calibrated[k][j])
+        assert (np.diff(values) >= 0).all()  # monotone
+        assert abs(values[-1] - 0.6) < 0.05  # all members agree -> what was observed, not 1
+    # new starts of the same weather: the recalibrated probabilities score better than the raw shares
+    centres2, observed2 = _storm(np.random.default_rng(4), 2, keep=0.6)
+    raw_brier, mapped_brier = [], []
+    for ensemble, out in ((CentredEnsemble(24, 9, "persistence", SPREAD), raw_brier),
+                          (CentredEnsemble(24, 9, "persistence", mapped), mapped_brier)):
+        members = ensemble.members(np.zeros((2, 4, 120, 120), np.float32), centre_mm_h=centres2)
+        for i in range(2):
+            prob = exceedance_probability(members[i], (1.0, 5.0), ensemble.probability_map)
+            out.append(np.mean((prob - (observed2[i][:, None] >= np.array([1.0, 5.0])[:, None, None])) ** 2))
+    assert np.mean(mapped_brier) < 0.9 * np.mean(raw_brier)
+
+
+def test_unmapped_thresholds_stay_raw_and_steps_has_no_map():
+    from nowcast_core.ensembles import get_ensemble
+
+    counts = LevelCounts(4, (5.0,))
+    members = np.zeros((4, N_LEADS, 8, 8), np.float32)
+    members[:2] = 6.0  # half the members: share 0.5
+    counts.add(members, np.zeros((N_LEADS, 8, 8), np.float32))  # never observed
+    pm = counts.fit(prior_pixels=1.0)
+    prob = exceedance_probability(members, (1.0, 5.0), pm)
+    np.testing.assert_allclose(prob[:, 0], 0.5)  # 1 mm/h: not in the map
+    assert (prob[:, 1] < 0.05).all()  # 5 mm/h: what was observed
+    assert get_ensemble("steps").probability_map is None
+
+
+def test_calibration_file_round_trips_and_a_map_changes_the_version(tmp_path):
+    centres, observed = _storm(np.random.default_rng(0), 2, keep=0.5)
+    mapped = recalibrate(SPREAD, centres, observed, n_members=12, seed=0)
+    path = tmp_path / "cal.json"
+    path.write_text(mapped.to_json())
+    loaded = Perturbations.load(path)
+    assert loaded == mapped and loaded.digest() == mapped.digest() != SPREAD.digest()
+    assert CentredEnsemble(12, 1, "persistence", loaded).version != CentredEnsemble(12, 1, "persistence", SPREAD).version
+    doc = json.loads(path.read_text())
+    doc["probability_map"]["calibrated"][0][0][-1] = -0.5  # not a probability
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="not an ensemble calibration"):
+        Perturbations.load(path)
+
+
+def test_a_map_of_the_wrong_shape_or_falling_is_refused():
+    with pytest.raises(ValueError, match="needs"):
+        ProbabilityMap((5.0,), (0.0, 1.0), (((0.0, 1.0),),))
+    falling = tuple(((0.5, 0.2),) for _ in range(N_LEADS))
+    with pytest.raises(ValueError, match="never fall"):
+        ProbabilityMap((5.0,), (0.0, 1.0), falling)
+
+
+def test_the_probability_file_keeps_member_counts_and_publishes_the_mapped_probabilities(tmp_path):
+    from datetime import UTC, datetime
+
+    from nowcast_core.io.fields import load_probability, save_probability
+
+    counts = LevelCounts(4, (5.0,))
+    members = np.zeros((4, N_LEADS, 8, 8), np.float32)
+    members[:3, :, :4] = 6.0  # three of four members in the left half
+    observed = np.zeros((N_LEADS, 8, 8), np.float32)
+    observed[:, :2] = 6.0  # half of those pixels got it
+    counts.add(members, observed)
+    pm = counts.fit(prior_pixels=1.0)
+    share = exceedance_probability(members, (1.0, 5.0))
+    published = exceedance_probability(members, (1.0, 5.0), pm)
+    issue = datetime(2021, 7, 1, tzinfo=UTC)
+    rel, checksum = save_probability(tmp_path, issue, "rainnet-ensemble", share, (1.0, 5.0), 4, pm)
+    loaded, thresholds = load_probability(tmp_path, rel, checksum)
+    np.testing.assert_allclose(loaded, published, atol=1e-6)
+    assert abs(float(loaded[0, 1, 0, 0]) - 0.5) < 0.05 and float(loaded[0, 0, 0, 0]) == 0.75  # 1 mm/h raw
+    rel_raw, _ = save_probability(tmp_path, issue, "steps", share, (1.0, 5.0), 4)
+    np.testing.assert_array_equal(load_probability(tmp_path, rel_raw)[0], share)
+
+
+def test_published_probabilities_never_rise_with_the_threshold():
+    from nowcast_core.ensembles.recalibration import publish
+
+    share = np.full((N_LEADS, 2, 4, 4), 0.5, np.float32)  # half the members at 1 and at 5 mm/h
+    levels = np.array([0.0, 1.0])
+    table = np.empty((N_LEADS, 2, 2))
+    table[:, 0] = [0.0, 0.6]  # 1 mm/h: 0.5 -> 0.3
+    table[:, 1] = [0.0, 1.0]  # 5 mm/h: 0.5 -> 0.5, above the 1 mm/h value: capped to it
+    np.testing.assert_allclose(publish(share, (1.0, 5.0), levels, table)[:, 1], 0.3)
+    np.testing.assert_allclose(publish(share[:, ::-1], (5.0, 1.0), levels, table[:, ::-1])[:, 0], 0.3)  # any order

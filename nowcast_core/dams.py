@@ -160,6 +160,14 @@ def catchment_mean_rates(rain_mm_h: np.ndarray, dams: Sequence[Dam]) -> np.ndarr
     return np.add.reduceat(values, starts, axis=-1) / sizes
 
 
+def accumulated_depth_mm(mean_rates_mm_h: np.ndarray, lead_minutes: Sequence[int] = LEAD_MINUTES) -> np.ndarray:
+    """Rain depth (mm) accumulated from the issue time to each lead, over the lead axis (-2) of
+    catchment-mean rates (..., n_leads, n_dams). Each lead's rate holds over the interval that ends at
+    it (from the previous lead, or the issue time): ``depth(L_k) = sum_{j <= k} rate_j * (L_j - L_{j-1}) / 60``."""
+    steps = np.diff((0,) + tuple(int(m) for m in lead_minutes)) / 60.0
+    return np.cumsum(np.asarray(mean_rates_mm_h, dtype=np.float64) * steps[:, None], axis=-2)
+
+
 def validate_dams(dams: Sequence[Dam], shape: tuple[int, int] = GRID_SHAPE) -> None:
     """Check a list of dams against a grid.
 
@@ -344,7 +352,7 @@ def dam_rainfall(
     mean = np.add.reduceat(values, starts, axis=1) / sizes  # (n_leads, n_dams)
     peak = np.maximum.reduceat(values, starts, axis=1)
     wet = np.add.reduceat((values >= WET_MM_H).astype(np.float64), starts, axis=1) / sizes
-    depth = np.cumsum(mean * (steps / 60.0)[:, None], axis=0)
+    depth = accumulated_depth_mm(mean, leads)
 
     out = []
     for k, dam in enumerate(dams):

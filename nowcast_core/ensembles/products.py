@@ -10,7 +10,8 @@ Pure functions of the deterministic forecast (the centre) and the members (mm/h)
   member's value), ``prob_accum_ge`` at the dam's accumulation thresholds and ``prob_rate_ge``
   of the catchment-mean rate at that lead.
 
-Each 10-minute lead's rate holds for 10 minutes: accumulation(L_k) = sum_{j<=k} rate_j * 10 / 60.
+Each 10-minute lead's rate holds for 10 minutes (:func:`nowcast_core.dams.accumulated_depth_mm`, the
+same depth as ``dam_rainfall``'s ``depth_mm``).
 """
 
 from __future__ import annotations
@@ -19,15 +20,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nowcast_core.contract import LEAD_MINUTES, N_LEADS, SCAN_INTERVAL, THRESHOLDS_MM_H
-from nowcast_core.dams import Dam, catchment_mean_rates
+from nowcast_core.contract import LEAD_MINUTES, N_LEADS, THRESHOLDS_MM_H
+from nowcast_core.dams import Dam, accumulated_depth_mm, catchment_mean_rates
 from nowcast_core.ensembles.recalibration import ProbabilityMap, publish
 
 #: Catchment-mean rain-rate thresholds (mm/h) of ``prob_rate_ge``.
 RATE_THRESHOLDS_MM_H = (1.0, 5.0, 10.0)
 #: Quantiles stored over the members.
 QUANTILES = {"accum_mm_p10": 0.1, "accum_mm_p50": 0.5, "accum_mm_p90": 0.9}
-HOURS_PER_LEAD = SCAN_INTERVAL.total_seconds() / 3600
 
 
 def threshold_key(value: float) -> str:
@@ -53,11 +53,6 @@ def exceedance_probability(members_mm_h: np.ndarray, thresholds_mm_h: Sequence[f
     return publish(share, thresholds_mm_h, *probability_map.table(thresholds_mm_h))
 
 
-def accumulation_mm(catchment_rates_mm_h: np.ndarray) -> np.ndarray:
-    """Accumulated depth (mm) over the lead axis (-2) of catchment-mean rates (..., 6, n_dams)."""
-    return np.cumsum(np.asarray(catchment_rates_mm_h) * HOURS_PER_LEAD, axis=-2)
-
-
 def dam_probabilities(centre_mm_h: np.ndarray, members_mm_h: np.ndarray, dams: Sequence[Dam],
                       rate_thresholds_mm_h: Sequence[float] = RATE_THRESHOLDS_MM_H) -> list[dict]:
     """One row per dam and lead (dam by dam, lead by lead) with ``dam_id``, ``lead_minutes``,
@@ -67,9 +62,9 @@ def dam_probabilities(centre_mm_h: np.ndarray, members_mm_h: np.ndarray, dams: S
     members = _check_members(members_mm_h)
     if centre.shape != members.shape[1:]:
         raise ValueError(f"centre {centre.shape} and members {members.shape[1:]} differ")
-    centre_accum = accumulation_mm(catchment_mean_rates(centre, dams))  # (6, n_dams)
+    centre_accum = accumulated_depth_mm(catchment_mean_rates(centre, dams))  # (6, n_dams): dam_rainfall's depth_mm
     member_rates = catchment_mean_rates(members, dams)  # (m, 6, n_dams)
-    member_accum = accumulation_mm(member_rates)
+    member_accum = accumulated_depth_mm(member_rates)
     quantiles = {k: np.quantile(member_accum, q, axis=0) for k, q in QUANTILES.items()}
     rows = []
     for d, dam in enumerate(dams):

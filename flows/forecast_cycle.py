@@ -50,7 +50,10 @@ def forecast_production(svc: Service) -> dict:
 
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
 def forecast_baselines(svc: Service) -> list[dict]:
-    return [{"method": s.method, "runs": s.runs} for s in svc.forecast_baselines()]
+    from nowcast_core.ensembles import ensemble_names
+
+    ensembles = set(ensemble_names())
+    return [{"method": s.method, "runs": s.runs, "ensemble": s.method in ensembles} for s in svc.forecast_baselines()]
 
 
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
@@ -99,12 +102,14 @@ def _age(delta) -> str:
 def describe_cycle(summary: dict, newest_scan) -> str:
     """The daemon's one console line per cycle: what arrived, what was stored, how far behind, which method."""
     inbox, production = summary["inbox"], summary["production"]
-    runs = production["runs"] + sum(b["runs"] for b in summary["baselines"])
+    runs = production["runs"] + sum(b["runs"] for b in summary["baselines"] if not b.get("ensemble"))
+    references = sum(b["runs"] for b in summary["baselines"] if b.get("ensemble"))
     lag = f"newest scan {_age(datetime.now(UTC) - newest_scan)} old" if newest_scan else "no scan yet"
     parts = [f"cycle: {inbox['registered']} scans registered, {inbox['rejected']} rejected",
              f"{inbox['waiting']} waiting" if inbox["waiting"] else "",
              f"{inbox['implausible']} implausible" if inbox.get("implausible") else "",
              f"{inbox['unexpected']} unexpected entries in the inbox" if inbox.get("unexpected") else "",
-             f"{runs} runs stored ({production['runs']} production)", lag,
+             f"{runs} runs stored ({production['runs']} production)",
+             f"{references} reference ensemble run{'s' if references != 1 else ''}" if references else "", lag,
              f"method {production['method']}" + (f" ({production['note']})" if production["note"] else "")]
     return "; ".join(p for p in parts if p)

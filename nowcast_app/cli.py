@@ -118,6 +118,17 @@ def _out_file(out: Path, option: str = "--out") -> Path:
     return out
 
 
+#: Picture formats a plot may be written in (by the file's suffix).
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _plot_file(plot: Path) -> Path:
+    """A --plot file in a picture format, whose folder exists."""
+    if plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise usage_error(f"--plot {plot}: not a picture file name", f"end it in {', '.join(PLOT_SUFFIXES)}")
+    return _out_file(plot, "--plot")
+
+
 def _known(value: Optional[str], known: list[str], what: str, option: str) -> None:
     if value is not None and value not in known:
         raise usage_error(f"unknown {what} {value!r} for {option}", f"known: {', '.join(known)}")
@@ -319,9 +330,10 @@ def frames(rejected: Annotated[bool, typer.Option("--rejected", help="quarantine
 @app.command()
 def export(out: Annotated[Path, typer.Option("--out", help="FILE.npz")], since: Optional[str] = None,
            until: Optional[str] = None, method: Optional[str] = None,
-           probabilistic: Annotated[bool, typer.Option("--probabilistic", help="add thresholds_mm_h and the production "
+           probabilistic: Annotated[bool, typer.Option("--probabilistic", help="add thresholds_mm_h, the production "
                                                        "ensemble's exceedance_probability (n x 6 x 4 x 120 x 120; NaN "
-                                                       "where an issue time has no ensemble)")] = False) -> None:
+                                                       "where an issue time has no ensemble) and ensemble_method (its "
+                                                       "name per issue time, whatever --method exports)")] = False) -> None:
     """Write stored forecast fields to an .npz: issue_times and rain_rate_mm_h (n x 6 x 120 x 120)."""
     import numpy as np
 
@@ -338,13 +350,16 @@ def export(out: Annotated[Path, typer.Option("--out", help="FILE.npz")], since: 
         if probabilistic:
             from nowcast_core.db.queries import export_probabilities
 
-            times, thresholds, prob = export_probabilities(session, svc.settings.forecasts, since=start, until=end)
-            by_time = dict(zip(times, prob, strict=True))
+            times, thresholds, prob, methods = export_probabilities(session, svc.settings.forecasts, since=start,
+                                                                    until=end)
+            by_time = dict(zip(times, zip(prob, methods, strict=True), strict=True))
             exceedance = np.full(rain.shape[:2] + (len(thresholds),) + rain.shape[2:], np.nan, np.float32)
+            ensemble_method = np.full(len(issue_times), "", dtype=object)
             for k, t in enumerate(issue_times):
                 if t in by_time:
-                    exceedance[k] = by_time[t]
-            extra = {"thresholds_mm_h": thresholds.astype(np.float64), "exceedance_probability": exceedance}
+                    exceedance[k], ensemble_method[k] = by_time[t]
+            extra = {"thresholds_mm_h": thresholds.astype(np.float64), "exceedance_probability": exceedance,
+                     "ensemble_method": ensemble_method.astype(str)}
     np.savez_compressed(out, issue_times=np.array(issue_times, dtype=str), rain_rate_mm_h=rain, **extra)
     err.print(f"{len(issue_times)} forecasts written to {out}")
 
@@ -393,18 +408,27 @@ def skill(since: Optional[str] = None, until: Optional[str] = None, by: By = By.
 
     start, end = _time_range(since, until)
     if plot is not None:
-        _out_file(plot, "--plot")
+        _plot_file(plot)
     svc = _existing_service()
     if probabilistic:
-        from nowcast_core.verification.probabilistic_stored import probabilistic_skill_rows, reliability_counts
+        from nowcast_core.verification.probabilistic_stored import (
+            probabilistic_skill_rows,
+            reliability_counts,
+            verified_runs,
+        )
 
         with svc.sessions() as session:
             rows = probabilistic_skill_rows(session, since=start, until=end, by=by.value)
             counts = reliability_counts(session, since=start, until=end) if plot is not None else {}
-        if plot is not None:
+            runs = verified_runs(session, since=start, until=end) if plot is not None else {}
+        if plot is not None and not counts:
+            err.print(f"no verified ensemble runs in this period: no diagram written to {plot}")
+        elif plot is not None:
             from nowcast_core.plots import plot_reliability
 
-            plot_reliability(counts, plot)
+            plot_reliability(counts, plot, labels={m: f"{m}, {n} runs" for m, n in runs.items()},
+                             title="runs differ between methods: the reference runs only for the newest issue "
+                                   "times of each cycle" if len(set(runs.values())) > 1 else "")
             err.print(f"reliability diagram written to {plot}")
         if fmt == Format.table:  # the diagram and histogram are for JSON; the table stays readable
             rows = [{k: v for k, v in r.items() if k != "reliability_diagram"} for r in rows]
@@ -413,7 +437,9 @@ def skill(since: Optional[str] = None, until: Optional[str] = None, by: By = By.
     with svc.sessions() as session:
         rows = skill_rows(session, since=start, until=end, by=by.value)
         lead_rows = rows if by == By.lead else skill_rows(session, since=start, until=end, by="lead")
-    if plot is not None:
+    if plot is not None and not lead_rows:
+        err.print(f"no verified forecasts in this period: no plot written to {plot}")
+    elif plot is not None:
         from nowcast_core.plots import plot_skill
 
         plot_skill(lead_rows, plot)
@@ -648,7 +674,9 @@ def predict(folder: ExistingFolder, out: Annotated[Path, typer.Option("--out", h
 
     _out_file(out)
     if plot is not None:
-        _out_file(plot, "--plot")
+        _plot_file(plot)
+    if not probabilistic and (members is not None or seed is not None):
+        raise usage_error("--members and --seed set the ensemble of --probabilistic", "add --probabilistic, or leave them out")
     wanted = parse_time(plot_issue_time, "--plot-issue-time")
     forecaster = _forecaster(method.value, model)
     issue_times, rain = predict_folder(folder, forecaster)

@@ -136,6 +136,7 @@ def test_run_once_then_query_sqlite(tmp_path, shared_radar):
         rain = npz["rain_rate_mm_h"]
         assert list(npz["thresholds_mm_h"]) == [0.1, 1.0, 5.0, 10.0]
         exceedance = npz["exceedance_probability"]
+        assert list(npz["ensemble_method"]) == ["persistence-ensemble"] * 3  # which ensemble the probabilities are
     assert exceedance.dtype == np.float32 and exceedance.shape == (3, 6, 4, 120, 120)
     assert exceedance.min() >= 0 and exceedance.max() <= 1 and (np.diff(exceedance, axis=2) <= 0).all()
     skill = cli_json(env, "skill", "--probabilistic")

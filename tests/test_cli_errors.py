@@ -62,6 +62,8 @@ def installed_home(tmp_path, monkeypatch, in_empty_folder, capsys):
     (("export", "--out", "/nonexistent-folder/f.npz"), 2, ["does not exist"]),
     (("frobnicate",), 2, ["No such command"]),
     (("forecasts", "--dmn", "dam-1"), 2, ["No such option"]),
+    (("skill", "--probabilistic", "--plot", "r.txt"), 2, ["not a picture file name", ".png"]),
+    (("skill", "--plot", "skill"), 2, ["not a picture file name"]),
 ])
 def test_usage_errors_on_an_installation(installed_home, capsys, args, code, words):
     got, lines = nowcast(capsys, *args)
@@ -75,6 +77,23 @@ def test_valid_filters_that_match_nothing_exit_0(installed_home, capsys):
     for args in (("forecasts", "--dam", "dam-3"), ("forecasts", "--method", "pysteps", "--since", "2020-01-01"),
                  ("frames", "--rejected"), ("skill", "--by", "dam")):
         assert nowcast(capsys, *args)[0] == 0, args
+
+
+def test_a_plot_of_nothing_is_not_drawn(installed_home, tmp_path, capsys):
+    for extra in ((), ("--probabilistic",)):
+        plot = tmp_path / "empty.png"
+        code, lines = nowcast(capsys, "skill", *extra, "--plot", str(plot))
+        said = " ".join(lines)
+        assert code == 0 and ("no plot written" in said or "no diagram written" in said), lines
+        assert not plot.exists()
+
+
+def test_ensemble_options_without_probabilistic_are_a_usage_error(in_empty_folder, tmp_path, capsys, shared_radar):
+    out = tmp_path / "f.npz"
+    code, lines = nowcast(capsys, "predict", str(shared_radar / "knmi-w0"), "--out", str(out), "--members", "5")
+    assert code == 2 and "--probabilistic" in " ".join(lines), lines
+    _assert_short(lines)
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("command", [

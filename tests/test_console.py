@@ -94,8 +94,10 @@ def test_describe_cycle_names_what_an_operator_needs():
 
     line = describe_cycle({"inbox": {"registered": 3, "rejected": 1, "waiting": 0},
                            "production": {"runs": 2, "method": "rainnet", "note": ""},
-                           "baselines": [{"method": "pysteps", "runs": 2}], "verified": 0},
+                           "baselines": [{"method": "pysteps", "runs": 2},
+                                         {"method": "steps", "runs": 1, "ensemble": True}], "verified": 0},
                           datetime.now(UTC) - timedelta(minutes=4))
     assert line.startswith("cycle: 3 scans registered, 1 rejected")
-    assert "4 runs stored (2 production)" in line and "newest scan 4.0 min old" in line and "method rainnet" in line
+    assert "4 runs stored (2 production); 1 reference ensemble run;" in line  # as `nowcast status` counts forecast runs
+    assert "newest scan 4.0 min old" in line and "method rainnet" in line
     assert "\n" not in line

@@ -101,9 +101,10 @@ def _dam_probabilities(session: Session, run_ids: set[int]) -> dict[tuple[int, s
 
 
 def export_probabilities(session: Session, forecasts_dir: Path, *, since: datetime | None = None,
-                         until: datetime | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Stored exceedance probabilities of the production ensemble: ISO issue times, thresholds (mm/h) and
-    float32 (n, 6, n_thresholds, H, W), oldest first (issue times without an ensemble are left out)."""
+                         until: datetime | None = None) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
+    """Stored exceedance probabilities of the production ensemble: ISO issue times, thresholds (mm/h),
+    float32 (n, 6, n_thresholds, H, W) and each one's ensemble method, oldest first (issue times without
+    an ensemble are left out)."""
     from nowcast_core.contract import THRESHOLDS_MM_H
     from nowcast_core.io.fields import load_probability
 
@@ -118,7 +119,7 @@ def export_probabilities(session: Session, forecasts_dir: Path, *, since: dateti
         p, thresholds = load_probability(forecasts_dir, r.probability_path, r.probability_checksum)
         fields.append(p)
     array = np.stack(fields).astype(np.float32) if fields else np.zeros((0, 6, len(thresholds), 120, 120), np.float32)
-    return [iso_utc(r.issue_time) for r in runs], thresholds, array
+    return [iso_utc(r.issue_time) for r in runs], thresholds, array, [r.method for r in runs]
 
 
 def frame_rows(session: Session, *, rejected: bool = False) -> list[dict]:

@@ -162,6 +162,18 @@ def probabilistic_skill_rows(session: Session, *, since: datetime | None = None,
     return rows
 
 
+def verified_runs(session: Session, *, since: datetime | None = None, until: datetime | None = None
+                  ) -> dict[str, int]:
+    """Ensemble runs with stored verification per method (the reference runs for fewer issue times)."""
+    q = select(EnsembleRun.method, func.count(func.distinct(EnsembleRun.id))).join(
+        ProbabilityVerification, ProbabilityVerification.ensemble_id == EnsembleRun.id)
+    if since is not None:
+        q = q.where(EnsembleRun.issue_time >= since)
+    if until is not None:
+        q = q.where(EnsembleRun.issue_time <= until)
+    return {method: int(n) for method, n in session.execute(q.group_by(EnsembleRun.method))}
+
+
 def reliability_counts(session: Session, *, since: datetime | None = None, until: datetime | None = None
                        ) -> dict[tuple[str, float], ProbCounts]:
     """Summed counts per (method, threshold) over all leads: the reliability diagram's data."""

@@ -90,6 +90,24 @@ def test_recipes_are_data_and_unknown_names_are_refused():
     shipped = get_recipe("shipped")
     shipped["epochs"] = -1
     assert get_recipe("shipped")["epochs"] != -1  # a copy
-    with pytest.raises(ValueError, match="known: loeo-fss, loeo-fss-linear-head, loeo-learned-smoothing, loeo-linear-fss2-12ep, shipped"):
+    with pytest.raises(ValueError, match="known: loeo-fss, loeo-fss-linear-head, loeo-learned-smoothing, loeo-linear-fss2-12ep, loeo-neighbourhood-led, shipped"):
         get_recipe("nope")
 
+
+
+def test_the_loss_terms_are_weighted_as_configured():
+    import tensorflow as tf
+
+    from nowcast_core.rainnet.model import build_rainnet
+    from nowcast_core.rainnet.train import _unroll_loss
+
+    model = build_rainnet(4)
+    rng = np.random.default_rng(0)
+    batch = {"frames": tf.constant(rng.normal(-2.0, 1.5, (2, 128, 128, 6)).astype(np.float32))}
+    full, _ = _unroll_loss(model, batch, 2, False)
+    half, _ = _unroll_loss(model, batch, 2, False, logcosh_weight=0.5)
+    none, _ = _unroll_loss(model, batch, 2, False, logcosh_weight=0.0)
+    assert float(full) > 0 and float(none) == 0.0
+    np.testing.assert_allclose(float(half), 0.5 * float(full), rtol=1e-5)
+    with_fss, _ = _unroll_loss(model, batch, 2, False, fss_weight=1.0, logcosh_weight=0.0)
+    assert float(with_fss) > 0  # the neighbourhood term alone

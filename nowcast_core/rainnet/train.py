@@ -58,6 +58,7 @@ class TrainConfig:
     upsampling: str = "nearest"
     rain_mae_weight: float = 0.0
     fss_weight: float = 0.0
+    logcosh_weight: float = 1.0
     probability_matching: float = 0.0
     matching_smoothing_px_per_lead: float = 0.0
     head_activation: str = "relu"
@@ -155,14 +156,14 @@ def fss_loss(log_target, log_pred):
 
 
 def _unroll_loss(model, batch, n_steps: int, training: bool, rain_mae_weight: float = 0.0,
-                 fss_weight: float = 0.0):
+                 fss_weight: float = 0.0, logcosh_weight: float = 1.0):
     from nowcast_core.rainnet.recursive import unroll
 
     frames = batch["frames"]
     cond = batch.get("conditioning")
     y = unroll(model, frames[..., :N_INPUTS], cond, n_steps, training=training)
     target = crop_tf(frames[..., N_INPUTS : N_INPUTS + n_steps])
-    loss = logcosh(target - crop_tf(y))
+    loss = logcosh_weight * logcosh(target - crop_tf(y))
     if rain_mae_weight:
         loss = loss + rain_mae_weight * rain_mae(target, crop_tf(y))
     if fss_weight:
@@ -179,13 +180,14 @@ def skill_score(skill: list[dict]) -> float:
 
 
 def evaluate(
-    model, samples: Samples, batch_size: int = 16, rain_mae_weight: float = 0.0, fss_weight: float = 0.0
+    model, samples: Samples, batch_size: int = 16, rain_mae_weight: float = 0.0, fss_weight: float = 0.0,
+    logcosh_weight: float = 1.0,
 ) -> tuple[float, list[dict]]:
     """Recursive forecast of all leads of ``samples``: (mean training loss, skill per lead)."""
     import tensorflow as tf
 
     n_leads = samples.n_leads
-    step = tf.function(lambda b: _unroll_loss(model, b, n_leads, False, rain_mae_weight, fss_weight),
+    step = tf.function(lambda b: _unroll_loss(model, b, n_leads, False, rain_mae_weight, fss_weight, logcosh_weight),
                        reduce_retracing=True)
     losses, weights, preds = [], [], []
     for start in range(0, len(samples), batch_size):
@@ -329,7 +331,8 @@ def train(
             @tf.function(reduce_retracing=True)
             def train_step(batch, n_steps=n_steps):
                 with tf.GradientTape() as tape:
-                    loss, _ = _unroll_loss(model, batch, n_steps, True, config.rain_mae_weight, config.fss_weight)
+                    loss, _ = _unroll_loss(model, batch, n_steps, True, config.rain_mae_weight, config.fss_weight,
+                                           config.logcosh_weight)
                     scaled = optimizer.scale_loss(loss)
                 grads = tape.gradient(scaled, model.trainable_variables)
                 optimizer.apply_gradients(zip(grads, model.trainable_variables))
@@ -348,7 +351,7 @@ def train(
                 record = {"epoch": epoch_no, "stage": stage, "loss": float(np.mean(losses))}
                 if has_val:
                     val_loss, val_skill = evaluate(model, val_samples, rain_mae_weight=config.rain_mae_weight,
-                                                   fss_weight=config.fss_weight)
+                                                   fss_weight=config.fss_weight, logcosh_weight=config.logcosh_weight)
                     record.update(val_loss=val_loss, val_score=skill_score(val_skill), val_skill=val_skill)
                     progress.update(
                         task, info=f"loss {record['loss']:.4f} val {val_loss:.4f} CSI1/MAE {_fmt_skill(val_skill)}"
@@ -404,6 +407,7 @@ def train_from_folders(
     augment: bool = True,
     rain_mae_weight: float = 0.0,
     fss_weight: float = 0.0,
+    logcosh_weight: float = 1.0,
     probability_matching: float = 0.0,
     matching_smoothing_px_per_lead: float = 0.0,
     head_activation: str = "relu",
@@ -434,6 +438,7 @@ def train_from_folders(
         pixels (recorded in the model's name, applied again by the forecaster).
     rain_mae_weight : weight of an MAE term in mm/h added to the logcosh loss (0: paper's loss).
     fss_weight : weight of the neighbourhood term (1 - FSS at 1 and 5 mm/h, :func:`fss_loss`).
+    logcosh_weight : weight of the paper's logcosh term on ln(R + 0.01) (1; less lets the other terms lead).
     probability_matching : weight of the intensity matching the forecaster applies to the
         network's output, against the newest scan smoothed by ``matching_smoothing_px_per_lead``
         pixels per lead (saved in the model's configuration; validation scores the raw output).
@@ -489,6 +494,7 @@ def train_from_folders(
         smoothing_px_per_lead=smoothing_px_per_lead,
         rain_mae_weight=rain_mae_weight,
         fss_weight=fss_weight,
+        logcosh_weight=logcosh_weight,
         probability_matching=probability_matching,
         matching_smoothing_px_per_lead=matching_smoothing_px_per_lead,
         head_activation=head_activation,
@@ -510,7 +516,8 @@ def train_from_folders(
     history["events"] = sorted({event_name(f) for f in folders})
     history["training_seconds"] = round(time.perf_counter() - started, 1)
     if len(val_samples):
-        loss, skill = evaluate(model, val_samples, rain_mae_weight=rain_mae_weight, fss_weight=fss_weight)
+        loss, skill = evaluate(model, val_samples, rain_mae_weight=rain_mae_weight, fss_weight=fss_weight,
+                               logcosh_weight=logcosh_weight)
         history["final_validation"] = {"val_loss": loss, "val_score": skill_score(skill), "rainnet": skill}
         if with_baselines:
             history["final_validation"].update(baseline_skill(val_samples))

@@ -117,7 +117,7 @@ def test_the_probability_file_keeps_member_counts_and_publishes_the_mapped_proba
 
 
 def test_published_probabilities_never_rise_with_the_threshold():
-    from nowcast_core.ensembles.recalibration import publish
+    from nowcast_core.io.fields import publish
 
     share = np.full((N_LEADS, 2, 4, 4), 0.5, np.float32)  # half the members at 1 and at 5 mm/h
     levels = np.array([0.0, 1.0])

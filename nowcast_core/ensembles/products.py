@@ -22,7 +22,8 @@ import numpy as np
 
 from nowcast_core.contract import LEAD_MINUTES, N_LEADS, THRESHOLDS_MM_H
 from nowcast_core.dams import Dam, accumulated_depth_mm, catchment_mean_rates
-from nowcast_core.ensembles.recalibration import ProbabilityMap, publish
+from nowcast_core.ensembles.recalibration import ProbabilityMap
+from nowcast_core.io.fields import publish
 
 #: Catchment-mean rain-rate thresholds (mm/h) of ``prob_rate_ge``.
 RATE_THRESHOLDS_MM_H = (1.0, 5.0, 10.0)

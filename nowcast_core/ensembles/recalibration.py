@@ -8,7 +8,8 @@ and threshold: counts of pixels and of events per raw level ``j / n_members``, m
 pooling adjacent violators (isotonic regression), each level shrunk towards its raw value by
 ``prior_pixels`` pseudo-pixels so a sparsely seen level stays near where it was. Between levels,
 and for another member count, the map is interpolated linearly; a threshold it was not fitted at
-is left raw; and a pixel's published probability never rises with the threshold (:func:`publish`).
+is left raw; and a pixel's published probability never rises with the threshold
+(:func:`nowcast_core.io.fields.publish`, beside the files that store the map).
 """
 
 from __future__ import annotations
@@ -68,19 +69,6 @@ class ProbabilityMap:
     def from_dict(cls, d: dict) -> "ProbabilityMap":
         return cls(tuple(float(t) for t in d["thresholds_mm_h"]), tuple(float(v) for v in d["raw"]),
                    tuple(tuple(tuple(float(v) for v in row) for row in lead) for lead in d["calibrated"]))
-
-
-def publish(share: np.ndarray, thresholds_mm_h: Sequence[float], levels: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """Exceedance shares (6, n_thresholds, H, W) -> float32 published probabilities: each lead and
-    threshold through its map ``table`` (6, n_thresholds, L) over ``levels``, then never rising with the
-    threshold (a pixel's probability of 5 mm/h is at most its probability of 1 mm/h)."""
-    p = np.asarray(share, dtype=np.float64).copy()
-    for k in range(p.shape[0]):
-        for j in range(p.shape[1]):
-            p[k, j] = np.interp(p[k, j], levels, table[k, j])
-    order = np.argsort(np.asarray(thresholds_mm_h, dtype=np.float64), kind="stable")
-    p[:, order] = np.minimum.accumulate(p[:, order], axis=1)
-    return p.astype(np.float32)
 
 
 def isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:

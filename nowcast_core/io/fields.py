@@ -8,6 +8,7 @@ verification all see the same numbers.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -85,6 +86,19 @@ def save_probability(root: Path, issue_time: datetime, method: str, exceedance_p
     return str(rel), checksum
 
 
+def publish(share: np.ndarray, thresholds_mm_h: Sequence[float], levels: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Exceedance shares (6, n_thresholds, H, W) -> float32 published probabilities: each lead and
+    threshold through its map ``table`` (6, n_thresholds, L) over ``levels``, then never rising with the
+    threshold (a pixel's probability of 5 mm/h is at most its probability of 1 mm/h)."""
+    p = np.asarray(share, dtype=np.float64).copy()
+    for k in range(p.shape[0]):
+        for j in range(p.shape[1]):
+            p[k, j] = np.interp(p[k, j], levels, table[k, j])
+    order = np.argsort(np.asarray(thresholds_mm_h, dtype=np.float64), kind="stable")
+    p[:, order] = np.minimum.accumulate(p[:, order], axis=1)
+    return p.astype(np.float32)
+
+
 def load_probability(root: Path, relpath: str, checksum: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Stored exceedance probabilities, recalibrated where the file has a map: (float32 (6, n_thresholds,
     H, W), thresholds in mm/h)."""
@@ -95,7 +109,5 @@ def load_probability(root: Path, relpath: str, checksum: str | None = None) -> t
         p = npz["member_counts"].astype(np.float64) / int(npz["n_members"])
         thresholds = npz["thresholds_mm_h"].astype(np.float64)
         if "map_probability" in npz.files:
-            from nowcast_core.ensembles.recalibration import publish
-
             return publish(p, thresholds, npz["map_raw_levels"], npz["map_probability"]), thresholds
         return p.astype(np.float32), thresholds

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 import time
 from pathlib import Path
 
@@ -156,9 +157,9 @@ def main(argv=None) -> None:
                 if p.provenance["calibrated_on"] != list(train_events):
                     raise SystemExit(f"{held_out}: the earlier perturbations were calibrated on "
                                      f"{p.provenance['calibrated_on']}, not {list(train_events)}")
-                calibrations[key] = recalibrate(p, centres(model_path, train_x), train_y, n_members=args.members,
+                calibrations[key] = recalibrate(replace(p, provenance={**p.provenance, "starts": len(train_x)}),
+                                                centres(model_path, train_x), train_y, n_members=args.members,
                                                 seed=args.seed, newest_scans_mm_h=train_x[:, -1])
-                calibrations[key].provenance["starts"] = len(train_x)
         if key not in calibrations:
             calibrations[key] = calibrate(
                 centres(model_path, train_x), train_y, n_members=args.members, seed=args.seed,

@@ -16,14 +16,10 @@ forecasters (:func:`motion_field`) and by RainNet; imports neither.
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
 from nowcast_core.contract import N_LEADS
 from nowcast_core.io.scale import LOG_OFFSET
-
-log = logging.getLogger(__name__)
 
 
 def persistence(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS) -> np.ndarray:
@@ -36,22 +32,16 @@ def persistence(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS) -> np.ndarra
 def motion_field(rain_rate_mm_h: np.ndarray) -> np.ndarray:
     """Lucas-Kanade motion (2, H, W), pixels per scan interval, of one sequence (4, H, W) in mm/h,
     estimated on ln(R + 0.01); NaN (no data) pixels are left out. pysteps' warning that its outlier
-    detection met a singular matrix (few tracked features; it then keeps them all) goes to the debug log,
-    not to an operator's console."""
+    detection met a singular matrix (few tracked features; it then keeps them all) is not shown: it is
+    routine on sparse rain and says nothing an operator can act on."""
     import warnings
 
     from pysteps import motion
 
     log_seq = np.log(np.asarray(rain_rate_mm_h, dtype=np.float64) + LOG_OFFSET)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.filterwarnings("always", message=".*during outlier detection", category=UserWarning)
-        field = motion.get_method("LK")(log_seq, verbose=False)
-    for w in caught:
-        if "outlier detection" in str(w.message):
-            log.debug("pysteps Lucas-Kanade: %s", w.message)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return field
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*during outlier detection", category=UserWarning)
+        return motion.get_method("LK")(log_seq, verbose=False)
 
 
 def extrapolate(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS, fill_inflow: bool = False) -> np.ndarray:

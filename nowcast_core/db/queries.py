@@ -15,12 +15,13 @@ from nowcast_core.io.fields import load_field
 from nowcast_core.times import iso_utc
 
 
-def in_period(q, since: datetime | None, until: datetime | None):
-    """``q`` limited to runs issued in [since, until] (either open)."""
+def in_period(q, since: datetime | None, until: datetime | None, issue_time=ForecastRun.issue_time):
+    """``q`` limited to runs issued in [since, until] (either open); ``issue_time`` the column
+    (default the forecast runs', e.g. ``EnsembleRun.issue_time``)."""
     if since is not None:
-        q = q.where(ForecastRun.issue_time >= since)
+        q = q.where(issue_time >= since)
     if until is not None:
-        q = q.where(ForecastRun.issue_time <= until)
+        q = q.where(issue_time <= until)
     return q
 
 
@@ -109,11 +110,7 @@ def export_probabilities(session: Session, forecasts_dir: Path, *, since: dateti
     from nowcast_core.io.fields import load_probability
 
     q = select(EnsembleRun).where(EnsembleRun.is_production).order_by(EnsembleRun.issue_time)
-    if since is not None:
-        q = q.where(EnsembleRun.issue_time >= since)
-    if until is not None:
-        q = q.where(EnsembleRun.issue_time <= until)
-    runs = list(session.scalars(q))
+    runs = list(session.scalars(in_period(q, since, until, EnsembleRun.issue_time)))
     fields, thresholds = [], np.asarray(THRESHOLDS_MM_H, np.float64)
     for r in runs:
         p, thresholds = load_probability(forecasts_dir, r.probability_path, r.probability_checksum)

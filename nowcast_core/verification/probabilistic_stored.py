@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from nowcast_core.contract import LEAD_MINUTES, SCAN_INTERVAL
 from nowcast_core.dams import Dam, catchment_means
+from nowcast_core.db.queries import in_period
 from nowcast_core.db.schema import DamProbability, EnsembleRun, FrameRecord, ProbabilityVerification
 from nowcast_core.inbox.ingest import load_rain_rates
 from nowcast_core.io.fields import load_probability, quantize
@@ -113,11 +114,7 @@ def probabilistic_skill_rows(session: Session, *, since: datetime | None = None,
         raise ValueError(f"by must be lead, method or dam, got {by!r}")
 
     def window(q):
-        if since is not None:
-            q = q.where(EnsembleRun.issue_time >= since)
-        if until is not None:
-            q = q.where(EnsembleRun.issue_time <= until)
-        return q
+        return in_period(q, since, until, EnsembleRun.issue_time)
 
     # Catchment accumulation: CRPS sums and rank counts per (method, lead or dam).
     dam_key = (lambda m, r: (m, r.lead_minutes)) if by == "lead" else (
@@ -167,10 +164,7 @@ def verified_runs(session: Session, *, since: datetime | None = None, until: dat
     """Ensemble runs with stored verification per method (the reference runs for fewer issue times)."""
     q = select(EnsembleRun.method, func.count(func.distinct(EnsembleRun.id))).join(
         ProbabilityVerification, ProbabilityVerification.ensemble_id == EnsembleRun.id)
-    if since is not None:
-        q = q.where(EnsembleRun.issue_time >= since)
-    if until is not None:
-        q = q.where(EnsembleRun.issue_time <= until)
+    q = in_period(q, since, until, EnsembleRun.issue_time)
     return {method: int(n) for method, n in session.execute(q.group_by(EnsembleRun.method))}
 
 
@@ -179,10 +173,7 @@ def reliability_counts(session: Session, *, since: datetime | None = None, until
     """Summed counts per (method, threshold) over all leads: the reliability diagram's data."""
     q = select(EnsembleRun.method, ProbabilityVerification).join(
         ProbabilityVerification, ProbabilityVerification.ensemble_id == EnsembleRun.id)
-    if since is not None:
-        q = q.where(EnsembleRun.issue_time >= since)
-    if until is not None:
-        q = q.where(EnsembleRun.issue_time <= until)
+    q = in_period(q, since, until, EnsembleRun.issue_time)
     out: dict[tuple[str, float], ProbCounts] = defaultdict(ProbCounts)
     for method, v in session.execute(q):
         out[method, v.threshold_mm_h].add(ProbCounts(v.n_pixels, v.brier_sum, list(v.bin_n), list(v.bin_prob_sum),

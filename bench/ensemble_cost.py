@@ -4,7 +4,9 @@ in the same run, as ratios to a 12-member STEPS.
 Measured per size: the production ensemble as the cycle runs it (perturbing the stored production
 forecast; ``members``), the same with its products (catchment quantiles and probabilities of every
 dam, the exceedance fields; ``+ products``), the same from scratch (RainNet's forecast included;
-``with centre``), and pysteps STEPS. Best of ``--repeats`` after a warm-up, median over ``--starts``
+``with centre``), publishing its exceedance fields through the probability map (neighbourhood, map,
+never rising with the threshold: what reading a stored file costs; ``published`` against ``raw shares``),
+and pysteps STEPS. Best of ``--repeats`` after a warm-up, median over ``--starts``
 issue times of the event.
 
     nice -n 10 python bench/ensemble_cost.py [--frames ../shared/data/radar/knmi-w0] [--sizes 6,12,24]
@@ -58,7 +60,8 @@ def main(argv=None) -> None:
         production = get_ensemble("rainnet-ensemble", n_members=size)
         production._centre = rainnet  # the same loaded model for every size
         steps = get_ensemble("steps", n_members=size)
-        row = {"members": size, "members_s": [], "with_products_s": [], "with_centre_s": [], "steps_s": []}
+        row = {"members": size, "members_s": [], "with_products_s": [], "with_centre_s": [], "steps_s": [],
+               "raw_shares_s": [], "published_s": []}
         for k in picks:
             xi, ti = x[k:k + 1], [times[k]]
             centre = rainnet.forecast(xi)
@@ -71,10 +74,14 @@ def main(argv=None) -> None:
             row["members_s"].append(best_time(lambda: production.members(xi, issue_times=ti, centre_mm_h=centre), args.repeats))
             row["with_products_s"].append(best_time(
                 lambda: products(production.members(xi, issue_times=ti, centre_mm_h=centre)), args.repeats))
+            m = production.members(xi, issue_times=ti, centre_mm_h=centre)[0]
+            row["raw_shares_s"].append(best_time(lambda: exceedance_probability(m, THRESHOLDS_MM_H), args.repeats))
+            row["published_s"].append(best_time(
+                lambda: exceedance_probability(m, THRESHOLDS_MM_H, production.probability_map), args.repeats))
             row["with_centre_s"].append(best_time(lambda: production.members(xi, issue_times=ti), args.repeats))
             steps.members(xi, issue_times=ti) if size == sizes[0] and k == picks[0] else None  # warm-up
             row["steps_s"].append(best_time(lambda: steps.members(xi, issue_times=ti), args.repeats))
-        for key in ("members_s", "with_products_s", "with_centre_s", "steps_s"):
+        for key in ("members_s", "with_products_s", "with_centre_s", "steps_s", "raw_shares_s", "published_s"):
             row[key] = round(float(np.median(row[key])), 4)
         results.append(row)
         print(row, flush=True)
@@ -88,6 +95,10 @@ def main(argv=None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out}")
+    print("exceedance fields, raw shares / published through the map (neighbourhood "
+          f"{getattr(production.probability_map, 'neighbourhood_px', None)} px): "
+          + ", ".join(f"{r['members']} members {r['raw_shares_s'] * 1000:.1f} / {r['published_s'] * 1000:.1f} ms"
+                      for r in results))
     print("| members | production: members (cycle) | + products | with RainNet centre | STEPS | "
           "x STEPS-12: cycle / with centre / STEPS |")
     print("|---|---|---|---|---|---|")

@@ -173,7 +173,8 @@ def main(argv=None) -> None:
             report.setdefault("probability_maps", {})[held_out] = params.probability_map.as_dict()
         print(f"[{held_out}] calibrated on {train_events} ({params.provenance['starts']} starts, "
               f"{time.perf_counter() - t0:.0f} s, match_cdf {params.match_cdf}): "
-              f"displacement_px {params.displacement_px}, log_sigma {params.log_sigma}, gain {params.gain}", flush=True)
+              f"displacement_px {params.displacement_px}, log_sigma {params.log_sigma}, gain {params.gain}, "
+              f"neighbourhood_px {getattr(params.probability_map, 'neighbourhood_px', None)}", flush=True)
         if args.write_calibration and args.fold_models is None and held_out == next(iter(folds)):
             CALIBRATION_FILE.write_text(params.to_json())
             print(f"wrote {CALIBRATION_FILE}")
@@ -184,9 +185,10 @@ def main(argv=None) -> None:
         c = centres(model_path, x)
         for i in range(len(x)):
             t1 = time.perf_counter()
-            members = {"production": production.members(x[i:i + 1], centre_mm_h=c[i:i + 1])[0]}
+            issued = [times[i][1]]  # each start draws as the cycle would at its issue time
+            members = {"production": production.members(x[i:i + 1], issue_times=issued, centre_mm_h=c[i:i + 1])[0]}
             t2 = time.perf_counter()
-            members["steps"] = steps.members(x[i:i + 1])[0]
+            members["steps"] = steps.members(x[i:i + 1], issue_times=issued)[0]
             seconds["production"] += t2 - t1
             seconds["steps"] += time.perf_counter() - t2
             for m in methods:
@@ -201,6 +203,7 @@ def main(argv=None) -> None:
             "centre_model": str(model_path), "calibrated_on": train_events, "starts": len(x),
             "perturbations": {"displacement_px": params.displacement_px, "log_sigma": params.log_sigma,
                               "corr_px": params.corr_px, "gain": params.gain, "match_cdf": params.match_cdf},
+            "recalibration": params.provenance.get("recalibration"),
             "brier": {m: {f"{thr:g}": [round(fold[m][k][thr].brier(), 5) for k in range(6)]
                           for thr in EVAL_THRESHOLDS_MM_H} for m in methods},
             # the additive counts, so folds scored in separate runs pool exactly

@@ -316,6 +316,19 @@ def forecasts(dam: Optional[str] = None, issue_time: Annotated[Optional[str], ty
 
 
 @app.command()
+def alerts(dam: Optional[str] = None, fmt: FormatOpt = Format.table) -> None:
+    """Each dam's alert level from the newest production run, and why (the 3-hour total: the observed
+    last 2 hours plus the forecast hour, and the probabilities that raised it)."""
+    from nowcast_core.db.queries import current_alert_rows
+
+    svc = _existing_service()
+    _known(dam, [d.id for d in svc.dams], "dam", "--dam")
+    with svc.sessions() as session:
+        rows = current_alert_rows(session, dam)
+    render(rows, fmt, title="alert levels (newest run per dam)")
+
+
+@app.command()
 def frames(rejected: Annotated[bool, typer.Option("--rejected", help="quarantined files and reasons")] = False,
            fmt: FormatOpt = Format.table) -> None:
     """Registered scans, or the rejected files with their reasons."""

@@ -275,16 +275,5 @@ def update_alerts(sessions, dams: Sequence[Dam], *, rules: AlertRules, webhooks:
     return n
 
 
-def current_levels(session) -> list:
-    """The newest stored assessment per dam (DamAlert rows)."""
-    from sqlalchemy import func, select
-
-    from nowcast_core.db.schema import DamAlert
-
-    newest = (select(DamAlert.dam_id, func.max(DamAlert.issue_time).label("t")).group_by(DamAlert.dam_id).subquery())
-    return list(session.scalars(select(DamAlert).join(newest, (DamAlert.dam_id == newest.c.dam_id)
-                                                      & (DamAlert.issue_time == newest.c.t)).order_by(DamAlert.dam_id)))
-
-
 __all__ = ["LEVELS", "AlertRules", "Assessment", "assess", "assess_probabilistic", "backoff_seconds", "catchment_means", "change_payload",
-           "current_levels", "observed_depth_mm", "observed_scan_times", "update_alerts"]
+           "observed_depth_mm", "observed_scan_times", "update_alerts"]

@@ -122,6 +122,11 @@ def test_run_once_then_query_sqlite(tmp_path, shared_radar):
     one_dam = cli_json(env, "forecasts", "--dam", "dam-3", "--issue-time", issue_times[1])
     assert {(r["dam"], r["issue_time"]) for r in one_dam} == {("dam-3", issue_times[1])} and len(one_dam) == 6
 
+    levels = cli_json(env, "alerts")  # each dam's level from the newest run, with its reason
+    assert [r["dam"] for r in levels] == [f"dam-{k}" for k in range(1, 8)]
+    assert {r["issue_time"] for r in levels} == {issue_times[-1]} and all(r["level"] and r["reason"] for r in levels)
+    assert [r["dam"] for r in cli_json(env, "alerts", "--dam", "dam-3")] == ["dam-3"]
+
     rejected = cli_json(env, "frames", "--rejected")
     assert {(r["file"], r["reason_kind"]) for r in rejected} == {("notes.txt", "bad_name"),
                                                                   (hf.frame_file_name(hf.FAULT_DAY), "wrong_shape")}

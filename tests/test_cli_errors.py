@@ -55,6 +55,7 @@ def installed_home(tmp_path, monkeypatch, in_empty_folder, capsys):
 
 @pytest.mark.parametrize("args, code, words", [
     (("forecasts", "--dam", "nope"), 2, ["unknown dam 'nope'", "dam-1"]),
+    (("alerts", "--dam", "nope"), 2, ["unknown dam 'nope'", "dam-1"]),
     (("forecasts", "--method", "nope"), 2, ["unknown method 'nope'", "pysteps"]),
     (("forecasts", "--since", "2020-10-31T12:00Z", "--until", "2020-10-31T11:00Z"), 2, ["before --since"]),
     (("forecasts", "--since", "yesterday"), 2, ["not an ISO 8601 time"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -126,3 +127,64 @@ def test_published_probabilities_never_rise_with_the_threshold():
     table[:, 1] = [0.0, 1.0]  # 5 mm/h: 0.5 -> 0.5, above the 1 mm/h value: capped to it
     np.testing.assert_allclose(publish(share, (1.0, 5.0), levels, table)[:, 1], 0.3)
     np.testing.assert_allclose(publish(share[:, ::-1], (5.0, 1.0), levels, table[:, ::-1])[:, 0], 0.3)  # any order
+
+
+def test_the_recalibration_widens_the_neighbourhood_only_where_rain_is_misplaced():
+    """Storms observed a few pixels off the forecast: averaging the shares over a neighbourhood scores
+    better, and is chosen; storms observed where forecast: no neighbourhood."""
+    rng = np.random.default_rng(5)
+    centres = np.zeros((6, N_LEADS, 120, 120), np.float32)
+    centres[:, :, 40:80, 40:80] = 20.0
+    misplaced = np.stack([np.roll(c, tuple(rng.integers(-6, 7, 2)), axis=(1, 2)) for c in centres])
+    sharp = SPREAD.__class__((0.0,) * N_LEADS, (0.0,) * N_LEADS, 6.0)  # members = the centre
+    off = recalibrate(sharp, centres, misplaced, n_members=12, seed=1, neighbourhood_grid_px=(0.0, 2.0, 4.0))
+    on = recalibrate(sharp, centres, centres, n_members=12, seed=1, neighbourhood_grid_px=(0.0, 2.0, 4.0))
+    scores = off.provenance["recalibration"]["brier_by_neighbourhood_px"]
+    assert off.probability_map.neighbourhood_px > 0 and scores["0"] > min(scores.values())
+    assert on.probability_map.neighbourhood_px == 0.0
+    # the published field is the neighbourhood average mapped: a pixel just outside the forecast storm
+    # is no longer impossible, one deep inside it stays likely
+    prob = exceedance_probability(np.repeat(centres[:1], 12, axis=0), (5.0,), off.probability_map)
+    assert 0.0 < float(prob[0, 0, 60, 38]) < float(prob[0, 0, 60, 60]) and float(prob[0, 0, 60, 10]) < 0.02
+
+
+def test_a_neighbourhood_map_round_trips_through_the_calibration_and_the_probability_file(tmp_path):
+    from datetime import UTC, datetime
+
+    from nowcast_core.io.fields import load_probability, save_probability
+
+    counts = LevelCounts(4, (1.0, 5.0), neighbourhood_px=2.0)
+    members = np.zeros((4, N_LEADS, 16, 16), np.float32)
+    members[:3, :, 4:10, 4:10] = 6.0
+    observed = np.zeros((N_LEADS, 16, 16), np.float32)
+    observed[:, 6:12, 6:12] = 6.0
+    counts.add(members, observed)
+    pm = counts.fit(prior_pixels=1.0)
+    assert pm.neighbourhood_px == 2.0 and ProbabilityMap.from_dict(json.loads(json.dumps(pm.as_dict()))) == pm
+    p = Perturbations((1.0,) * N_LEADS, (0.3,) * N_LEADS, 6.0, probability_map=pm)
+    (tmp_path / "cal.json").write_text(p.to_json())
+    loaded = Perturbations.load(tmp_path / "cal.json")
+    assert loaded.probability_map == pm and loaded.digest() == p.digest()
+    assert p.digest() != Perturbations((1.0,) * N_LEADS, (0.3,) * N_LEADS, 6.0,
+                                       probability_map=replace(pm, neighbourhood_px=0.0)).digest()
+    share = exceedance_probability(members, (1.0, 5.0))
+    published = exceedance_probability(members, (1.0, 5.0), pm)
+    assert not np.allclose(published[:, 0], share[:, 0])  # 1 mm/h is smoothed though not mapped
+    rel, checksum = save_probability(tmp_path, datetime(2021, 7, 1, tzinfo=UTC), "rainnet-ensemble", share,
+                                     (1.0, 5.0), 4, pm)
+    np.testing.assert_allclose(load_probability(tmp_path, rel, checksum)[0], published, atol=1e-6)
+    with pytest.raises(ValueError, match="neighbourhood"):
+        replace(pm, neighbourhood_px=-1.0)
+
+
+def test_a_level_unseen_at_a_long_lead_keeps_what_the_shorter_lead_learnt():
+    counts = LevelCounts(4, (5.0,))
+    members = np.zeros((4, N_LEADS, 40, 40), np.float32)
+    members[:, 0, :20] = 6.0  # at +10 all four members show 5 mm/h on half the pixels; later, none do
+    observed = np.zeros((N_LEADS, 40, 40), np.float32)
+    observed[0, :10] = 6.0  # and half of those got it
+    for _ in range(3):
+        counts.add(members, observed)
+    values = np.asarray(counts.fit(prior_pixels=100.0).calibrated)[:, 0, -1]  # all members agree, per lead
+    assert abs(values[0] - 0.5) < 0.05
+    np.testing.assert_allclose(values[1:], values[0])  # not the raw share 1.0

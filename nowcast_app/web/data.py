@@ -12,11 +12,11 @@ from nowcast_core.alerts import (
     LEVELS,
     AlertRules,
     catchment_means,
-    current_levels,
     observed_depth_mm,
 )
 from nowcast_core.contract import LEAD_MINUTES
 from nowcast_core.dams import Disc, catchment_mask
+from nowcast_core.db.queries import alert_row, current_alert_rows
 from nowcast_core.db.schema import (
     AlertChange,
     DamAlert,
@@ -55,7 +55,7 @@ def _status_from_db(ctx: WebContext) -> dict:
     base = ctx.service.status()
     with ctx.sessions() as s:
         newest = s.scalar(select(func.max(FrameRecord.scan_time)))
-        alerts = [_alert_row(a) for a in current_levels(s)]
+        alerts = current_alert_rows(s)
     base["newest_scan"] = newest
     base["alerts"] = alerts
     return base
@@ -101,16 +101,9 @@ def dams(ctx: WebContext) -> list[dict]:
     return out
 
 
-def _alert_row(a: DamAlert) -> dict:
-    return {"dam": a.dam_id, "issue_time": iso(a.issue_time), "level": a.level, "previous_level": a.previous_level,
-            "forecast_1h_mm": round(a.forecast_1h_mm, 2), "observed_2h_mm": round(a.observed_2h_mm, 2),
-            "total_3h_mm": round(a.total_3h_mm, 2), "observed_scans": a.observed_scans, "reason": a.reason}
-
-
 def alerts_current(ctx: WebContext, dam: str | None = None) -> list[dict]:
     with ctx.sessions() as s:
-        rows = [_alert_row(a) for a in current_levels(s)]
-    return [r for r in rows if dam is None or r["dam"] == dam]
+        return current_alert_rows(s, dam)
 
 
 def alerts_history(ctx: WebContext, *, dam=None, since=None, until=None, limit: int = 200) -> list[dict]:
@@ -132,7 +125,7 @@ def alerts_history(ctx: WebContext, *, dam=None, since=None, until=None, limit: 
         rows = []
         for a in alerts:
             c = changes.get(a.id)
-            row = _alert_row(a)
+            row = alert_row(a)
             row["notified"] = c is not None
             row["deliveries"] = [{"url": o.url, "status": o.status, "attempts": o.attempts,
                                   "last_status_code": o.last_status_code, "delivered_at": iso(o.delivered_at)}

@@ -9,8 +9,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import func, select
 
 from nowcast_app.web.context import WebContext
-from nowcast_core.alerts import RANK, current_levels
+from nowcast_core.alerts import RANK
 from nowcast_core.contract import THRESHOLDS_MM_H
+from nowcast_core.db.queries import current_levels
 from nowcast_core.db.schema import (
     ForecastRun,
     FrameRecord,

@@ -10,7 +10,15 @@ import numpy as np
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from nowcast_core.db.schema import DamProbability, DamRainfall, EnsembleRun, ForecastRun, FrameRecord, RejectedFile
+from nowcast_core.db.schema import (
+    DamAlert,
+    DamProbability,
+    DamRainfall,
+    EnsembleRun,
+    ForecastRun,
+    FrameRecord,
+    RejectedFile,
+)
 from nowcast_core.io.fields import load_field
 from nowcast_core.times import iso_utc
 
@@ -23,6 +31,25 @@ def in_period(q, since: datetime | None, until: datetime | None, issue_time=Fore
     if until is not None:
         q = q.where(issue_time <= until)
     return q
+
+
+def alert_row(a: DamAlert) -> dict:
+    """One stored alert assessment of a dam as a row: its level, the one before, the 3-hour total and why."""
+    return {"dam": a.dam_id, "issue_time": iso_utc(a.issue_time), "level": a.level, "previous_level": a.previous_level,
+            "forecast_1h_mm": round(a.forecast_1h_mm, 2), "observed_2h_mm": round(a.observed_2h_mm, 2),
+            "total_3h_mm": round(a.total_3h_mm, 2), "observed_scans": a.observed_scans, "reason": a.reason}
+
+
+def current_levels(session: Session) -> list[DamAlert]:
+    """The newest stored alert assessment per dam."""
+    newest = select(DamAlert.dam_id, func.max(DamAlert.issue_time).label("t")).group_by(DamAlert.dam_id).subquery()
+    return list(session.scalars(select(DamAlert).join(newest, (DamAlert.dam_id == newest.c.dam_id)
+                                                      & (DamAlert.issue_time == newest.c.t)).order_by(DamAlert.dam_id)))
+
+
+def current_alert_rows(session: Session, dam: str | None = None) -> list[dict]:
+    """Each dam's newest alert assessment as a row (``dam``: that dam only)."""
+    return [alert_row(a) for a in current_levels(session) if dam is None or a.dam_id == dam]
 
 
 def _runs_query(method: str | None, issue_time: datetime | None, since: datetime | None,

@@ -5,7 +5,8 @@ smallest sum of Brier scores at the calibration thresholds (default 1 and 5 mm/h
 pixel over every issue time given. Every (lead, candidate) is scored with the same random draws
 (common random numbers), so candidates differ only by their parameters. Then, with the chosen
 perturbations, the members' exceedance shares at the product thresholds are recalibrated to the
-frequencies observed on the same events (:mod:`nowcast_core.ensembles.recalibration`).
+frequencies observed on the same events (:mod:`nowcast_core.ensembles.recalibration`), over the
+neighbourhood of the grid whose map scores the lowest Brier score there at the calibration thresholds.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from nowcast_core.ensembles.recalibration import PRIOR_PIXELS, LevelCounts
 DISPLACEMENT_GRID_PX = (0.0, 1.0, 2.0, 4.0, 6.0, 8.0, 11.0, 15.0, 20.0)
 LOG_SIGMA_GRID = (0.0, 0.2, 0.4, 0.7, 1.0, 1.3, 1.7, 2.2)
 GAIN_GRID = (0.6, 0.75, 0.9, 1.0, 1.15, 1.3, 1.5, 1.75)
+#: Gaussian neighbourhoods (pixels) the recalibration tries.
+NEIGHBOURHOOD_GRID_PX = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)
 CALIBRATION_THRESHOLDS_MM_H = (1.0, 5.0)
 
 
@@ -100,19 +103,34 @@ def calibrate(centres_mm_h: np.ndarray, observed_mm_h: np.ndarray, *, n_members:
 
 def recalibrate(perturbations: Perturbations, centres_mm_h: np.ndarray, observed_mm_h: np.ndarray, *,
                 n_members: int = 24, seed: int = 0, thresholds_mm_h: Sequence[float] = THRESHOLDS_MM_H,
-                newest_scans_mm_h: np.ndarray | None = None) -> Perturbations:
+                newest_scans_mm_h: np.ndarray | None = None,
+                neighbourhood_grid_px: Sequence[float] = NEIGHBOURHOOD_GRID_PX,
+                scored_thresholds_mm_h: Sequence[float] = CALIBRATION_THRESHOLDS_MM_H) -> Perturbations:
     """``perturbations`` with a probability map fitted on ``centres`` (n, 6, H, W) against ``observed``:
-    the members' exceedance shares at ``thresholds_mm_h`` mapped to the observed frequencies."""
+    the members' exceedance shares at ``thresholds_mm_h``, averaged over a neighbourhood, mapped to the
+    observed frequencies. Of ``neighbourhood_grid_px``, the neighbourhood whose fitted map has the lowest
+    Brier score on these starts at ``scored_thresholds_mm_h`` (summed over leads) is kept."""
     if perturbations.match_cdf and newest_scans_mm_h is None:
         raise ValueError("these perturbations match the newest scan's distribution: pass newest_scans_mm_h")
-    levels = LevelCounts(n_members, thresholds_mm_h)
+    if not len(neighbourhood_grid_px):
+        raise ValueError("no neighbourhood to try")
+    scored = [float(t) for t in scored_thresholds_mm_h if float(t) in {float(u) for u in thresholds_mm_h}]
+    counts = [LevelCounts(n_members, thresholds_mm_h, px) for px in neighbourhood_grid_px]
     for i in range(len(centres_mm_h)):
         members = perturb(centres_mm_h[i], n_members, issue_generator(seed, None, i), perturbations,
                           newest_scans_mm_h[i] if perturbations.match_cdf else None)
-        levels.add(members, np.asarray(observed_mm_h[i], dtype=np.float32))
+        for c in counts:
+            c.add(members, np.asarray(observed_mm_h[i], dtype=np.float32))
+    maps = [c.fit() for c in counts]
+    briers = [c.brier(m, scored) for c, m in zip(counts, maps, strict=True)]
+    best = int(np.argmin(briers))
     info = {**perturbations.provenance,
-            "recalibration": {"thresholds_mm_h": list(levels.thresholds_mm_h), "prior_pixels": PRIOR_PIXELS,
+            "recalibration": {"thresholds_mm_h": list(counts[best].thresholds_mm_h), "prior_pixels": PRIOR_PIXELS,
                               "n_issue_times": int(len(centres_mm_h)), "n_members": int(n_members),
-                              "pixels_per_lead": int(levels.pixels[0, 0].sum())}}
+                              "pixels_per_lead": int(counts[best].pixels[0, 0].sum()),
+                              "neighbourhood_px": float(neighbourhood_grid_px[best]),
+                              "brier_by_neighbourhood_px": {f"{px:g}": round(b, 6) for px, b in
+                                                            zip(neighbourhood_grid_px, briers, strict=True)},
+                              "scored_thresholds_mm_h": scored}}
     p = perturbations
-    return Perturbations(p.displacement_px, p.log_sigma, p.corr_px, p.gain, p.match_cdf, info, levels.fit())
+    return Perturbations(p.displacement_px, p.log_sigma, p.corr_px, p.gain, p.match_cdf, info, maps[best])

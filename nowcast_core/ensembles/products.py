@@ -46,12 +46,13 @@ def _check_members(members_mm_h: np.ndarray) -> np.ndarray:
 def exceedance_probability(members_mm_h: np.ndarray, thresholds_mm_h: Sequence[float] = THRESHOLDS_MM_H,
                            probability_map: ProbabilityMap | None = None) -> np.ndarray:
     """float32 (6, n_thresholds, H, W): share of members >= each threshold, recalibrated by the
-    ensemble's ``probability_map`` where it has one (``ensemble.probability_map``)."""
+    ensemble's ``probability_map`` where it has one (``ensemble.probability_map``: over its
+    neighbourhood, then mapped)."""
     m = _check_members(members_mm_h)
     share = np.stack([(m >= t).mean(axis=0) for t in thresholds_mm_h], axis=1).astype(np.float32)
     if probability_map is None:
         return share
-    return publish(share, thresholds_mm_h, *probability_map.table(thresholds_mm_h))
+    return publish(share, thresholds_mm_h, *probability_map.table(thresholds_mm_h), probability_map.neighbourhood_px)
 
 
 def dam_probabilities(centre_mm_h: np.ndarray, members_mm_h: np.ndarray, dams: Sequence[Dam],

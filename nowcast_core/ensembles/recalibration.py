@@ -3,10 +3,13 @@
 The share of members at or above a threshold is a probability only if it is reliable. The
 perturbed RainNet ensemble is not: held out, its members agree more often than the weather does
 (the rain in the core of a storm may decay, which shifting and noising one forecast never shows).
-A :class:`ProbabilityMap` maps the raw share to the frequency observed on training events, per lead
-and threshold: counts of pixels and of events per raw level ``j / n_members``, made monotone by
-pooling adjacent violators (isotonic regression), each level shrunk towards its raw value by
-``prior_pixels`` pseudo-pixels so a sparsely seen level stays near where it was. Between levels,
+A :class:`ProbabilityMap` first averages the shares over a Gaussian neighbourhood of
+``neighbourhood_px`` pixels (0: none; :func:`nowcast_core.io.fields.neighbourhood`), then maps the
+share to the frequency observed on training events, per lead and threshold: counts of pixels and of
+events per raw level ``j / n_members`` (the averaged share rounded to it), made monotone by
+pooling adjacent violators (isotonic regression), each level shrunk by ``prior_pixels`` pseudo-pixels
+towards the previous lead's map (at +10 towards the raw share), so a sparsely seen level keeps what a
+shorter lead learnt. Between levels,
 and for another member count, the map is interpolated linearly; a threshold it was not fitted at
 is left raw; and a pixel's published probability never rises with the threshold
 (:func:`nowcast_core.io.fields.publish`, beside the files that store the map).
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nowcast_core.contract import N_LEADS
+from nowcast_core.io.fields import neighbourhood
 
 #: Pseudo-pixels at the raw value added to every level before the isotonic fit.
 PRIOR_PIXELS = 100.0
@@ -33,8 +37,12 @@ class ProbabilityMap:
     thresholds_mm_h: tuple[float, ...]
     raw: tuple[float, ...]
     calibrated: tuple[tuple[tuple[float, ...], ...], ...]
+    #: Gaussian neighbourhood (pixels) the shares are averaged over before the map; 0: none.
+    neighbourhood_px: float = 0.0
 
     def __post_init__(self):
+        if not 0 <= self.neighbourhood_px <= 30:
+            raise ValueError(f"a probability map's neighbourhood must be 0 .. 30 pixels, got {self.neighbourhood_px}")
         shape = np.shape(self.calibrated)
         if shape != (N_LEADS, len(self.thresholds_mm_h), len(self.raw)):
             raise ValueError(f"a probability map needs {N_LEADS} x {len(self.thresholds_mm_h)} x {len(self.raw)} "
@@ -63,12 +71,14 @@ class ProbabilityMap:
 
     def as_dict(self) -> dict:
         return {"thresholds_mm_h": list(self.thresholds_mm_h), "raw": list(_rounded(self.raw)),
-                "calibrated": [[list(_rounded(row)) for row in lead] for lead in self.calibrated]}
+                "calibrated": [[list(_rounded(row)) for row in lead] for lead in self.calibrated],
+                "neighbourhood_px": float(self.neighbourhood_px)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ProbabilityMap":
         return cls(tuple(float(t) for t in d["thresholds_mm_h"]), tuple(float(v) for v in d["raw"]),
-                   tuple(tuple(tuple(float(v) for v in row) for row in lead) for lead in d["calibrated"]))
+                   tuple(tuple(tuple(float(v) for v in row) for row in lead) for lead in d["calibrated"]),
+                   float(d.get("neighbourhood_px", 0.0)))
 
 
 def isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -84,31 +94,53 @@ def isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 class LevelCounts:
-    """Pixels and events per (lead, threshold, raw level k of n members): what a map is fitted on."""
+    """Pixels and events per (lead, threshold, raw level k of n members): what a map is fitted on.
+    With ``neighbourhood_px``, a pixel's level is its neighbourhood-averaged share rounded to k / n."""
 
-    def __init__(self, n_members: int, thresholds_mm_h: Sequence[float]):
+    def __init__(self, n_members: int, thresholds_mm_h: Sequence[float], neighbourhood_px: float = 0.0):
         self.n_members = int(n_members)
         self.thresholds_mm_h = tuple(float(t) for t in thresholds_mm_h)
+        self.neighbourhood_px = float(neighbourhood_px)
         self.pixels = np.zeros((N_LEADS, len(self.thresholds_mm_h), self.n_members + 1))
         self.events = np.zeros_like(self.pixels)
 
     def add(self, members_mm_h: np.ndarray, observed_mm_h: np.ndarray) -> None:
         """One start's members (n_members, 6, H, W) against its observations (6, H, W); NaN left out."""
+        share = np.stack([(members_mm_h >= t).mean(axis=0) for t in self.thresholds_mm_h], axis=1)
+        level = np.rint(neighbourhood(share, self.neighbourhood_px) * self.n_members).astype(np.int64)
         for k in range(N_LEADS):
             valid = np.isfinite(observed_mm_h[k])
             obs = observed_mm_h[k][valid]
             for j, t in enumerate(self.thresholds_mm_h):
-                level = (members_mm_h[:, k][:, valid] >= t).sum(axis=0)
-                self.pixels[k, j] += np.bincount(level, minlength=self.n_members + 1)
-                self.events[k, j] += np.bincount(level, weights=(obs >= t), minlength=self.n_members + 1)
+                self.pixels[k, j] += np.bincount(level[k, j][valid], minlength=self.n_members + 1)
+                self.events[k, j] += np.bincount(level[k, j][valid], weights=(obs >= t), minlength=self.n_members + 1)
 
     def fit(self, prior_pixels: float = PRIOR_PIXELS) -> ProbabilityMap:
+        """The map: per lead and threshold, the observed frequency per level shrunk by ``prior_pixels``
+        towards the previous lead's map (the raw share at the first lead), then made monotone. A level
+        rarely seen at a long lead (all members at 5 mm/h at +60) keeps what the shorter lead learnt of
+        the members' over-confidence instead of falling back to the raw share."""
         raw = np.arange(self.n_members + 1) / self.n_members
         weights = self.pixels + prior_pixels
-        shrunk = (self.events + prior_pixels * raw) / weights
-        calibrated = [[_rounded(np.clip(isotonic(shrunk[k, j], weights[k, j]), 0.0, 1.0))
-                       for j in range(len(self.thresholds_mm_h))] for k in range(N_LEADS)]
-        return ProbabilityMap(self.thresholds_mm_h, _rounded(raw), tuple(tuple(lead) for lead in calibrated))
+        calibrated = np.empty_like(self.pixels)
+        for k in range(N_LEADS):
+            for j in range(len(self.thresholds_mm_h)):
+                prior = raw if k == 0 else calibrated[k - 1, j]
+                shrunk = (self.events[k, j] + prior_pixels * prior) / weights[k, j]
+                calibrated[k, j] = _rounded(np.clip(isotonic(shrunk, weights[k, j]), 0.0, 1.0))
+        return ProbabilityMap(self.thresholds_mm_h, _rounded(raw),
+                              tuple(tuple(tuple(row) for row in lead) for lead in calibrated), self.neighbourhood_px)
+
+    def brier(self, probability_map: ProbabilityMap, thresholds_mm_h: Sequence[float]) -> float:
+        """The Brier score, summed over leads and ``thresholds_mm_h``, of ``probability_map``'s values at
+        these levels on the pixels counted: how well a map fitted here scores here."""
+        total = 0.0
+        for t in thresholds_mm_h:
+            j = self.thresholds_mm_h.index(float(t))
+            values = np.asarray(probability_map.calibrated)[:, probability_map.threshold_index(t)]  # (6, L)
+            sq = self.pixels[:, j] * values ** 2 - 2 * values * self.events[:, j] + self.events[:, j]
+            total += float((sq.sum(axis=1) / np.maximum(self.pixels[:, j].sum(axis=1), 1)).sum())
+        return total
 
 
 def _rounded(values) -> tuple[float, ...]:

@@ -64,7 +64,7 @@ def save_probability(root: Path, issue_time: datetime, method: str, exceedance_p
                      thresholds_mm_h, n_members: int, probability_map=None) -> tuple[str, str]:
     """Store (6, n_thresholds, H, W) exceedance shares of an ``n_members`` ensemble, exactly, as member
     counts (uint8), with the ensemble's ``probability_map`` (:class:`~nowcast_core.ensembles.recalibration.
-    ProbabilityMap`) per lead and threshold so :func:`load_probability` returns the published
+    ProbabilityMap`) per lead and threshold, and its neighbourhood, so :func:`load_probability` returns the published
     probabilities; returns (path relative to ``root``, sha256 of the file)."""
     p = np.asarray(exceedance_probability, dtype=np.float64)
     if not 1 <= n_members <= 255:
@@ -75,7 +75,8 @@ def save_probability(root: Path, issue_time: datetime, method: str, exceedance_p
     mapping = {}
     if probability_map is not None:  # per lead and threshold the published value at each raw level
         levels, table = probability_map.table(list(thresholds_mm_h))
-        mapping = {"map_raw_levels": levels, "map_probability": table}
+        mapping = {"map_raw_levels": levels, "map_probability": table,
+                   "map_neighbourhood_px": np.float64(probability_map.neighbourhood_px)}
     buf = io.BytesIO()
     np.savez_compressed(buf, member_counts=counts.astype(np.uint8), n_members=np.int64(n_members),
                         thresholds_mm_h=np.asarray(thresholds_mm_h, dtype=np.float64), **mapping)
@@ -86,11 +87,25 @@ def save_probability(root: Path, issue_time: datetime, method: str, exceedance_p
     return str(rel), checksum
 
 
-def publish(share: np.ndarray, thresholds_mm_h: Sequence[float], levels: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """Exceedance shares (6, n_thresholds, H, W) -> float32 published probabilities: each lead and
-    threshold through its map ``table`` (6, n_thresholds, L) over ``levels``, then never rising with the
-    threshold (a pixel's probability of 5 mm/h is at most its probability of 1 mm/h)."""
-    p = np.asarray(share, dtype=np.float64).copy()
+def neighbourhood(share: np.ndarray, neighbourhood_px: float) -> np.ndarray:
+    """Exceedance shares (..., H, W) averaged over a Gaussian neighbourhood of ``neighbourhood_px`` pixels
+    (edges held); 0 leaves them. A pixel's probability then counts the members that rain near it, not
+    only on it: heavy rain is placed less exactly than a member's pixel says."""
+    p = np.asarray(share, dtype=np.float64)
+    if neighbourhood_px <= 0:
+        return p
+    from scipy.ndimage import gaussian_filter
+
+    return gaussian_filter(p, sigma=(0,) * (p.ndim - 2) + (neighbourhood_px, neighbourhood_px), mode="nearest")
+
+
+def publish(share: np.ndarray, thresholds_mm_h: Sequence[float], levels: np.ndarray, table: np.ndarray,
+            neighbourhood_px: float = 0.0) -> np.ndarray:
+    """Exceedance shares (6, n_thresholds, H, W) -> float32 published probabilities: averaged over the
+    map's :func:`neighbourhood`, each lead and threshold through its map ``table`` (6, n_thresholds, L)
+    over ``levels``, then never rising with the threshold (a pixel's probability of 5 mm/h is at most
+    its probability of 1 mm/h)."""
+    p = neighbourhood(share, neighbourhood_px).copy()
     for k in range(p.shape[0]):
         for j in range(p.shape[1]):
             p[k, j] = np.interp(p[k, j], levels, table[k, j])
@@ -109,5 +124,6 @@ def load_probability(root: Path, relpath: str, checksum: str | None = None) -> t
         p = npz["member_counts"].astype(np.float64) / int(npz["n_members"])
         thresholds = npz["thresholds_mm_h"].astype(np.float64)
         if "map_probability" in npz.files:
-            return publish(p, thresholds, npz["map_raw_levels"], npz["map_probability"]), thresholds
+            px = float(npz["map_neighbourhood_px"]) if "map_neighbourhood_px" in npz.files else 0.0
+            return publish(p, thresholds, npz["map_raw_levels"], npz["map_probability"], px), thresholds
         return p.astype(np.float32), thresholds

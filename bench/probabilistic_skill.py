@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +90,10 @@ def main(argv=None) -> None:
     from nowcast_core.ensembles.perturbed import CALIBRATION_FILE, Perturbations
     from nowcast_core.ensembles.products import exceedance_probability
     from nowcast_core.rainnet import bundled_model_path
-    from nowcast_core.verification.probabilistic import ProbCounts, reliability_deviations
+    from nowcast_core.verification.probabilistic import (
+        ProbCounts,
+        reliability_deviations,
+    )
 
     first, last = (int(v) for v in args.windows.split("-"))
     if not args.radar.is_dir():

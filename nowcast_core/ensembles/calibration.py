@@ -17,7 +17,14 @@ import numpy as np
 
 from nowcast_core.contract import N_LEADS, THRESHOLDS_MM_H
 from nowcast_core.ensembles.base import issue_generator
-from nowcast_core.ensembles.perturbed import Perturbations, displaced, draw, log_normal_factor, matched, perturb
+from nowcast_core.ensembles.perturbed import (
+    Perturbations,
+    displaced,
+    draw,
+    log_normal_factor,
+    matched,
+    perturb,
+)
 from nowcast_core.ensembles.recalibration import PRIOR_PIXELS, LevelCounts
 
 DISPLACEMENT_GRID_PX = (0.0, 1.0, 2.0, 4.0, 6.0, 8.0, 11.0, 15.0, 20.0)

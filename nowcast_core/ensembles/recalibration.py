@@ -25,7 +25,7 @@ import numpy as np
 from nowcast_core.contract import N_LEADS
 from nowcast_core.io.fields import neighbourhood
 
-#: Pseudo-pixels at the raw value added to every level before the isotonic fit.
+#: Pseudo-pixels at the previous lead's value (at +10 the raw share) added to every level before the isotonic fit.
 PRIOR_PIXELS = 100.0
 
 

@@ -316,7 +316,8 @@ def forecasts(dam: Optional[str] = None, issue_time: Annotated[Optional[str], ty
 
 
 @app.command()
-def alerts(dam: Optional[str] = None, fmt: FormatOpt = Format.table) -> None:
+def alerts(dam: Annotated[Optional[str], typer.Option(help="one dam (its id, e.g. dam-3)")] = None,
+           fmt: FormatOpt = Format.table) -> None:
     """Each dam's alert level from the newest production run, and why (the 3-hour total: the observed
     last 2 hours plus the forecast hour, and the probabilities that raised it)."""
     from nowcast_core.db.queries import current_alert_rows
@@ -375,6 +376,10 @@ def export(out: Annotated[Path, typer.Option("--out", help="FILE.npz")], since: 
                      "ensemble_method": ensemble_method.astype(str)}
     np.savez_compressed(out, issue_times=np.array(issue_times, dtype=str), rain_rate_mm_h=rain, **extra)
     err.print(f"{len(issue_times)} forecasts written to {out}")
+    if probabilistic and method is not None:
+        named = sorted({m for m in extra["ensemble_method"] if m})
+        err.print(f"[yellow]note:[/yellow] exceedance_probability is the production ensemble's "
+                  f"({', '.join(named) or 'none stored'}), not {method}'s: only production runs get an ensemble")
 
 
 @app.command()

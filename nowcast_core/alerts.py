@@ -102,18 +102,20 @@ def assess_probabilistic(observed_2h_mm: float, forecast_1h_mm: float, member_1h
     total = observed_2h_mm + forecast_1h_mm
     spread = (f"{ensemble}, {len(members)} members: forecast 1 h median {np.median(members):.1f} mm, "
               f"10-90 % {np.quantile(members, 0.1):.1f}-{np.quantile(members, 0.9):.1f} mm; "
-              f"observed 2 h {observed_2h_mm:.1f} mm")
-    emergency_rule = (f"forecast 1 h >= {rules.emergency_1h_mm:g} mm, or >= {rules.emergency_combined_1h_mm:g} mm "
-                      f"with 3 h >= {rules.emergency_combined_3h_mm:g} mm")
-    advisory_rule = f"3 h >= {rules.advisory_3h_mm:g} mm"
+              f"deterministic forecast 1 h {forecast_1h_mm:.1f} mm; observed 2 h {observed_2h_mm:.1f} mm")
+    emergency_rule = (f"emergency (forecast 1 h >= {rules.emergency_1h_mm:g} mm, or >= {rules.emergency_combined_1h_mm:g} mm "
+                      f"with 3 h >= {rules.emergency_combined_3h_mm:g} mm)")
+    advisory_rule = f"advisory (3 h >= {rules.advisory_3h_mm:g} mm)"
+    chances = f"probability {p_emergency:.2f} of {emergency_rule}, {p_advisory:.2f} of {advisory_rule}"
     if p_emergency >= alert_probability:
-        level, p, why = "emergency", p_emergency, f"probability {p_emergency:.2f} >= {alert_probability:g} of {emergency_rule}"
+        level, p = "emergency", p_emergency
+        why = f"probability {p_emergency:.2f} >= {alert_probability:g} of {emergency_rule}"
     elif p_advisory >= alert_probability:
-        level, p, why = "advisory", p_advisory, f"probability {p_advisory:.2f} >= {alert_probability:g} of {advisory_rule}"
+        level, p = "advisory", p_advisory
+        why = f"probability {p_advisory:.2f} >= {alert_probability:g} of {advisory_rule}; {p_emergency:.2f} of {emergency_rule}"
     else:
         level, p = "none", p_advisory
-        why = (f"probability {p_advisory:.2f} of {advisory_rule} and {p_emergency:.2f} of emergency, "
-               f"below {alert_probability:g}")
+        why = f"{chances}: both below the alert probability {alert_probability:g}"
     return Assessment(level, observed_2h_mm, forecast_1h_mm, total, f"{why} ({spread})", p)
 
 

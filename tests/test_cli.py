@@ -125,6 +125,7 @@ def test_run_once_then_query_sqlite(tmp_path, shared_radar):
     levels = cli_json(env, "alerts")  # each dam's level from the newest run, with its reason
     assert [r["dam"] for r in levels] == [f"dam-{k}" for k in range(1, 8)]
     assert {r["issue_time"] for r in levels} == {issue_times[-1]} and all(r["level"] and r["reason"] for r in levels)
+    assert all(0 <= r["probability"] <= 1 for r in levels)  # the ensemble's, as a number too
     assert [r["dam"] for r in cli_json(env, "alerts", "--dam", "dam-3")] == ["dam-3"]
 
     rejected = cli_json(env, "frames", "--rejected")
@@ -136,6 +137,8 @@ def test_run_once_then_query_sqlite(tmp_path, shared_radar):
     out = tmp_path / "export" / "f.npz"
     out.parent.mkdir()  # --out into a missing folder is an error (tests/test_cli_errors.py)
     cli(env, "export", "--out", str(out), "--probabilistic")
+    other = cli(env, "export", "--out", str(tmp_path / "export" / "p.npz"), "--probabilistic", "--method", "pysteps")
+    assert "not pysteps's" in " ".join(other.output.split())  # says whose probabilities they are
     with np.load(out, allow_pickle=False) as npz:
         exported_times = [str(s) for s in npz["issue_times"]]
         rain = npz["rain_rate_mm_h"]

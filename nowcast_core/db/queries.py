@@ -34,10 +34,13 @@ def in_period(q, since: datetime | None, until: datetime | None, issue_time=Fore
 
 
 def alert_row(a: DamAlert) -> dict:
-    """One stored alert assessment of a dam as a row: its level, the one before, the 3-hour total and why."""
+    """One stored alert assessment of a dam as a row: its level, the one before, the 3-hour total, the
+    ensemble's probability of the level's rule (of the advisory rule when the level is none; None when
+    assessed without an ensemble) and why."""
     return {"dam": a.dam_id, "issue_time": iso_utc(a.issue_time), "level": a.level, "previous_level": a.previous_level,
             "forecast_1h_mm": round(a.forecast_1h_mm, 2), "observed_2h_mm": round(a.observed_2h_mm, 2),
-            "total_3h_mm": round(a.total_3h_mm, 2), "observed_scans": a.observed_scans, "reason": a.reason}
+            "total_3h_mm": round(a.total_3h_mm, 2), "observed_scans": a.observed_scans,
+            "probability": None if a.probability is None else round(a.probability, 4), "reason": a.reason}
 
 
 def current_levels(session: Session) -> list[DamAlert]:

@@ -444,7 +444,9 @@ def skill(since: Optional[str] = None, until: Optional[str] = None, by: By = By.
         elif plot is not None:
             from nowcast_core.plots import plot_reliability
 
-            plot_reliability(counts, plot, labels={m: f"{m}, {n} runs" for m, n in runs.items()},
+            few = 10  # pixels of one run are one weather situation: a handful of runs is not a verdict
+            plot_reliability(counts, plot, labels={m: f"{m}, {n} runs" + (" (too few to judge)" if n < few else "")
+                                                   for m, n in runs.items()},
                              title="runs differ between methods: the reference runs only for the newest issue "
                                    "times of each cycle" if len(set(runs.values())) > 1 else "")
             err.print(f"reliability diagram written to {plot}")

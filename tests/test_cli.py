@@ -98,7 +98,7 @@ def _check_probabilities(rows: list[dict]) -> None:
             assert values == sorted(values), (k, values)  # accumulations grow with lead
 
 
-def test_run_once_then_query_sqlite(tmp_path, shared_radar):
+def test_run_once_then_query_sqlite(tmp_path, shared_radar, monkeypatch):
     home = tmp_path / "home"
     env = _env(home, NOWCAST_REFERENCE_ENSEMBLE="steps", NOWCAST_REFERENCE_MAX_PER_CYCLE="1",
                NOWCAST_REFERENCE_MEMBERS="4")
@@ -150,6 +150,10 @@ def test_run_once_then_query_sqlite(tmp_path, shared_radar):
     skill = cli_json(env, "skill", "--probabilistic")
     assert {r["method"] for r in skill} == {"persistence-ensemble"}  # the reference's issue time has no observation
     assert all(0 <= r["brier"] <= 1 for r in skill)
+    legend = {}  # a diagram of a handful of runs says it is no verdict
+    monkeypatch.setattr("nowcast_core.plots.plot_reliability", lambda counts, path, labels=None, **kw: legend.update(labels))
+    cli(env, "skill", "--probabilistic", "--plot", str(tmp_path / "rel.png"))
+    assert legend and all(label.endswith("runs (too few to judge)") for label in legend.values()), legend
     assert exported_times == issue_times
     assert all(datetime.fromisoformat(s.replace("Z", "+00:00")).tzinfo is not None for s in exported_times)
     assert rain.dtype == np.float32 and rain.shape == (3, 6, 120, 120)

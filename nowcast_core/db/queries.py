@@ -126,8 +126,8 @@ def _dam_probabilities(session: Session, run_ids: set[int]) -> dict[tuple[int, s
         "accum_mm_p10": round(p.accum_mm_p10, 4),
         "accum_mm_p50": round(p.accum_mm_p50, 4),
         "accum_mm_p90": round(p.accum_mm_p90, 4),
-        "prob_accum_ge": dict(p.prob_accum_ge),
-        "prob_rate_ge": dict(p.prob_rate_ge),
+        "prob_accum_ge": {k: round(v, 4) for k, v in p.prob_accum_ge.items()},
+        "prob_rate_ge": {k: round(v, 4) for k, v in p.prob_rate_ge.items()},
     } for run_id, method, p in session.execute(q)}
 
 

@@ -106,16 +106,14 @@ def assess_probabilistic(observed_2h_mm: float, forecast_1h_mm: float, member_1h
     emergency_rule = (f"emergency (forecast 1 h >= {rules.emergency_1h_mm:g} mm, or >= {rules.emergency_combined_1h_mm:g} mm "
                       f"with 3 h >= {rules.emergency_combined_3h_mm:g} mm)")
     advisory_rule = f"advisory (3 h >= {rules.advisory_3h_mm:g} mm)"
-    chances = f"probability {p_emergency:.2f} of {emergency_rule}, {p_advisory:.2f} of {advisory_rule}"
+    emergency_p = f"{p_emergency:.2f} of {emergency_rule}"
+    advisory_p = f"{p_advisory:.2f} of {advisory_rule}"
     if p_emergency >= alert_probability:
-        level, p = "emergency", p_emergency
-        why = f"probability {p_emergency:.2f} >= {alert_probability:g} of {emergency_rule}"
+        level, p, why = "emergency", p_emergency, f"probability {p_emergency:.2f} >= {alert_probability:g} of {emergency_rule}"
     elif p_advisory >= alert_probability:
-        level, p = "advisory", p_advisory
-        why = f"probability {p_advisory:.2f} >= {alert_probability:g} of {advisory_rule}; {p_emergency:.2f} of {emergency_rule}"
+        level, p, why = "advisory", p_advisory, f"probability {p_advisory:.2f} >= {alert_probability:g} of {advisory_rule}; {emergency_p}"
     else:
-        level, p = "none", p_advisory
-        why = f"{chances}: both below the alert probability {alert_probability:g}"
+        level, p, why = "none", p_advisory, f"probability {emergency_p}, {advisory_p}: both below the alert probability {alert_probability:g}"
     return Assessment(level, observed_2h_mm, forecast_1h_mm, total, f"{why} ({spread})", p)
 
 

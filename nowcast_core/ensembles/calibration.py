@@ -25,7 +25,11 @@ from nowcast_core.ensembles.perturbed import (
     matched,
     perturb,
 )
-from nowcast_core.ensembles.recalibration import PRIOR_PIXELS, LevelCounts
+from nowcast_core.ensembles.recalibration import (
+    PRIOR_PIXELS,
+    LevelCounts,
+    member_shares,
+)
 
 DISPLACEMENT_GRID_PX = (0.0, 1.0, 2.0, 4.0, 6.0, 8.0, 11.0, 15.0, 20.0)
 LOG_SIGMA_GRID = (0.0, 0.2, 0.4, 0.7, 1.0, 1.3, 1.7, 2.2)
@@ -126,8 +130,9 @@ def recalibrate(perturbations: Perturbations, centres_mm_h: np.ndarray, observed
     for i in range(len(centres_mm_h)):
         members = perturb(centres_mm_h[i], n_members, issue_generator(seed, None, i), perturbations,
                           newest_scans_mm_h[i] if perturbations.match_cdf else None)
+        share = member_shares(members, counts[0].thresholds_mm_h)  # once for every neighbourhood tried
         for c in counts:
-            c.add(members, np.asarray(observed_mm_h[i], dtype=np.float32))
+            c.add_shares(share, np.asarray(observed_mm_h[i], dtype=np.float32))
     maps = [c.fit() for c in counts]
     briers = [c.brier(m, scored) for c, m in zip(counts, maps, strict=True)]
     best = int(np.argmin(briers))

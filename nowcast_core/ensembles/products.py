@@ -22,7 +22,7 @@ import numpy as np
 
 from nowcast_core.contract import LEAD_MINUTES, N_LEADS, THRESHOLDS_MM_H
 from nowcast_core.dams import Dam, accumulated_depth_mm, catchment_mean_rates
-from nowcast_core.ensembles.recalibration import ProbabilityMap
+from nowcast_core.ensembles.recalibration import ProbabilityMap, member_shares
 from nowcast_core.io.fields import publish
 
 #: Catchment-mean rain-rate thresholds (mm/h) of ``prob_rate_ge``.
@@ -48,8 +48,7 @@ def exceedance_probability(members_mm_h: np.ndarray, thresholds_mm_h: Sequence[f
     """float32 (6, n_thresholds, H, W): share of members >= each threshold, recalibrated by the
     ensemble's ``probability_map`` where it has one (``ensemble.probability_map``: over its
     neighbourhood, then mapped)."""
-    m = _check_members(members_mm_h)
-    share = np.stack([(m >= t).mean(axis=0) for t in thresholds_mm_h], axis=1).astype(np.float32)
+    share = member_shares(_check_members(members_mm_h), thresholds_mm_h).astype(np.float32)
     if probability_map is None:
         return share
     return publish(share, thresholds_mm_h, *probability_map.table(thresholds_mm_h), probability_map.neighbourhood_px)

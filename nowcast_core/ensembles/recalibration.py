@@ -81,6 +81,12 @@ class ProbabilityMap:
                    float(d.get("neighbourhood_px", 0.0)))
 
 
+def member_shares(members_mm_h: np.ndarray, thresholds_mm_h: Sequence[float]) -> np.ndarray:
+    """(6, n_thresholds, H, W): the share of members (n_members, 6, H, W) at or above each threshold."""
+    m = np.asarray(members_mm_h)
+    return np.stack([(m >= t).mean(axis=0) for t in thresholds_mm_h], axis=1)
+
+
 def isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The non-decreasing sequence closest to ``values`` in weighted least squares (pool adjacent violators)."""
     blocks: list[list[float]] = []  # [weighted mean, weight, length]
@@ -106,7 +112,10 @@ class LevelCounts:
 
     def add(self, members_mm_h: np.ndarray, observed_mm_h: np.ndarray) -> None:
         """One start's members (n_members, 6, H, W) against its observations (6, H, W); NaN left out."""
-        share = np.stack([(members_mm_h >= t).mean(axis=0) for t in self.thresholds_mm_h], axis=1)
+        self.add_shares(member_shares(members_mm_h, self.thresholds_mm_h), observed_mm_h)
+
+    def add_shares(self, share: np.ndarray, observed_mm_h: np.ndarray) -> None:
+        """One start's :func:`member_shares` at this object's thresholds against its observations."""
         level = np.rint(neighbourhood(share, self.neighbourhood_px) * self.n_members).astype(np.int64)
         for k in range(N_LEADS):
             valid = np.isfinite(observed_mm_h[k])

@@ -22,6 +22,7 @@ the pixels with an upstream source (where extrapolation can know the rain), per 
 all folds. ``check`` tests the issue's criteria per fold and pooled; ``table`` prints Markdown.
 
     python bench/loeo.py train --out /work/loeo/models [--recipe loeo-fss] [--events knmi ...]
+    python bench/loeo.py train --out /work/loeo/nested/bom --exclude bom   # nested: without bom too
     python bench/loeo.py score --models /work/loeo/models --out docs/bench/loeo.json [--events E ...]
     python bench/loeo.py merge docs/bench/loeo.json part1.json part2.json ...
     python bench/loeo.py check docs/bench/loeo.json
@@ -59,18 +60,26 @@ def events_of(data: Path) -> dict[str, list[Path]]:
     return out
 
 
-def train_folds(data: Path, out: Path, recipe: str, events: list[str] | None, threads: int) -> None:
+def train_folds(data: Path, out: Path, recipe: str, events: list[str] | None, threads: int,
+                exclude: tuple[str, ...] = ()) -> None:
+    """One model per held-out event, trained on all windows of the other events except ``exclude`` too
+    (nested folds: the models that forecast a fold's calibration events without having seen its
+    held-out event)."""
     from nowcast_core.rainnet.recipes import get_recipe
     from nowcast_core.rainnet.train import train_from_folders
 
     kwargs = get_recipe(recipe)
     by_event = events_of(data)
-    for held_out in events or sorted(by_event):
+    unknown = sorted(set(exclude) - set(by_event))
+    if unknown:
+        raise SystemExit(f"--exclude: unknown events {unknown}; known: {sorted(by_event)}")
+    out.mkdir(parents=True, exist_ok=True)
+    for held_out in events or sorted(set(by_event) - set(exclude)):
         path = out / f"{held_out}.keras"
         if path.exists():
             print(f"{held_out}: {path} exists, skipped", flush=True)
             continue
-        folders = [f for e, fs in sorted(by_event.items()) if e != held_out for f in fs]
+        folders = [f for e, fs in sorted(by_event.items()) if e != held_out and e not in exclude for f in fs]
         started = time.perf_counter()
         history = train_from_folders(folders, path, threads=threads, progress=False, **kwargs)
         print(f"{held_out}: trained on {history['n_train_samples']} samples of {history['events']} "
@@ -337,6 +346,7 @@ def main(argv=None) -> None:
     t.add_argument("--recipe", default="loeo-fss")
     t.add_argument("--events", nargs="*")
     t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--exclude", nargs="*", default=(), help="events left out of every model's training too")
     s = sub.add_parser("score")
     s.add_argument("--data", type=Path, default=DEFAULT_DATA)
     s.add_argument("--models", type=Path, required=True)
@@ -362,7 +372,7 @@ def main(argv=None) -> None:
         if path is not None and not path.exists():
             p.error(f"{path} does not exist")
     if args.command == "train":
-        train_folds(args.data, args.out, args.recipe, args.events, args.threads)
+        train_folds(args.data, args.out, args.recipe, args.events, args.threads, tuple(args.exclude))
     elif args.command == "score":
         score(args.data, args.models, args.out, args.windows, args.steps_stride, args.events, args.recipe,
               args.max_starts_per_folder)

@@ -58,6 +58,26 @@ def centres(model_path: Path, x: np.ndarray) -> np.ndarray:
     return forecast_batched(get_method("rainnet", model_path=model_path), x, 16)
 
 
+def map_models_centres(template: str, held_out: str, train_events: list[str], data, stride: int):
+    """Forecasts of each calibration event by the model ``template`` names for it (one it was not trained
+    on), concatenated in ``train_events`` order; and a description naming the models and, from their
+    training reports, any that saw the held-out event (a leak, reported, not hidden)."""
+    parts, used, leaks = [], {}, []
+    for event in train_events:
+        path = Path(template.format(held_out=held_out, event=event))
+        if not path.is_file():
+            raise SystemExit(f"--map-models: no model {path} for calibration event {event} of {held_out}")
+        report = path.with_suffix(".report.json")
+        trained_on = json.loads(report.read_text()).get("events", []) if report.is_file() else None
+        if trained_on is not None and event in trained_on:
+            raise SystemExit(f"--map-models: {path} was trained on {event}, the event it would forecast")
+        if trained_on is None or held_out in trained_on:
+            leaks.append(path.name)
+        parts.append(centres(path, data(event, stride)[1]))
+        used[event] = str(path)
+    return np.concatenate(parts), {"models": used, "saw_held_out_or_unknown": leaks}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--radar", type=Path, default=REPO.parent / "shared" / "data" / "radar")
@@ -79,22 +99,42 @@ def main(argv=None) -> None:
                     help="earlier result files of this bench (same protocol), or a calibration file: reuse each "
                     "fold's perturbations, chosen there on the same calibration events, instead of searching the "
                     "grid again (the probability map is fitted anew)")
+    ap.add_argument("--map-models", default=None, metavar="TEMPLATE",
+                    help="fit the probability map on forecasts each calibration event has not been trained on: "
+                    "the model for calibration event {event} of held-out event {held_out}, e.g. "
+                    "'/work/loeo/nested/{held_out}/{event}.keras' (trained on neither). Default: the centre model's "
+                    "own forecasts of its training events (in-sample)")
+    ap.add_argument("--pool-steps", action="store_true",
+                    help="let the map pool the STEPS ensemble's shares, its weight chosen on the calibration events "
+                    "(each held out in turn); the production ensemble then runs that STEPS too")
+    ap.add_argument("--map-events", default=None, help="with --write-calibration: fit the production map (and STEPS "
+                    "weights) on these events ('all' or comma-separated) around the shipped model, keeping the "
+                    "perturbations of --perturbations-from, write the calibration and stop (the leave-one-event-out "
+                    "run is the test of this procedure)")
     ap.add_argument("--no-recalibration", action="store_true", help="publish the members' raw exceedance shares "
                     "(no probability map fitted on the calibration events)")
     ap.add_argument("--no-match-cdf", action="store_true", help="perturb RainNet's forecast as it is (no probability "
                     "matching to the newest scan)")
     args = ap.parse_args(argv)
 
+    from nowcast_core.contract import THRESHOLDS_MM_H
     from nowcast_core.ensembles import get_ensemble
     from nowcast_core.ensembles.calibration import calibrate, recalibrate
     from nowcast_core.ensembles.perturbed import CALIBRATION_FILE, Perturbations
     from nowcast_core.ensembles.products import exceedance_probability
+    from nowcast_core.ensembles.recalibration import member_shares
     from nowcast_core.rainnet import bundled_model_path
     from nowcast_core.verification.probabilistic import (
         ProbCounts,
         reliability_deviations,
     )
 
+    if args.pool_steps and (not args.perturbations_from or args.no_recalibration):
+        raise SystemExit("--pool-steps refits the map of earlier perturbations: give --perturbations-from, "
+                         "without --no-recalibration")
+    if args.map_models and (not args.perturbations_from or args.no_recalibration):
+        raise SystemExit("--map-models refits the map of earlier perturbations: give --perturbations-from, "
+                         "without --no-recalibration")
     first, last = (int(v) for v in args.windows.split("-"))
     if not args.radar.is_dir():
         raise SystemExit(f"no radar folder {args.radar}")
@@ -135,19 +175,56 @@ def main(argv=None) -> None:
                                            {"chosen_in": str(path), "centre_model": fold["centre_model"],
                                             "calibrated_on": fold["calibrated_on"]})
     cache: dict[tuple, tuple] = {}
+    steps = get_ensemble("steps", n_members=args.steps_members, seed=args.seed)
 
     def data(event: str, stride: int):
         if (event, stride) not in cache:
             cache[event, stride] = load_starts(windows(args.radar, event, first, last), stride)
         return cache[event, stride]
 
-    steps = get_ensemble("steps", n_members=args.steps_members, seed=args.seed)
     methods = ("production", "steps")
     pooled = {m: {k: {t: ProbCounts() for t in EVAL_THRESHOLDS_MM_H} for k in range(6)} for m in methods}
     report = {"protocol": protocol, "match_cdf": not args.no_match_cdf, "recalibration": not args.no_recalibration, "gain_grid": args.gain_grid or "default", "windows": args.windows, "stride": args.stride,
               "calibration_stride": args.calibration_stride, "members": args.members,
-              "steps_members": args.steps_members, "seed": args.seed, "folds": {}}
+              "steps_members": args.steps_members, "pool_steps": args.pool_steps, "seed": args.seed, "folds": {}}
     seconds = {"production": 0.0, "steps": 0.0}
+    def fit_map(p, model_path: Path, train_events: list[str], held_out: str):
+        """``p`` with its probability map (and, with --pool-steps, its STEPS weights) fitted anew on
+        ``train_events``' calibration starts."""
+        train_x = np.concatenate([data(e, args.calibration_stride)[1] for e in train_events])
+        train_y = np.concatenate([data(e, args.calibration_stride)[2] for e in train_events])
+        map_centres, map_from = centres(model_path, train_x), "the centre model (in-sample)"
+        if args.map_models:
+            map_centres, map_from = map_models_centres(args.map_models, held_out, train_events, data,
+                                                       args.calibration_stride)
+        pool = {}
+        if args.pool_steps:
+            t_pool = time.perf_counter()
+            groups = [e for e in train_events for _ in range(len(data(e, args.calibration_stride)[1]))]
+            calib_times = [t for e in train_events for _, t in data(e, args.calibration_stride)[0]]
+            pool = {"steps_members": args.steps_members, "groups": groups, "steps_shares": np.stack([
+                member_shares(steps.members(train_x[i:i + 1], issue_times=[calib_times[i]])[0],
+                              THRESHOLDS_MM_H).astype(np.float32) for i in range(len(train_x))])}
+            print(f"[{held_out}] STEPS on {len(train_x)} calibration starts: "
+                  f"{time.perf_counter() - t_pool:.0f} s", flush=True)
+        return recalibrate(replace(p, provenance={**p.provenance, "starts": len(train_x),
+                                                  "map_fitted_on_forecasts_of": map_from,
+                                                  "map_fitted_on_events": list(train_events)}),
+                           map_centres, train_y, n_members=args.members, seed=args.seed,
+                           newest_scans_mm_h=train_x[:, -1], scored_thresholds_mm_h=EVAL_THRESHOLDS_MM_H, **pool)
+
+    if args.map_events:  # the production map on these events; no event is left to score it on
+        events = list(EVENTS) if args.map_events == "all" else args.map_events.split(",")
+        if sorted(set(events) - set(EVENTS)) or args.fold_models is not None or not args.write_calibration \
+                or len(earlier) == 0:
+            raise SystemExit("--map-events takes 'all' or known events, with --write-calibration, "
+                             "--perturbations-from a calibration file and no --fold-models")
+        params = fit_map(next(iter(earlier.values())), bundled_model_path(), events, "production")
+        CALIBRATION_FILE.write_text(params.to_json())
+        print(f"map fitted on {events}: neighbourhood_px {params.probability_map.neighbourhood_px}, steps_weight "
+              f"{params.probability_map.steps_weight}; wrote {CALIBRATION_FILE}")
+        return
+
     calibrations: dict[tuple, object] = {}
     for held_out, (model_path, train_events) in folds.items():
         t0 = time.perf_counter()
@@ -160,9 +237,7 @@ def main(argv=None) -> None:
                 if p.provenance["calibrated_on"] != list(train_events):
                     raise SystemExit(f"{held_out}: the earlier perturbations were calibrated on "
                                      f"{p.provenance['calibrated_on']}, not {list(train_events)}")
-                calibrations[key] = recalibrate(replace(p, provenance={**p.provenance, "starts": len(train_x)}),
-                                                centres(model_path, train_x), train_y, n_members=args.members,
-                                                seed=args.seed, newest_scans_mm_h=train_x[:, -1])
+                calibrations[key] = fit_map(p, model_path, train_events, held_out)
         if key not in calibrations:
             calibrations[key] = calibrate(
                 centres(model_path, train_x), train_y, n_members=args.members, seed=args.seed,
@@ -177,7 +252,8 @@ def main(argv=None) -> None:
         print(f"[{held_out}] calibrated on {train_events} ({params.provenance['starts']} starts, "
               f"{time.perf_counter() - t0:.0f} s, match_cdf {params.match_cdf}): "
               f"displacement_px {params.displacement_px}, log_sigma {params.log_sigma}, gain {params.gain}, "
-              f"neighbourhood_px {getattr(params.probability_map, 'neighbourhood_px', None)}", flush=True)
+              f"neighbourhood_px {getattr(params.probability_map, 'neighbourhood_px', None)}, "
+              f"steps_weight {getattr(params.probability_map, 'steps_weight', None)}", flush=True)
         if args.write_calibration and args.fold_models is None and held_out == next(iter(folds)):
             CALIBRATION_FILE.write_text(params.to_json())
             print(f"wrote {CALIBRATION_FILE}")
@@ -194,9 +270,14 @@ def main(argv=None) -> None:
             members["steps"] = steps.members(x[i:i + 1], issue_times=issued)[0]
             seconds["production"] += t2 - t1
             seconds["steps"] += time.perf_counter() - t2
+            # the production map pools this same STEPS ensemble (same seed, members and draws) where it pools one
+            pooled_steps = members["steps"] if getattr(production.probability_map, "pools", False) else None
+            if pooled_steps is not None:
+                seconds["production"] += time.perf_counter() - t2  # it runs that STEPS too
             for m in methods:
                 prob = exceedance_probability(members[m], EVAL_THRESHOLDS_MM_H,  # (6, T, H, W)
-                                              production.probability_map if m == "production" else None)
+                                              production.probability_map if m == "production" else None,
+                                              pooled_steps if m == "production" else None)
                 for k in range(6):
                     for j, thr in enumerate(EVAL_THRESHOLDS_MM_H):
                         counts = ProbCounts.of(prob[k, j], y[i, k], thr)
@@ -207,6 +288,7 @@ def main(argv=None) -> None:
             "perturbations": {"displacement_px": params.displacement_px, "log_sigma": params.log_sigma,
                               "corr_px": params.corr_px, "gain": params.gain, "match_cdf": params.match_cdf},
             "recalibration": params.provenance.get("recalibration"),
+            "map_fitted_on_forecasts_of": params.provenance.get("map_fitted_on_forecasts_of"),
             "brier": {m: {f"{thr:g}": [round(fold[m][k][thr].brier(), 5) for k in range(6)]
                           for thr in EVAL_THRESHOLDS_MM_H} for m in methods},
             # the additive counts, so folds scored in separate runs pool exactly
@@ -254,7 +336,8 @@ def main(argv=None) -> None:
 
         plot_reliability(totals, args.plot, min_pixels=args.min_bin_pixels,
                          title=f"Held-out events ({protocol}); bins with >= {args.min_bin_pixels} pixels",
-                         labels={"production": f"RainNet ensemble, {args.members} members",
+                         labels={"production": f"RainNet ensemble, {args.members} members"
+                                 + (f", pooled with STEPS-{args.steps_members}" if args.pool_steps else ""),
                                  "steps": f"STEPS, {args.steps_members} members"})
         print(f"wrote {args.plot}")
 

@@ -667,10 +667,13 @@ def _exceedance(folder: Path, issue_times, rain, centre_method: str, members: Op
     ensemble = CentredEnsemble(members or settings.ensemble_members, settings.ensemble_seed if seed is None else seed,
                                centre_method, calibration)
     _, inputs, _ = folder_sequences(folder)
-    prob = np.stack([exceedance_probability(ensemble.members(inputs[k:k + 1], issue_times=[t],
-                                                             centre_mm_h=rain[k:k + 1])[0], THRESHOLDS_MM_H,
-                                                     ensemble.probability_map)
-                     for k, t in enumerate(issue_times)])
+    def probability(k: int, t) -> np.ndarray:
+        x = inputs[k:k + 1]
+        steps = ensemble.steps_members(x, issue_times=[t])
+        return exceedance_probability(ensemble.members(x, issue_times=[t], centre_mm_h=rain[k:k + 1])[0],
+                                      THRESHOLDS_MM_H, ensemble.probability_map, None if steps is None else steps[0])
+
+    prob = np.stack([probability(k, t) for k, t in enumerate(issue_times)])
     err.print(f"exceedance probabilities of {ensemble.name} ({ensemble.version})")
     return {"thresholds_mm_h": np.asarray(THRESHOLDS_MM_H, np.float64), "exceedance_probability": prob.astype(np.float32)}
 

@@ -104,7 +104,7 @@ def run(app, argv: list[str] | None = None) -> int:
             _echo(exc.ctx.get_help() if exc.ctx else str(exc))
             return USAGE
         command = exc.ctx.command_path if exc.ctx else "nowcast"
-        _echo(f"nowcast: {exc.format_message()}")
+        _echo(f"nowcast: {exc.format_message().replace('Value error, ', '')}")  # validator's prefix: noise here
         _echo(f"  see '{command} --help'")
         return USAGE
     except _ClickException as exc:

@@ -119,8 +119,9 @@ def plot_reliability(counts: dict, out: Path, *, thresholds_mm_h: Sequence[float
     threshold mm/h) to :class:`~nowcast_core.verification.probabilistic.ProbCounts`. Bins with fewer than
     ``min_pixels`` pixels are left out; the band is +-0.1 around the diagonal."""
     methods = sorted({m for m, _ in counts})
-    fig, axes = plt.subplots(1, len(thresholds_mm_h), figsize=(5 * len(thresholds_mm_h), 4.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(thresholds_mm_h), figsize=(5 * len(thresholds_mm_h), 5.6), squeeze=False)
     for ax, thr in zip(axes[0], thresholds_mm_h, strict=True):
+        ax.set_aspect("equal")
         ax.plot([0, 1], [0, 1], color="grey", lw=1, label="perfect")
         ax.fill_between([0, 1], [-0.1, 0.9], [0.1, 1.1], color="grey", alpha=0.15, label="±0.1")
         for k, method in enumerate(methods):
@@ -132,9 +133,9 @@ def plot_reliability(counts: dict, out: Path, *, thresholds_mm_h: Sequence[float
                     "o-" if k == 0 else "s--", label=f"{(labels or {}).get(method, method)} (Brier {c.brier():.4f})")
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="forecast probability", ylabel="observed frequency",
                title=f"rain rate >= {thr:g} mm/h, all leads")
-        ax.legend(loc="upper left", fontsize=8)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8)  # below the panel: no curve hidden
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, bbox_inches="tight")  # the legends below the panels included
     plt.close(fig)

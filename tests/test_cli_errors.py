@@ -65,6 +65,7 @@ def installed_home(tmp_path, monkeypatch, in_empty_folder, capsys):
     (("forecasts", "--dmn", "dam-1"), 2, ["No such option"]),
     (("skill", "--probabilistic", "--plot", "r.txt"), 2, ["not a picture file name", ".png"]),
     (("skill", "--plot", "skill"), 2, ["not a picture file name"]),
+    (("alerts", "--format", "yaml"), 2, ["'yaml' is not one of 'table', 'json', 'csv'"]),
 ])
 def test_usage_errors_on_an_installation(installed_home, capsys, args, code, words):
     got, lines = nowcast(capsys, *args)
@@ -72,6 +73,7 @@ def test_usage_errors_on_an_installation(installed_home, capsys, args, code, wor
     _assert_short(lines)
     for word in words:
         assert word in " ".join(lines)
+    assert "Value error" not in " ".join(lines)  # a validator's prefix, not words for a user
 
 
 def test_valid_filters_that_match_nothing_exit_0(installed_home, capsys):

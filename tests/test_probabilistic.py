@@ -211,6 +211,34 @@ def test_ensembles_are_verified_as_counts_and_skill_aggregates(make_service):
     assert rows and all(r["accum_mm_p50"] is not None and r["ensemble"] == "pysteps-ensemble" for r in rows)
 
 
+def test_a_pooled_map_runs_its_steps_once_and_stores_it_as_the_reference(make_service, tmp_path):
+    from dataclasses import replace
+
+    shipped = Perturbations.load()
+    weights = (0.3,) * len(shipped.probability_map.thresholds_mm_h)
+    pooled_map = replace(shipped.probability_map, steps_weight=weights, steps_members=3)
+    (tmp_path / "cal.json").write_text(replace(shipped, probability_map=pooled_map).to_json())
+    svc = make_service(method="pysteps", ensemble_members=6, ensemble_calibration=tmp_path / "cal.json",
+                       reference_ensemble="steps", reference_members=3, reference_max_per_cycle=0)
+    for k in range(6):
+        hf.write_scan(svc.settings.inbox, START + hf.minutes(k), _storm_frame(50, 30 + SPEED_PX * k))
+    svc.ingest()
+    svc.forecast(production=True)
+    with svc.sessions() as s:
+        runs = list(s.scalars(select(EnsembleRun)))
+    production = {r.issue_time: r for r in runs if r.is_production}
+    reference = {r.issue_time: r for r in runs if r.method == "steps"}
+    assert production and set(reference) == set(production)  # every issue time, though none was run for it
+    root = svc.settings.forecasts
+    for t, run in production.items():
+        with np.load(root / run.probability_path) as own, np.load(root / reference[t].probability_path) as ref:
+            np.testing.assert_array_equal(own["map_steps_weight"], 0.3)
+            np.testing.assert_array_equal(own["steps_member_counts"], ref["member_counts"])  # the same members
+        published = load_probability(root, run.probability_path, run.probability_checksum)[0]
+        steps = load_probability(root, reference[t].probability_path)[0]
+        assert (published >= 0.3 * steps - 1e-6).all() and (published <= 0.7 + 0.3 * steps + 1e-6).all()
+
+
 def test_predict_probabilistic_writes_exceedance_probabilities(tmp_path, shared_radar, monkeypatch):
     import shutil
 

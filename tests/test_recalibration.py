@@ -188,3 +188,80 @@ def test_a_level_unseen_at_a_long_lead_keeps_what_the_shorter_lead_learnt():
     values = np.asarray(counts.fit(prior_pixels=100.0).calibrated)[:, 0, -1]  # all members agree, per lead
     assert abs(values[0] - 0.5) < 0.05
     np.testing.assert_allclose(values[1:], values[0])  # not the raw share 1.0
+
+
+def _events(keeps: tuple[float, ...], n_per_event: int = 2):
+    """Events of the same over-confident storm forecast whose rain keeps ``keeps`` of its pixels (with
+    unlike keeps, a map fitted on the others misjudges each), and STEPS shares that know each event's
+    keep rate (a reference that is reliable there)."""
+    rng = np.random.default_rng(11)
+    centres, observed, knowing, groups = [], [], [], []
+    for event, keep in zip("abc", keeps, strict=True):
+        c, o = _storm(rng, n_per_event, keep)
+        centres.append(c)
+        observed.append(o)
+        k = np.zeros((n_per_event, N_LEADS, len(THRESHOLDS_MM_H), 120, 120), np.float32)
+        k[:, :, :, 30:90, 30:90] = keep  # 20 mm/h rain reaches every threshold
+        knowing.append(k)
+        groups += [event] * n_per_event
+    return np.concatenate(centres), np.concatenate(observed), np.concatenate(knowing), groups
+
+
+def test_the_map_pools_steps_only_where_it_helps_events_held_out():
+    centres, observed, knowing, groups = _events((0.9, 0.4, 0.9))
+    pooled = recalibrate(SPREAD, centres, observed, n_members=24, seed=1, steps_shares=knowing, steps_members=12,
+                         groups=groups).probability_map
+    assert min(pooled.steps_weight) >= 0.3 and pooled.steps_members == 12 and pooled.pools
+    # alike events: the map alone carries over, and STEPS shares that know nothing (none rain) only hurt
+    centres, observed, knowing, groups = _events((0.6, 0.6, 0.6))
+    ignorant = recalibrate(SPREAD, centres, observed, n_members=24, seed=1, steps_shares=np.zeros_like(knowing),
+                           steps_members=12, groups=groups)
+    assert not ignorant.probability_map.pools and ignorant.probability_map.steps_members == 0
+    by_weight = ignorant.provenance["recalibration"]["brier_by_steps_weight"]
+    assert all(by_weight[f"{t:g}"]["0"] < by_weight[f"{t:g}"]["0.3"] for t in THRESHOLDS_MM_H)
+    with pytest.raises(ValueError, match="group"):
+        recalibrate(SPREAD, centres, observed, n_members=24, seed=1, steps_shares=knowing, steps_members=12,
+                    groups=["a"] * len(centres))
+
+
+def test_a_pooled_map_publishes_the_weighted_mixture_and_round_trips_through_its_files(tmp_path):
+    from datetime import UTC, datetime
+
+    from nowcast_core.io.fields import load_probability, save_probability
+
+    members = np.zeros((4, N_LEADS, 16, 16), np.float32)
+    members[:, :, 4:10, 4:10] = 6.0  # all four members rain 6 mm/h on a block
+    steps = np.zeros((2, N_LEADS, 16, 16), np.float32)  # the STEPS members show no rain
+    identity = LevelCounts(4, (1.0, 5.0)).fit(prior_pixels=1.0)  # no pixels counted: the raw share
+    pm = replace(identity, steps_weight=(0.25, 0.5), steps_members=2)
+    assert ProbabilityMap.from_dict(json.loads(json.dumps(pm.as_dict()))) == pm
+    published = exceedance_probability(members, (1.0, 5.0), pm, steps)
+    np.testing.assert_allclose(published[:, 0, 5, 5], 0.75)  # (1 - 0.25) * 1 + 0.25 * 0 at 1 mm/h
+    np.testing.assert_allclose(published[:, 1, 5, 5], 0.5)  # its own weight at 5 mm/h
+    np.testing.assert_allclose(published[:, :, 0, 0], 0.0)
+    with pytest.raises(ValueError, match="STEPS"):
+        exceedance_probability(members, (1.0, 5.0), pm)  # a pooled map without its STEPS members
+    share = exceedance_probability(members, (1.0, 5.0))
+    rel, checksum = save_probability(tmp_path, datetime(2021, 7, 1, tzinfo=UTC), "rainnet-ensemble", share,
+                                     (1.0, 5.0), 4, pm, exceedance_probability(steps, (1.0, 5.0)))
+    np.testing.assert_allclose(load_probability(tmp_path, rel, checksum)[0], published, atol=1e-6)
+    with pytest.raises(ValueError, match="weight"):
+        replace(pm, steps_weight=(1.0, 0.5))
+    with pytest.raises(ValueError, match="weight"):
+        replace(pm, steps_weight=(0.25,))  # one per threshold
+
+
+def test_dam_products_pool_the_members_with_the_steps_members_by_weight():
+    from nowcast_core.dams import Dam
+    from nowcast_core.ensembles.products import dam_probabilities
+
+    dam = Dam.model_validate({"id": "d", "pixel": (8, 8), "catchment": {"centre": [8, 8], "radius_px": 2}})
+    centre = np.full((N_LEADS, 16, 16), 12.0, np.float32)
+    members = np.full((4, N_LEADS, 16, 16), 12.0, np.float32)  # 12 mm/h: 2 mm per 10 minutes
+    steps = np.zeros((2, N_LEADS, 16, 16), np.float32)
+    alone = dam_probabilities(centre, members, [dam])
+    pooled = dam_probabilities(centre, members, [dam], steps_members_mm_h=steps, steps_weight=0.25)
+    assert alone[0]["prob_rate_ge"]["10"] == 1.0
+    assert abs(pooled[0]["prob_rate_ge"]["10"] - 0.75) < 1e-9  # weighted, not 4 of 6 members
+    assert pooled[-1]["accum_mm_p10"] == 0.0 and pooled[-1]["accum_mm_p50"] == pytest.approx(12.0)
+    assert len(pooled[0]["accum_mm_members"]) == 4  # the production members' own values

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from nowcast_core.cycle.steps import InputLoader
 from nowcast_core.dams import Dam
 from nowcast_core.db.schema import DamProbability, EnsembleRun, ForecastRun, FrameRecord
 from nowcast_core.ensembles.base import Ensemble
-from nowcast_core.ensembles.products import dam_probabilities, exceedance_probability
+from nowcast_core.ensembles.products import DAM_POOL_THRESHOLD_MM_H, dam_probabilities, exceedance_probability
 from nowcast_core.io.fields import load_field, save_probability
 from nowcast_core.times import iso_minutes
 
@@ -37,16 +38,26 @@ log = logging.getLogger(__name__)
 
 def store_ensemble(session: Session, *, issue_time, ensemble: Ensemble, members_mm_h: np.ndarray,
                    centre_mm_h: np.ndarray, run: ForecastRun | None, is_production: bool, seconds: float,
-                   input_quality: str, dams: Sequence[Dam], forecasts_dir: Path) -> EnsembleRun | None:
-    """Store one ensemble run (its probability file and dam rows) in one transaction; None if it exists."""
+                   input_quality: str, dams: Sequence[Dam], forecasts_dir: Path,
+                   steps_members_mm_h: np.ndarray | None = None) -> EnsembleRun | None:
+    """Store one ensemble run (its probability file and dam rows) in one transaction; None if it exists.
+    ``steps_members_mm_h``: the STEPS members its probability map pools with, if it pools."""
     share = exceedance_probability(members_mm_h, THRESHOLDS_MM_H)  # stored exactly, with the map that publishes it
+    probability_map = ensemble.probability_map
+    pooled = probability_map is not None and probability_map.pools
+    if pooled and steps_members_mm_h is None:  # the STEPS run failed: the map alone, said in the log
+        log.warning("%s at %s: published without the pooled STEPS ensemble", ensemble.name, iso_minutes(issue_time))
+        probability_map, pooled = replace(probability_map, steps_weight=(), steps_members=0), False
+    steps_share = exceedance_probability(steps_members_mm_h, THRESHOLDS_MM_H) if pooled else None
     rel, checksum = save_probability(forecasts_dir, issue_time, ensemble.name, share, THRESHOLDS_MM_H,
-                                     members_mm_h.shape[0], ensemble.probability_map)
+                                     members_mm_h.shape[0], probability_map, steps_share)
     row = EnsembleRun(issue_time=issue_time, method=ensemble.name, version=ensemble.version,
                       is_production=is_production, run_id=run.id if run is not None else None,
                       n_members=int(members_mm_h.shape[0]), seed=int(ensemble.seed), seconds=seconds,
                       probability_path=rel, probability_checksum=checksum, input_quality=input_quality)
-    for r in dam_probabilities(centre_mm_h, members_mm_h, dams):
+    dam_weight = float(probability_map.steps_weights([DAM_POOL_THRESHOLD_MM_H])[0]) if pooled else 0.0
+    for r in dam_probabilities(centre_mm_h, members_mm_h, dams, steps_members_mm_h=steps_members_mm_h,
+                               steps_weight=dam_weight):
         row.dams.append(DamProbability(valid_time=issue_time + timedelta(minutes=int(r["lead_minutes"])), **r))
     session.add(row)
     try:
@@ -67,9 +78,14 @@ def _window_start(session: Session, lookback: timedelta | None):
 
 def production_ensembles(sessions: sessionmaker[Session], ensemble_for: Callable[[ForecastRun], Ensemble], *,
                          dams: Sequence[Dam], forecasts_dir: Path,
-                         lookback: timedelta | None = timedelta(hours=73)) -> list[int]:
+                         lookback: timedelta | None = timedelta(hours=73),
+                         reference: Ensemble | None = None) -> list[int]:
     """The production ensemble of every production run (within ``lookback``) that has none, oldest
-    first; ``ensemble_for(run)`` is the ensemble centred on that run's method. Returns new ids."""
+    first; ``ensemble_for(run)`` is the ensemble centred on that run's method. Returns new ids.
+
+    Where the production map pools a STEPS ensemble that is the ``reference`` itself (same version:
+    pysteps, members, seed), its members are also stored as the reference's run of that issue time, so
+    the reference is verified at every issue time without being run twice."""
     ids = []
     with sessions() as session:
         newest, start = _window_start(session, lookback)
@@ -90,11 +106,25 @@ def production_ensembles(sessions: sessionmaker[Session], ensemble_for: Callable
             x = loader.inputs([run.issue_time])
             t0 = time.perf_counter()
             members = ensemble.members(x, issue_times=[run.issue_time], centre_mm_h=centre[None])[0]
+            t1 = time.perf_counter()
+            try:
+                steps = ensemble.steps_members(x, issue_times=[run.issue_time])
+            except Exception as exc:  # noqa: BLE001 - pysteps failing on one scan must not stop the ensemble
+                log.warning("pooled STEPS ensemble failed at %s: %s", iso_minutes(run.issue_time), exc)
+                steps = None
+            t2 = time.perf_counter()
             row = store_ensemble(session, issue_time=run.issue_time, ensemble=ensemble, members_mm_h=members,
                                  centre_mm_h=centre, run=run, is_production=True, seconds=time.perf_counter() - t0,
-                                 input_quality=run.input_quality, dams=dams, forecasts_dir=forecasts_dir)
+                                 input_quality=run.input_quality, dams=dams, forecasts_dir=forecasts_dir,
+                                 steps_members_mm_h=None if steps is None else steps[0])
             if row is not None:
                 ids.append(row.id)
+            pooled = getattr(ensemble, "steps_ensemble", lambda: None)()
+            if steps is not None and reference is not None and pooled is not None \
+                    and pooled.version == reference.version:
+                store_ensemble(session, issue_time=run.issue_time, ensemble=reference, members_mm_h=steps[0],
+                               centre_mm_h=steps[0].mean(axis=0), run=None, is_production=False, seconds=t2 - t1,
+                               input_quality=run.input_quality, dams=dams, forecasts_dir=forecasts_dir)
     return ids
 
 

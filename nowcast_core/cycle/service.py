@@ -124,26 +124,36 @@ class Service:
         try:
             ids = production_ensembles(self.sessions, lambda run: self.production_ensemble(run.method), dams=self.dams,
                                        forecasts_dir=self.settings.forecasts,
-                                       lookback=timedelta(hours=self.settings.max_scan_age_h + 1))
+                                       lookback=timedelta(hours=self.settings.max_scan_age_h + 1),
+                                       reference=self.reference_ensemble())
         except Exception:
             log.exception("production ensembles failed; the next cycle retries (alert levels fall back to the "
                           "deterministic forecast meanwhile)")
             return 0
         return len(ids)
 
-    def forecast_reference_ensembles(self) -> ForecastSummary | None:
-        """The reference ensemble (STEPS) of the newest issue times, at most ``reference_max_per_cycle``."""
-        from nowcast_core.cycle.ensembles import reference_ensembles
+    def reference_ensemble(self):
+        """The reference ensemble (loaded once); None when none is configured."""
         from nowcast_core.ensembles import get_ensemble
 
         s = self.settings
-        if not s.ensembles or not s.reference_ensemble or s.reference_max_per_cycle <= 0:
+        if not s.reference_ensemble:
             return None
         key = f"reference:{s.reference_ensemble}"
         if key not in self._ensembles:
             self._ensembles[key] = get_ensemble(s.reference_ensemble, n_members=s.reference_members,
                                                 seed=s.ensemble_seed)
-        ensemble = self._ensembles[key]
+        return self._ensembles[key]
+
+    def forecast_reference_ensembles(self) -> ForecastSummary | None:
+        """The reference ensemble (STEPS) of the newest issue times without one (the production ensemble
+        stores it where its map pools the same STEPS), at most ``reference_max_per_cycle``."""
+        from nowcast_core.cycle.ensembles import reference_ensembles
+
+        s = self.settings
+        if not s.ensembles or not s.reference_ensemble or s.reference_max_per_cycle <= 0:
+            return None
+        ensemble = self.reference_ensemble()
         t0 = datetime.now(UTC)
         ids = reference_ensembles(self.sessions, ensemble, dams=self.dams, forecasts_dir=s.forecasts,
                                   max_runs=s.reference_max_per_cycle, lookback=timedelta(hours=s.max_scan_age_h + 1),

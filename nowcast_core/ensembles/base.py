@@ -28,6 +28,12 @@ class Ensemble(Protocol):
         is that forecast already made (e.g. the stored production run)."""
         ...
 
+    def steps_members(self, rain_rate_mm_h: np.ndarray, *, issue_times: Sequence[datetime] | None = None
+                      ) -> np.ndarray | None:
+        """The members of the STEPS ensemble its ``probability_map`` pools with (n, m, 6, H, W); None
+        when it pools none."""
+        ...
+
 
 def check_inputs(rain_rate_mm_h: np.ndarray) -> np.ndarray:
     x = np.asarray(rain_rate_mm_h, dtype=np.float32)

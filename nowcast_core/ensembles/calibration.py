@@ -7,11 +7,14 @@ pixel over every issue time given. Every (lead, candidate) is scored with the sa
 perturbations, the members' exceedance shares at the product thresholds are recalibrated to the
 frequencies observed on the same events (:mod:`nowcast_core.ensembles.recalibration`), over the
 neighbourhood of the grid whose map scores the lowest Brier score there at the calibration thresholds.
+Given a STEPS ensemble's shares on the same starts and the event of each start, the map also pools
+them, per threshold at the weight that scores best with each event held out in turn.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -30,6 +33,7 @@ from nowcast_core.ensembles.recalibration import (
     LevelCounts,
     member_shares,
 )
+from nowcast_core.io.fields import publish
 
 DISPLACEMENT_GRID_PX = (0.0, 1.0, 2.0, 4.0, 6.0, 8.0, 11.0, 15.0, 20.0)
 LOG_SIGMA_GRID = (0.0, 0.2, 0.4, 0.7, 1.0, 1.3, 1.7, 2.2)
@@ -37,6 +41,8 @@ GAIN_GRID = (0.6, 0.75, 0.9, 1.0, 1.15, 1.3, 1.5, 1.75)
 #: Gaussian neighbourhoods (pixels) the recalibration tries.
 NEIGHBOURHOOD_GRID_PX = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)
 CALIBRATION_THRESHOLDS_MM_H = (1.0, 5.0)
+#: Weights of the pooled STEPS ensemble's shares the recalibration tries (0: the map alone).
+STEPS_WEIGHT_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 
 
 def calibrate(centres_mm_h: np.ndarray, observed_mm_h: np.ndarray, *, n_members: int = 24, seed: int = 0,
@@ -116,33 +122,90 @@ def recalibrate(perturbations: Perturbations, centres_mm_h: np.ndarray, observed
                 n_members: int = 24, seed: int = 0, thresholds_mm_h: Sequence[float] = THRESHOLDS_MM_H,
                 newest_scans_mm_h: np.ndarray | None = None,
                 neighbourhood_grid_px: Sequence[float] = NEIGHBOURHOOD_GRID_PX,
-                scored_thresholds_mm_h: Sequence[float] = CALIBRATION_THRESHOLDS_MM_H) -> Perturbations:
+                scored_thresholds_mm_h: Sequence[float] = CALIBRATION_THRESHOLDS_MM_H,
+                steps_shares: np.ndarray | None = None, steps_members: int = 0, groups: Sequence | None = None,
+                steps_weight_grid: Sequence[float] = STEPS_WEIGHT_GRID) -> Perturbations:
     """``perturbations`` with a probability map fitted on ``centres`` (n, 6, H, W) against ``observed``:
     the members' exceedance shares at ``thresholds_mm_h``, averaged over a neighbourhood, mapped to the
     observed frequencies. Of ``neighbourhood_grid_px``, the neighbourhood whose fitted map has the lowest
-    Brier score on these starts at ``scored_thresholds_mm_h`` (summed over leads) is kept."""
+    Brier score on these starts at ``scored_thresholds_mm_h`` (summed over leads) is kept.
+
+    With ``steps_shares`` (n, 6, n_thresholds, H, W), the exceedance shares of a ``steps_members``-member
+    STEPS ensemble at ``thresholds_mm_h`` on the same starts, and ``groups`` (the event of each start), the
+    map also pools: per threshold, of ``steps_weight_grid``, the STEPS weight with the lowest Brier score
+    when each group in turn is forecast with the map fitted on the others (held out, as a new event would
+    be)."""
     if perturbations.match_cdf and newest_scans_mm_h is None:
         raise ValueError("these perturbations match the newest scan's distribution: pass newest_scans_mm_h")
     if not len(neighbourhood_grid_px):
         raise ValueError("no neighbourhood to try")
     scored = [float(t) for t in scored_thresholds_mm_h if float(t) in {float(u) for u in thresholds_mm_h}]
-    counts = [LevelCounts(n_members, thresholds_mm_h, px) for px in neighbourhood_grid_px]
+    pooling = steps_shares is not None
+    if pooling and (groups is None or len(groups) != len(centres_mm_h) or len(set(groups)) < 2
+                    or np.shape(steps_shares)[:3] != (len(centres_mm_h), N_LEADS, len(thresholds_mm_h))):
+        raise ValueError("pooling with STEPS needs its shares (n, 6, n_thresholds, H, W) and the group (event) of "
+                         "each start, at least two groups")
+    group_names = sorted(set(groups)) if pooling else [None]
+    # Counts per group (pooling: to fit each group's map on the others) and neighbourhood tried.
+    counts = {g: [LevelCounts(n_members, thresholds_mm_h, px) for px in neighbourhood_grid_px] for g in group_names}
+    member_counts = []  # pooling: each start's member counts (uint8), for the held-out maps
     for i in range(len(centres_mm_h)):
         members = perturb(centres_mm_h[i], n_members, issue_generator(seed, None, i), perturbations,
                           newest_scans_mm_h[i] if perturbations.match_cdf else None)
-        share = member_shares(members, counts[0].thresholds_mm_h)  # once for every neighbourhood tried
-        for c in counts:
+        share = member_shares(members, counts[group_names[0]][0].thresholds_mm_h)  # once for every neighbourhood
+        for c in counts[groups[i] if pooling else None]:
             c.add_shares(share, np.asarray(observed_mm_h[i], dtype=np.float32))
-    maps = [c.fit() for c in counts]
-    briers = [c.brier(m, scored) for c, m in zip(counts, maps, strict=True)]
+        if pooling:
+            member_counts.append(np.rint(share * n_members).astype(np.uint8))
+    totals = [LevelCounts.merged([counts[g][a] for g in group_names]) for a in range(len(neighbourhood_grid_px))]
+    maps = [c.fit() for c in totals]
+    briers = [c.brier(m, scored) for c, m in zip(totals, maps, strict=True)]
     best = int(np.argmin(briers))
+    chosen = maps[best]
     info = {**perturbations.provenance,
-            "recalibration": {"thresholds_mm_h": list(counts[best].thresholds_mm_h), "prior_pixels": PRIOR_PIXELS,
+            "recalibration": {"thresholds_mm_h": list(totals[best].thresholds_mm_h), "prior_pixels": PRIOR_PIXELS,
                               "n_issue_times": int(len(centres_mm_h)), "n_members": int(n_members),
-                              "pixels_per_lead": int(counts[best].pixels[0, 0].sum()),
+                              "pixels_per_lead": int(totals[best].pixels[0, 0].sum()),
                               "neighbourhood_px": float(neighbourhood_grid_px[best]),
                               "brier_by_neighbourhood_px": {f"{px:g}": round(b, 6) for px, b in
                                                             zip(neighbourhood_grid_px, briers, strict=True)},
                               "scored_thresholds_mm_h": scored}}
+    if pooling:
+        weights, by_weight = _pooled_weights(counts, best, member_counts, n_members, steps_shares, observed_mm_h,
+                                             groups, steps_weight_grid)
+        pools = any(w > 0 for w in weights)
+        if pools:
+            chosen = replace(chosen, steps_weight=weights, steps_members=int(steps_members))
+        info["recalibration"].update(steps_weight=list(weights), steps_members=int(steps_members) if pools else 0,
+                                     brier_by_steps_weight=by_weight,
+                                     steps_weight_chosen_by="each event held out in turn, its map fitted on the others")
     p = perturbations
-    return Perturbations(p.displacement_px, p.log_sigma, p.corr_px, p.gain, p.match_cdf, info, maps[best])
+    return Perturbations(p.displacement_px, p.log_sigma, p.corr_px, p.gain, p.match_cdf, info, chosen)
+
+
+def _pooled_weights(counts: dict, best: int, member_counts: list[np.ndarray], n_members: int,
+                    steps_shares: np.ndarray, observed_mm_h: np.ndarray, groups: Sequence,
+                    grid: Sequence[float]) -> tuple[tuple[float, ...], dict]:
+    """Per threshold, the STEPS weight of ``grid`` with the lowest Brier score (summed over leads) when
+    each group's starts are published by the map (neighbourhood ``best``) fitted on the other groups."""
+    thresholds = counts[next(iter(counts))][best].thresholds_mm_h
+    sq = np.zeros((len(grid), N_LEADS, len(thresholds)))
+    n = np.zeros((N_LEADS, len(thresholds)))
+    for g in counts:
+        held_map = LevelCounts.merged([counts[o][best] for o in counts if o != g]).fit()
+        levels, table = held_map.table(thresholds)
+        for i in (i for i, gi in enumerate(groups) if gi == g):
+            mapped = publish(member_counts[i] / n_members, thresholds, levels, table, held_map.neighbourhood_px)
+            steps = np.asarray(steps_shares[i], dtype=np.float64)
+            for k in range(N_LEADS):
+                valid = np.isfinite(observed_mm_h[i][k])
+                n[k] += valid.sum()
+                for j, t in enumerate(thresholds):
+                    event = (np.asarray(observed_mm_h[i][k])[valid] >= t).astype(np.float64)
+                    for a, w in enumerate(grid):
+                        pooled = (1 - w) * mapped[k, j][valid] + w * steps[k, j][valid]
+                        sq[a, k, j] += float(((pooled - event) ** 2).sum())
+    brier = (sq / np.maximum(n, 1)).sum(axis=1)  # (weights, thresholds), summed over leads
+    weights = tuple(float(grid[int(np.argmin(brier[:, j]))]) for j in range(len(thresholds)))
+    return weights, {f"{t:g}": {f"{w:g}": round(float(b), 6) for w, b in zip(grid, brier[:, j], strict=True)}
+                     for j, t in enumerate(thresholds)}

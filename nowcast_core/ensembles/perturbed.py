@@ -154,7 +154,7 @@ class CentredEnsemble:
         self.n_members, self.seed = check_members(n_members), int(seed)
         self.centre_method, self.centre_kwargs = centre_method, centre_kwargs
         self.perturbations = perturbations if perturbations is not None else Perturbations.load()
-        self._centre = None
+        self._centre = self._steps = None
         self.name = "rainnet-ensemble" if centre_method == "rainnet" else f"{centre_method}-ensemble"
         self.version = f"{centre_method}-perturbed-{self.n_members}members-seed{self.seed}-cal{self.perturbations.digest()}"
         #: How the members' exceedance shares become probabilities (None: as they are).
@@ -181,6 +181,23 @@ class CentredEnsemble:
             rng = issue_generator(self.seed, issue_times[k] if issue_times is not None else None, k)
             out[k] = perturb(centre_mm_h[k], self.n_members, rng, self.perturbations, x[k, -1])
         return out
+
+    def steps_members(self, rain_rate_mm_h: np.ndarray, *, issue_times: Sequence[datetime] | None = None
+                      ) -> np.ndarray | None:
+        """The pooled STEPS ensemble's members (same seed, same issue-time draws), where the map pools one."""
+        steps = self.steps_ensemble()
+        return None if steps is None else steps.members(rain_rate_mm_h, issue_times=issue_times)
+
+    def steps_ensemble(self):
+        """The STEPS ensemble the probability map pools (loaded on first use); None when it pools none."""
+        m = self.probability_map
+        if m is None or not m.pools:
+            return None
+        if self._steps is None:
+            from nowcast_core.ensembles import get_ensemble
+
+            self._steps = get_ensemble("steps", n_members=m.steps_members, seed=self.seed)
+        return self._steps
 
 
 @register("rainnet-ensemble")

@@ -10,6 +10,11 @@ Pure functions of the deterministic forecast (the centre) and the members (mm/h)
   member's value), ``prob_accum_ge`` at the dam's accumulation thresholds and ``prob_rate_ge``
   of the catchment-mean rate at that lead.
 
+Where the ensemble's probability map pools a STEPS ensemble, both products pool: the pixel
+probabilities as the map publishes them (its weight per threshold), and the dam products over the two
+member sets weighted (1 - w) and w, w the map's weight at :data:`DAM_POOL_THRESHOLD_MM_H` (heavy rain,
+what the dam products are for; probabilities as weighted shares, quantiles of the weighted mixture).
+
 Each 10-minute lead's rate holds for 10 minutes (:func:`nowcast_core.dams.accumulated_depth_mm`, the
 same depth as ``dam_rainfall``'s ``depth_mm``).
 """
@@ -27,6 +32,8 @@ from nowcast_core.io.fields import publish
 
 #: Catchment-mean rain-rate thresholds (mm/h) of ``prob_rate_ge``.
 RATE_THRESHOLDS_MM_H = (1.0, 5.0, 10.0)
+#: The pixel threshold whose STEPS weight the dam products pool with.
+DAM_POOL_THRESHOLD_MM_H = 5.0
 #: Quantiles stored over the members.
 QUANTILES = {"accum_mm_p10": 0.1, "accum_mm_p50": 0.5, "accum_mm_p90": 0.9}
 
@@ -44,21 +51,30 @@ def _check_members(members_mm_h: np.ndarray) -> np.ndarray:
 
 
 def exceedance_probability(members_mm_h: np.ndarray, thresholds_mm_h: Sequence[float] = THRESHOLDS_MM_H,
-                           probability_map: ProbabilityMap | None = None) -> np.ndarray:
+                           probability_map: ProbabilityMap | None = None,
+                           steps_members_mm_h: np.ndarray | None = None) -> np.ndarray:
     """float32 (6, n_thresholds, H, W): share of members >= each threshold, recalibrated by the
     ensemble's ``probability_map`` where it has one (``ensemble.probability_map``: over its
-    neighbourhood, then mapped)."""
+    neighbourhood, then mapped, then pooled with ``steps_members_mm_h`` where the map pools them)."""
     share = member_shares(_check_members(members_mm_h), thresholds_mm_h).astype(np.float32)
     if probability_map is None:
         return share
-    return publish(share, thresholds_mm_h, *probability_map.table(thresholds_mm_h), probability_map.neighbourhood_px)
+    steps_share = None
+    if probability_map.pools:
+        if steps_members_mm_h is None:
+            raise ValueError("this probability map pools a STEPS ensemble: give its members")
+        steps_share = member_shares(_check_members(steps_members_mm_h), thresholds_mm_h)
+    return publish(share, thresholds_mm_h, *probability_map.table(thresholds_mm_h), probability_map.neighbourhood_px,
+                   steps_share, probability_map.steps_weights(thresholds_mm_h))
 
 
 def dam_probabilities(centre_mm_h: np.ndarray, members_mm_h: np.ndarray, dams: Sequence[Dam],
-                      rate_thresholds_mm_h: Sequence[float] = RATE_THRESHOLDS_MM_H) -> list[dict]:
+                      rate_thresholds_mm_h: Sequence[float] = RATE_THRESHOLDS_MM_H,
+                      steps_members_mm_h: np.ndarray | None = None, steps_weight: float = 0.0) -> list[dict]:
     """One row per dam and lead (dam by dam, lead by lead) with ``dam_id``, ``lead_minutes``,
     ``accum_mm``, ``accum_mm_p10``, ``accum_mm_p50``, ``accum_mm_p90``, ``accum_mm_members``,
-    ``prob_accum_ge`` {mm: p} and ``prob_rate_ge`` {mm/h: p}."""
+    ``prob_accum_ge`` {mm: p} and ``prob_rate_ge`` {mm/h: p}. With ``steps_weight`` > 0 the members
+    are pooled with ``steps_members_mm_h`` at that weight; ``accum_mm_members`` stays the members'."""
     centre = np.asarray(centre_mm_h, dtype=np.float32)
     members = _check_members(members_mm_h)
     if centre.shape != members.shape[1:]:
@@ -66,7 +82,24 @@ def dam_probabilities(centre_mm_h: np.ndarray, members_mm_h: np.ndarray, dams: S
     centre_accum = accumulated_depth_mm(catchment_mean_rates(centre, dams))  # (6, n_dams): dam_rainfall's depth_mm
     member_rates = catchment_mean_rates(members, dams)  # (m, 6, n_dams)
     member_accum = accumulated_depth_mm(member_rates)
-    quantiles = {k: np.quantile(member_accum, q, axis=0) for k, q in QUANTILES.items()}
+    own_accum = member_accum
+    weights = np.full(len(members), 1.0 / len(members))
+    if steps_weight > 0:
+        if steps_members_mm_h is None:
+            raise ValueError("pooling with a STEPS ensemble needs its members")
+        steps = _check_members(steps_members_mm_h)
+        steps_rates = catchment_mean_rates(steps, dams)
+        member_rates = np.concatenate([member_rates, steps_rates])
+        member_accum = np.concatenate([member_accum, accumulated_depth_mm(steps_rates)])
+        weights = np.concatenate([weights * (1.0 - steps_weight), np.full(len(steps), steps_weight / len(steps))])
+        quantiles = {k: np.quantile(member_accum, q, axis=0, weights=weights, method="inverted_cdf")
+                     for k, q in QUANTILES.items()}
+    else:
+        quantiles = {k: np.quantile(member_accum, q, axis=0) for k, q in QUANTILES.items()}
+
+    def share(reached: np.ndarray) -> float:  # the (weighted) share of members that reach a threshold
+        return float(np.clip(weights @ reached, 0.0, 1.0)) if steps_weight > 0 else float(reached.mean())
+
     rows = []
     for d, dam in enumerate(dams):
         for k, lead in enumerate(LEAD_MINUTES):
@@ -77,8 +110,8 @@ def dam_probabilities(centre_mm_h: np.ndarray, members_mm_h: np.ndarray, dams: S
                 "lead_minutes": lead,
                 "accum_mm": float(centre_accum[k, d]),
                 **{name: float(q[k, d]) for name, q in quantiles.items()},
-                "accum_mm_members": [round(float(v), 4) for v in accum],
-                "prob_accum_ge": {threshold_key(t): float((accum >= t).mean()) for t in dam.accum_thresholds_mm},
-                "prob_rate_ge": {threshold_key(t): float((rate >= t).mean()) for t in rate_thresholds_mm_h},
+                "accum_mm_members": [round(float(v), 4) for v in own_accum[:, k, d]],
+                "prob_accum_ge": {threshold_key(t): share(accum >= t) for t in dam.accum_thresholds_mm},
+                "prob_rate_ge": {threshold_key(t): share(rate >= t) for t in rate_thresholds_mm_h},
             })
     return rows

@@ -13,6 +13,13 @@ shorter lead learnt. Between levels,
 and for another member count, the map is interpolated linearly; a threshold it was not fitted at
 is left raw; and a pixel's published probability never rises with the threshold
 (:func:`nowcast_core.io.fields.publish`, beside the files that store the map).
+
+A map may also pool: with a weight w > 0 at a threshold (``steps_weight``, one per threshold), the
+published probability there is ``(1 - w) * mapped share + w * (share of a steps_members-member pysteps
+STEPS ensemble)``. Held out, the mapped shares stay over-confident where an event's storms decay unlike
+the training events'; STEPS, whose small scales lose their predictability as pysteps models it, is
+reliable there. Each weight is chosen on the training events, event by event held out
+(:func:`nowcast_core.ensembles.calibration.recalibrate`).
 """
 
 from __future__ import annotations
@@ -39,8 +46,17 @@ class ProbabilityMap:
     calibrated: tuple[tuple[tuple[float, ...], ...], ...]
     #: Gaussian neighbourhood (pixels) the shares are averaged over before the map; 0: none.
     neighbourhood_px: float = 0.0
+    #: Per threshold, the weight of the pooled STEPS ensemble's shares in the published probability; (): none.
+    steps_weight: tuple[float, ...] = ()
+    #: Members of the pooled STEPS ensemble (0 when none is pooled).
+    steps_members: int = 0
 
     def __post_init__(self):
+        w = self.steps_weight
+        if (w and len(w) != len(self.thresholds_mm_h)) or any(not 0 <= v < 1 for v in w) \
+                or self.pools != (self.steps_members >= 2):
+            raise ValueError(f"a probability map pools a STEPS ensemble of >= 2 members with a weight in [0, 1) per "
+                             f"threshold, got weights {w} and {self.steps_members} members")
         if not 0 <= self.neighbourhood_px <= 30:
             raise ValueError(f"a probability map's neighbourhood must be 0 .. 30 pixels, got {self.neighbourhood_px}")
         shape = np.shape(self.calibrated)
@@ -63,6 +79,20 @@ class ProbabilityMap:
             out[:, j] = levels if idx is None else np.asarray(self.calibrated)[:, idx]
         return levels, out
 
+    @property
+    def pools(self) -> bool:
+        """Whether the map pools a STEPS ensemble at any threshold."""
+        return any(v > 0 for v in self.steps_weight)
+
+    def steps_weights(self, thresholds_mm_h: Sequence[float]) -> np.ndarray:
+        """The STEPS weight at each of these thresholds (0 where none is pooled or the threshold is not mapped)."""
+        out = np.zeros(len(thresholds_mm_h))
+        for j, t in enumerate(thresholds_mm_h):
+            idx = self.threshold_index(t)
+            if self.steps_weight and idx is not None:
+                out[j] = self.steps_weight[idx]
+        return out
+
     def threshold_index(self, threshold_mm_h: float) -> int | None:
         for j, t in enumerate(self.thresholds_mm_h):
             if abs(t - float(threshold_mm_h)) <= 1e-9 * max(1.0, t):
@@ -72,13 +102,15 @@ class ProbabilityMap:
     def as_dict(self) -> dict:
         return {"thresholds_mm_h": list(self.thresholds_mm_h), "raw": list(_rounded(self.raw)),
                 "calibrated": [[list(_rounded(row)) for row in lead] for lead in self.calibrated],
-                "neighbourhood_px": float(self.neighbourhood_px)}
+                "neighbourhood_px": float(self.neighbourhood_px), "steps_weight": [float(v) for v in self.steps_weight],
+                "steps_members": int(self.steps_members)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ProbabilityMap":
         return cls(tuple(float(t) for t in d["thresholds_mm_h"]), tuple(float(v) for v in d["raw"]),
                    tuple(tuple(tuple(float(v) for v in row) for row in lead) for lead in d["calibrated"]),
-                   float(d.get("neighbourhood_px", 0.0)))
+                   float(d.get("neighbourhood_px", 0.0)), tuple(float(v) for v in d.get("steps_weight", ())),
+                   int(d.get("steps_members", 0)))
 
 
 def member_shares(members_mm_h: np.ndarray, thresholds_mm_h: Sequence[float]) -> np.ndarray:
@@ -109,6 +141,16 @@ class LevelCounts:
         self.neighbourhood_px = float(neighbourhood_px)
         self.pixels = np.zeros((N_LEADS, len(self.thresholds_mm_h), self.n_members + 1))
         self.events = np.zeros_like(self.pixels)
+
+    @classmethod
+    def merged(cls, parts: Sequence["LevelCounts"]) -> "LevelCounts":
+        """The counts of ``parts`` (same members, thresholds and neighbourhood) added up."""
+        first = parts[0]
+        out = cls(first.n_members, first.thresholds_mm_h, first.neighbourhood_px)
+        for c in parts:
+            out.pixels += c.pixels
+            out.events += c.events
+        return out
 
     def add(self, members_mm_h: np.ndarray, observed_mm_h: np.ndarray) -> None:
         """One start's members (n_members, 6, H, W) against its observations (6, H, W); NaN left out."""

@@ -47,6 +47,9 @@ class StepsEnsemble:
                     raise
         return cascade.to_mm_h(members).astype(np.float32)
 
+    def steps_members(self, rain_rate_mm_h: np.ndarray, *, issue_times: Sequence[datetime] | None = None) -> None:
+        return None  # pools nothing
+
     def members(self, rain_rate_mm_h: np.ndarray, *, issue_times: Sequence[datetime] | None = None,
                 centre_mm_h: np.ndarray | None = None) -> np.ndarray:
         x = check_inputs(rain_rate_mm_h)

@@ -60,25 +60,38 @@ def load_field(root: Path, relpath: str, checksum: str | None = None) -> np.ndar
 # --- exceedance probabilities of an ensemble run (beside the forecast fields) ----------------
 
 
-def save_probability(root: Path, issue_time: datetime, method: str, exceedance_probability: np.ndarray,
-                     thresholds_mm_h, n_members: int, probability_map=None) -> tuple[str, str]:
-    """Store (6, n_thresholds, H, W) exceedance shares of an ``n_members`` ensemble, exactly, as member
-    counts (uint8), with the ensemble's ``probability_map`` (:class:`~nowcast_core.ensembles.recalibration.
-    ProbabilityMap`) per lead and threshold, and its neighbourhood, so :func:`load_probability` returns the published
-    probabilities; returns (path relative to ``root``, sha256 of the file)."""
-    p = np.asarray(exceedance_probability, dtype=np.float64)
+def _member_counts(share: np.ndarray, n_members: int) -> np.ndarray:
+    p = np.asarray(share, dtype=np.float64)
     if not 1 <= n_members <= 255:
         raise ValueError(f"n_members must be 1 .. 255 to store member counts, got {n_members}")
     counts = np.rint(p * n_members)
     if np.abs(counts - p * n_members).max(initial=0.0) > 1e-3 or counts.min(initial=0) < 0 or counts.max(initial=0) > n_members:
         raise ValueError("exceedance probabilities must be member fractions k / n_members")
+    return counts.astype(np.uint8)
+
+
+def save_probability(root: Path, issue_time: datetime, method: str, exceedance_probability: np.ndarray,
+                     thresholds_mm_h, n_members: int, probability_map=None,
+                     steps_share: np.ndarray | None = None) -> tuple[str, str]:
+    """Store (6, n_thresholds, H, W) exceedance shares of an ``n_members`` ensemble, exactly, as member
+    counts (uint8), with the ensemble's ``probability_map`` (:class:`~nowcast_core.ensembles.recalibration.
+    ProbabilityMap`) per lead and threshold, its neighbourhood and, where it pools a STEPS ensemble, that
+    ensemble's shares ``steps_share`` and weight, so :func:`load_probability` returns the published
+    probabilities; returns (path relative to ``root``, sha256 of the file)."""
+    counts = _member_counts(exceedance_probability, n_members)
     mapping = {}
     if probability_map is not None:  # per lead and threshold the published value at each raw level
         levels, table = probability_map.table(list(thresholds_mm_h))
         mapping = {"map_raw_levels": levels, "map_probability": table,
                    "map_neighbourhood_px": np.float64(probability_map.neighbourhood_px)}
+        if probability_map.pools:
+            if steps_share is None or np.shape(steps_share) != counts.shape:
+                raise ValueError("this map pools a STEPS ensemble: give its shares, shaped as the members'")
+            mapping.update(map_steps_weight=probability_map.steps_weights(list(thresholds_mm_h)),
+                           steps_member_counts=_member_counts(steps_share, probability_map.steps_members),
+                           steps_n_members=np.int64(probability_map.steps_members))
     buf = io.BytesIO()
-    np.savez_compressed(buf, member_counts=counts.astype(np.uint8), n_members=np.int64(n_members),
+    np.savez_compressed(buf, member_counts=counts, n_members=np.int64(n_members),
                         thresholds_mm_h=np.asarray(thresholds_mm_h, dtype=np.float64), **mapping)
     data = buf.getvalue()
     checksum = sha256_bytes(data)
@@ -100,15 +113,23 @@ def neighbourhood(share: np.ndarray, neighbourhood_px: float) -> np.ndarray:
 
 
 def publish(share: np.ndarray, thresholds_mm_h: Sequence[float], levels: np.ndarray, table: np.ndarray,
-            neighbourhood_px: float = 0.0) -> np.ndarray:
+            neighbourhood_px: float = 0.0, steps_share: np.ndarray | None = None,
+            steps_weight: Sequence[float] | None = None) -> np.ndarray:
     """Exceedance shares (6, n_thresholds, H, W) -> float32 published probabilities: averaged over the
     map's :func:`neighbourhood`, each lead and threshold through its map ``table`` (6, n_thresholds, L)
-    over ``levels``, then never rising with the threshold (a pixel's probability of 5 mm/h is at most
-    its probability of 1 mm/h)."""
+    over ``levels``, pooled with a STEPS ensemble's shares ``steps_share`` at ``steps_weight`` (one per threshold),
+    then never rising with the threshold (a pixel's probability of 5 mm/h is at most its probability of
+    1 mm/h)."""
     p = neighbourhood(share, neighbourhood_px).copy()
     for k in range(p.shape[0]):
         for j in range(p.shape[1]):
             p[k, j] = np.interp(p[k, j], levels, table[k, j])
+    w = np.zeros(p.shape[1]) if steps_weight is None else np.asarray(steps_weight, dtype=np.float64)
+    if w.any():
+        if steps_share is None:
+            raise ValueError("a pooled map needs the STEPS ensemble's shares")
+        w = w[None, :, None, None]
+        p = (1.0 - w) * p + w * np.asarray(steps_share, dtype=np.float64)
     order = np.argsort(np.asarray(thresholds_mm_h, dtype=np.float64), kind="stable")
     p[:, order] = np.minimum.accumulate(p[:, order], axis=1)
     return p.astype(np.float32)
@@ -125,5 +146,9 @@ def load_probability(root: Path, relpath: str, checksum: str | None = None) -> t
         thresholds = npz["thresholds_mm_h"].astype(np.float64)
         if "map_probability" in npz.files:
             px = float(npz["map_neighbourhood_px"]) if "map_neighbourhood_px" in npz.files else 0.0
-            return publish(p, thresholds, npz["map_raw_levels"], npz["map_probability"], px), thresholds
+            pooled = {}
+            if "map_steps_weight" in npz.files:
+                pooled = {"steps_weight": npz["map_steps_weight"].astype(np.float64),
+                          "steps_share": npz["steps_member_counts"].astype(np.float64) / int(npz["steps_n_members"])}
+            return publish(p, thresholds, npz["map_raw_levels"], npz["map_probability"], px, **pooled), thresholds
         return p.astype(np.float32), thresholds

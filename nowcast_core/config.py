@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     ensemble_seed: int = Field(42, ge=0, description="seed of the ensembles (with each issue time)")
     ensemble_calibration: Path | None = Field(None, description="perturbation calibration JSON of the production "
                                               "ensemble; default the shipped one")
+    ensemble_max_per_cycle: int = Field(12, ge=1, description="production ensembles per cycle at most, newest runs "
+                                        "first: after downtime the newest run gets its ensemble at once and older "
+                                        "runs catch up in later cycles (about 0.8 s each)")
     reference_ensemble: str = Field("steps", description="ensemble verified beside production ('' for none)")
     reference_members: int = Field(12, ge=2, le=255, description="members of the reference ensemble")
     reference_max_per_cycle: int = Field(3, ge=0, description="reference ensembles per cycle at most, newest issue "

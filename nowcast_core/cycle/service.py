@@ -125,7 +125,8 @@ class Service:
             ids = production_ensembles(self.sessions, lambda run: self.production_ensemble(run.method), dams=self.dams,
                                        forecasts_dir=self.settings.forecasts,
                                        lookback=timedelta(hours=self.settings.max_scan_age_h + 1),
-                                       reference=self.reference_ensemble())
+                                       reference=self.reference_ensemble(),
+                                       max_runs=self.settings.ensemble_max_per_cycle)
         except Exception:
             log.exception("production ensembles failed; the next cycle retries (alert levels fall back to the "
                           "deterministic forecast meanwhile)")

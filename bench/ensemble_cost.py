@@ -41,7 +41,7 @@ def main(argv=None) -> None:
     from nowcast_core.dams import load_dams
     from nowcast_core.ensembles import get_ensemble
     from nowcast_core.ensembles.products import (
-        DAM_POOL_THRESHOLD_MM_H,
+        dam_pool_weight,
         dam_probabilities,
         exceedance_probability,
     )
@@ -61,8 +61,7 @@ def main(argv=None) -> None:
         production = get_ensemble("rainnet-ensemble", n_members=size)
         production._centre = rainnet  # the same loaded model for every size
         steps = get_ensemble("steps", n_members=size)
-        pm = production.probability_map
-        weight = float(pm.steps_weights([DAM_POOL_THRESHOLD_MM_H])[0]) if pm is not None and pm.pools else 0.0
+        weight = dam_pool_weight(production.probability_map)
         row = {"members": size, "members_s": [], "pooled_steps_s": [], "with_products_s": [], "with_centre_s": [],
                "steps_s": [], "raw_shares_s": [], "published_s": []}
         for k in picks:

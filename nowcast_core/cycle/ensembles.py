@@ -32,7 +32,7 @@ from nowcast_core.dams import Dam
 from nowcast_core.db.schema import DamProbability, EnsembleRun, ForecastRun, FrameRecord
 from nowcast_core.ensembles.base import Ensemble
 from nowcast_core.ensembles.products import (
-    DAM_POOL_THRESHOLD_MM_H,
+    dam_pool_weight,
     dam_probabilities,
     exceedance_probability,
 )
@@ -61,9 +61,8 @@ def store_ensemble(session: Session, *, issue_time, ensemble: Ensemble, members_
                       is_production=is_production, run_id=run.id if run is not None else None,
                       n_members=int(members_mm_h.shape[0]), seed=int(ensemble.seed), seconds=seconds,
                       probability_path=rel, probability_checksum=checksum, input_quality=input_quality)
-    dam_weight = float(probability_map.steps_weights([DAM_POOL_THRESHOLD_MM_H])[0]) if pooled else 0.0
     for r in dam_probabilities(centre_mm_h, members_mm_h, dams, steps_members_mm_h=steps_members_mm_h,
-                               steps_weight=dam_weight):
+                               steps_weight=dam_pool_weight(probability_map)):
         row.dams.append(DamProbability(valid_time=issue_time + timedelta(minutes=int(r["lead_minutes"])), **r))
     session.add(row)
     try:

@@ -50,6 +50,13 @@ def _check_members(members_mm_h: np.ndarray) -> np.ndarray:
     return m
 
 
+def dam_pool_weight(probability_map: ProbabilityMap | None) -> float:
+    """The STEPS weight the dam products pool with: the map's at :data:`DAM_POOL_THRESHOLD_MM_H`; 0 without."""
+    if probability_map is None or not probability_map.pools:
+        return 0.0
+    return float(probability_map.steps_weights([DAM_POOL_THRESHOLD_MM_H])[0])
+
+
 def exceedance_probability(members_mm_h: np.ndarray, thresholds_mm_h: Sequence[float] = THRESHOLDS_MM_H,
                            probability_map: ProbabilityMap | None = None,
                            steps_members_mm_h: np.ndarray | None = None) -> np.ndarray:

@@ -9,6 +9,8 @@ on the same starts:
   applies it to the shipped model);
 - ``rainnet-raw``: the network's output before probability matching, and ``rainnet-pm<w>[-sm<s>]``
   with other matching weights and reference smoothings (the post-processing is chosen on these folds);
+  for a direct network (``nowcast_core/rainnet/direct.py``) ``rainnet-raw`` only, and ``rainnet-rate-head``:
+  its rate head alone, before the exceedance decisions;
 - ``conditioning``: the network's own conditioning input alone (the smoothed, persistence-filled
   extrapolation: the ablation), and ``conditioning-pm``: the same with the recipe's matching;
 - ``extrapolation-smoothed``: for a model that learns its own smoothing (recipe
@@ -23,6 +25,9 @@ all folds. ``check`` tests the issue's criteria per fold and pooled; ``table`` p
 
     python bench/loeo.py train --out /work/loeo/models [--recipe loeo-fss] [--events knmi ...]
     python bench/loeo.py train --out /work/loeo/nested/bom --exclude bom   # nested: without bom too
+    python bench/loeo.py pack --out .devdata/samples.npz --recipe loeo-direct-exceedance
+    KERAS_BACKEND=jax python bench/loeo.py train-packed --samples .devdata/samples.npz --out DIR \
+        --recipe loeo-direct-exceedance --all      # any Keras backend: a GPU machine without TensorFlow
     python bench/loeo.py score --models /work/loeo/models --out docs/bench/loeo.json [--events E ...]
     python bench/loeo.py merge docs/bench/loeo.json part1.json part2.json ...
     python bench/loeo.py check docs/bench/loeo.json
@@ -36,6 +41,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +90,137 @@ def train_folds(data: Path, out: Path, recipe: str, events: list[str] | None, th
         history = train_from_folders(folders, path, threads=threads, progress=False, **kwargs)
         print(f"{held_out}: trained on {history['n_train_samples']} samples of {history['events']} "
               f"in {time.perf_counter() - started:.0f} s -> {path}", flush=True)
+
+
+#: Quantisation step of the packed conditioning on ln(R + 0.01) (uint8 from ln(0.01) up: 0 .. 5.6, 270 mm/h).
+PACK_STEP = 0.04
+
+
+def pack(data: Path, out: Path, recipe: str) -> None:
+    """All training samples of the recipe (every window of every event, the recipe's sample cap and
+    conditioning smoothing) in one compressed file, for training where pysteps is not installed
+    (``train-packed``): scans as the feed's uint8 pixels (exact), the conditioning quantised by
+    :data:`PACK_STEP` on ln(R + 0.01)."""
+    from nowcast_core.contract import N_INPUTS, N_LEADS
+    from nowcast_core.io import consecutive_windows, read_folder
+    from nowcast_core.rainnet.dataset import event_name, samples_from_frames
+    from nowcast_core.rainnet.preprocess import NO_RAIN_LOG
+    from nowcast_core.rainnet.recipes import get_recipe
+
+    settings = get_recipe(recipe)
+    cap = settings.get("max_samples_per_folder")
+    pixels, nodata, index, conditioning, events = [], [], [], [], []
+    offset = 0
+    for folders in events_of(data).values():
+        for folder in folders:
+            frames = read_folder(folder)
+            samples = samples_from_frames(frames, event_name(folder), N_LEADS, True,
+                                          settings.get("smoothing_px_per_lead", 0.0), cap)
+            starts = consecutive_windows([f.scan_time for f in frames], N_INPUTS + N_LEADS)
+            if cap is not None and len(starts) > cap:  # the same evenly spread pick as samples_from_frames
+                starts = [starts[i] for i in np.unique(np.linspace(0, len(starts) - 1, cap).round().astype(int))]
+            pixels.append(np.stack([f.frame for f in frames]))
+            nodata.append(np.stack([np.zeros(f.frame.shape, bool) if f.nodata is None else f.nodata for f in frames]))
+            index.append(offset + np.asarray(starts, int)[:, None] + np.arange(N_INPUTS + N_LEADS))
+            q = np.round((samples.conditioning - NO_RAIN_LOG) / PACK_STEP)
+            conditioning.append(np.clip(q, 0, 255).astype(np.uint8))
+            events += samples.events
+            offset += len(frames)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, pixels=np.concatenate(pixels), nodata=np.concatenate(nodata),
+                        index=np.concatenate(index), conditioning=np.concatenate(conditioning),
+                        events=np.asarray(events), recipe=np.asarray(recipe))
+    print(f"wrote {out}: {len(events)} samples of {len(set(events))} events, {out.stat().st_size / 1e6:.1f} MB")
+
+
+def unpack(path: Path):
+    """The :class:`~nowcast_core.rainnet.dataset.Samples` of a :func:`pack` file (NumPy only, no pysteps)."""
+    from nowcast_core.rainnet.dataset import Samples
+    from nowcast_core.rainnet.preprocess import NO_RAIN_LOG, pixel_to_log
+
+    with np.load(path, allow_pickle=False) as f:
+        logs = pixel_to_log(f["pixels"], f["nodata"])
+        frames = np.moveaxis(logs[f["index"]], 1, -1)
+        conditioning = (f["conditioning"].astype(np.float32) * PACK_STEP + NO_RAIN_LOG).astype(np.float32)
+        events = [str(e) for e in f["events"]]
+    return Samples(np.ascontiguousarray(frames, dtype=np.float32), conditioning, events, [""] * len(events))
+
+
+def train_packed(samples_path: Path, out: Path, recipe: str, events: list[str] | None, with_all: bool,
+                 epochs: int | None = None) -> None:
+    """Fold models (and with ``with_all`` the model of all events, ``all.keras``) of a direct recipe from a
+    :func:`pack` file, on whatever Keras backend is configured; timings and training histories in
+    ``training.json`` (``split-reports`` writes them as the models' report files)."""
+    import os
+
+    import keras
+
+    from nowcast_core.rainnet.config import TrainConfig, save_model
+    from nowcast_core.rainnet.direct import train_direct
+    from nowcast_core.rainnet.recipes import get_recipe
+
+    settings = get_recipe(recipe)
+    if not settings.get("direct"):
+        raise SystemExit(f"recipe {recipe} is not a direct recipe: train it with `train`")
+    fields = set(TrainConfig.__dataclass_fields__)
+    if epochs is not None:
+        settings["epochs"] = epochs
+    config = TrainConfig(**{k: v for k, v in settings.items() if k in fields}, progress=True)
+    samples = unpack(samples_path)
+    names = sorted(set(samples.events))
+    out.mkdir(parents=True, exist_ok=True)
+    timings = {"backend": keras.backend.backend(), "devices": _devices(), "recipe": recipe, "folds": {},
+               "n_samples": len(samples), "host_cpus": os.cpu_count()}
+    for held_out in (events or names) + (["all"] if with_all else []):
+        keep = [i for i, e in enumerate(samples.events) if e != held_out]
+        started = time.perf_counter()
+        model, history = train_direct(samples.subset(keep), None, config)
+        model_config = replace(config.model_config(),
+                               decision_probability=tuple(tuple(r) for r in history["decision_probability"]))
+        path = save_model(model, out / f"{held_out}.keras", model_config)
+        seconds = time.perf_counter() - started
+        history.update(config=asdict(config), training_seconds=round(seconds, 1), backend=timings["backend"])
+        timings["folds"][held_out] = {"seconds": round(seconds, 1), "n_train_samples": len(keep),
+                                      "epoch_seconds": [e["seconds"] for e in history["epochs"]],
+                                      "forecast_seconds_per_start": _forecast_seconds(model, samples), "history": history}
+        print(f"{held_out}: {len(keep)} samples, {seconds:.0f} s -> {path}", flush=True)
+        (out / "training.json").write_text(json.dumps(timings, indent=1, default=float))
+
+
+def split_reports(models: Path) -> None:
+    """``<fold>.report.json`` beside each model, from the ``training.json`` of ``train-packed``."""
+    training = json.loads((models / "training.json").read_text())
+    for fold, entry in training["folds"].items():
+        report = {**entry["history"], "training_seconds": entry["seconds"], "devices": training["devices"]}
+        (models / f"{fold}.report.json").write_text(json.dumps(report, indent=1))
+    print(f"wrote the reports of {sorted(training['folds'])} in {models}")
+
+
+def _forecast_seconds(model, samples, n: int = 64) -> float:
+    """Seconds per forecast start of the network alone (both heads, batches of 16), after a warm-up call."""
+    from nowcast_core.contract import N_INPUTS
+    from nowcast_core.rainnet.direct import direct_outputs
+    from nowcast_core.rainnet.preprocess import log_to_rain_rate
+
+    inputs = log_to_rain_rate(np.moveaxis(samples.frames[:n, ..., :N_INPUTS], -1, 1))
+    direct_outputs(model, inputs[:16], samples.conditioning[:16])
+    started = time.perf_counter()
+    direct_outputs(model, inputs, samples.conditioning[:n])
+    return round((time.perf_counter() - started) / len(inputs), 5)
+
+
+def _devices() -> list[str]:
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return [str(d) for d in jax.devices()]
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return [d.name for d in tf.config.list_logical_devices()]
+    return []
 
 
 class Pool:
@@ -161,10 +298,10 @@ def score_event(event: str, model_path: Path, folders: list[Path], steps_stride:
     from nowcast_core import extrapolation
     from nowcast_core.contract import N_LEADS
     from nowcast_core.forecasters import get_method
+    from nowcast_core.forecasters.rainnet import network_forecast
     from nowcast_core.io.sequences import folder_sequences
     from nowcast_core.postprocessing import match_intensity
     from nowcast_core.rainnet.config import load_model
-    from nowcast_core.rainnet.recursive import recursive_forecast
 
     model, config = load_model(model_path)
     references = {name: get_method(name) for name in ("sprog", "extrapolation-filled", "pysteps", "persistence")}
@@ -180,12 +317,17 @@ def score_event(event: str, model_path: Path, folders: list[Path], steps_stride:
         n_starts += len(inputs)
         upstream = np.stack([extrapolation.upstream_source(seq, N_LEADS) for seq in inputs])
         newest = inputs[:, -1]
-        raw = recursive_forecast(model, inputs, N_LEADS, smoothing_px_per_lead=config.smoothing_px_per_lead)
-        raw = np.nan_to_num(raw, nan=0.0).clip(0.0)
-        for name, weight, smoothing in VARIANTS:
+        raw = np.nan_to_num(network_forecast(model, config, inputs), nan=0.0).clip(0.0)
+        for name, weight, smoothing in VARIANTS[:1] if config.direct else VARIANTS:
             pool.add(name, match_intensity(raw, newest, weight, smoothing), observed, upstream)
         pool.add("rainnet", match_intensity(raw, newest, *matching), observed, upstream)
         conditioning = extrapolation.extrapolate_batch(inputs, N_LEADS, config.smoothing_px_per_lead)
+        if config.direct:  # the rate head alone, before the exceedance decisions
+            from nowcast_core.rainnet.direct import direct_outputs
+            from nowcast_core.rainnet.preprocess import rain_rate_to_log, stack_scans
+
+            rate, _ = direct_outputs(model, inputs, stack_scans(rain_rate_to_log(conditioning)))
+            pool.add("rainnet-rate-head", rate, observed, upstream)
         pool.add("conditioning", conditioning, observed, upstream)
         pool.add("conditioning-pm", match_intensity(conditioning, newest, *matching), observed, upstream)
         if config.smoothing_px_per_lead != FIXED_SMOOTHING_PX_PER_LEAD:  # the fixed smoothing the network replaces
@@ -208,7 +350,7 @@ def score(data: Path, models: Path, out: Path, windows: int, steps_stride: int, 
     from nowcast_core.rainnet.recipes import get_recipe
 
     settings = get_recipe(recipe)
-    matching = (settings["probability_matching"], settings["matching_smoothing_px_per_lead"])
+    matching = (settings.get("probability_matching", 0.0), settings.get("matching_smoothing_px_per_lead", 0.0))
     by_event = events_of(data)
     result = json.loads(out.read_text()) if out.exists() else {"folds": {}}
     if result.get("matching", list(matching)) != list(matching):
@@ -357,6 +499,19 @@ def main(argv=None) -> None:
     s.add_argument("--recipe", default="loeo-fss", help="its matching settings make the production rows")
     s.add_argument("--max-starts-per-folder", type=int, default=40,
                    help="at most this many forecast starts per window, evenly spread (bom has 135)")
+    k = sub.add_parser("pack", help="the recipe's training samples in one file, for train-packed")
+    k.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    k.add_argument("--out", type=Path, required=True)
+    k.add_argument("--recipe", default="loeo-direct-exceedance")
+    tp = sub.add_parser("train-packed", help="fold models of a direct recipe from a pack file, any Keras backend")
+    tp.add_argument("--samples", type=Path, required=True)
+    tp.add_argument("--out", type=Path, required=True)
+    tp.add_argument("--recipe", default="loeo-direct-exceedance")
+    tp.add_argument("--events", nargs="*")
+    tp.add_argument("--all", action="store_true", help="also the model of all events (all.keras)")
+    tp.add_argument("--epochs", type=int, help="instead of the recipe's (a dry run)")
+    sr = sub.add_parser("split-reports", help="the models' report files from train-packed's training.json")
+    sr.add_argument("models", type=Path)
     g = sub.add_parser("merge", help="join the folds of several score outputs into one")
     g.add_argument("out", type=Path)
     g.add_argument("parts", nargs="+", type=Path)
@@ -367,7 +522,7 @@ def main(argv=None) -> None:
         c.add_argument("--pixels", default="all", choices=PIXEL_SETS)
         c.add_argument("--scope", default="pooled")
     args = p.parse_args(argv)
-    for name in ("result", "models", "data"):
+    for name in ("result", "models", "data", "samples"):
         path = getattr(args, name, None)
         if path is not None and not path.exists():
             p.error(f"{path} does not exist")
@@ -376,6 +531,12 @@ def main(argv=None) -> None:
     elif args.command == "score":
         score(args.data, args.models, args.out, args.windows, args.steps_stride, args.events, args.recipe,
               args.max_starts_per_folder)
+    elif args.command == "pack":
+        pack(args.data, args.out, args.recipe)
+    elif args.command == "train-packed":
+        train_packed(args.samples, args.out, args.recipe, args.events, args.all, args.epochs)
+    elif args.command == "split-reports":
+        split_reports(args.models)
     elif args.command == "merge":
         merge(args.out, args.parts)
     elif args.command == "check":

@@ -43,13 +43,10 @@ class RainNetForecaster:
 
     def forecast(self, rain_rate_mm_h: np.ndarray) -> np.ndarray:
         """(n, 4, 120, 120) mm/h, oldest first, NaN = no data -> (n, 6, 120, 120) mm/h >= 0."""
-        from nowcast_core.rainnet.recursive import recursive_forecast
-
         x = check_inputs(rain_rate_mm_h)
         if x.shape[2:] != GRID_SHAPE:
             raise ValueError(f"RainNet forecasts the {GRID_SHAPE[0]} x {GRID_SHAPE[1]} grid, got {x.shape[2:]}")
-        out = recursive_forecast(self.model, x, N_LEADS, self.batch_size,
-                                 smoothing_px_per_lead=self.config.smoothing_px_per_lead)
+        out = network_forecast(self.model, self.config, x, self.batch_size)
         out = np.nan_to_num(out, nan=0.0, posinf=0.0).clip(0.0).astype(np.float32)
         if self.config.probability_matching:
             from nowcast_core.postprocessing import match_intensity
@@ -57,6 +54,23 @@ class RainNetForecaster:
             out = match_intensity(out, x[:, -1], self.config.probability_matching,
                                   self.config.matching_smoothing_px_per_lead)
         return out
+
+
+def network_forecast(model, config, rain_rate_mm_h: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """A RainNet's own forecast (n, 6, 120, 120) mm/h before probability matching: recursive, or the
+    direct network's six leads at once (``config.direct``)."""
+    from nowcast_core.extrapolation import extrapolate_batch
+
+    if config.direct:
+        from nowcast_core.rainnet.direct import direct_forecast
+        from nowcast_core.rainnet.preprocess import rain_rate_to_log, stack_scans
+
+        cond = stack_scans(rain_rate_to_log(extrapolate_batch(rain_rate_mm_h, N_LEADS, config.smoothing_px_per_lead)))
+        return direct_forecast(model, config, rain_rate_mm_h, cond, batch_size)
+    from nowcast_core.rainnet.recursive import recursive_forecast
+
+    return recursive_forecast(model, rain_rate_mm_h, N_LEADS, batch_size,
+                              smoothing_px_per_lead=config.smoothing_px_per_lead)
 
 
 @register("rainnet")

@@ -26,6 +26,10 @@ class RainNetConfig:
     forecast (:func:`nowcast_core.postprocessing.match_intensity`; 0: none), with the newest
     scan smoothed by ``matching_smoothing_px_per_lead`` pixels per lead as its reference.
     ``head_activation``: of the head convolution (see :func:`nowcast_core.rainnet.model.build_rainnet`).
+    ``direct``: the six leads at once, with exceedance heads
+    (:func:`nowcast_core.rainnet.model.build_direct_rainnet`, :mod:`nowcast_core.rainnet.direct`):
+    ``exceedance_thresholds_mm_h`` are its heads' thresholds and ``decision_probability[i][k]`` the
+    probability from which the forecast at lead k+1 is put at or above threshold i (chosen in training).
     """
 
     base_filters: int = 16
@@ -35,11 +39,18 @@ class RainNetConfig:
     probability_matching: float = 0.0
     matching_smoothing_px_per_lead: float = 0.0
     head_activation: str = "relu"
+    direct: bool = False
+    exceedance_thresholds_mm_h: tuple = ()
+    decision_probability: tuple = ()
 
     def build(self):
         """A fresh, untrained network of this configuration."""
-        from nowcast_core.rainnet.model import build_rainnet
+        from nowcast_core.contract import N_LEADS
+        from nowcast_core.rainnet.model import build_direct_rainnet, build_rainnet
 
+        if self.direct:
+            return build_direct_rainnet(self.base_filters, N_LEADS, tuple(self.exceedance_thresholds_mm_h),
+                                        upsampling=self.upsampling, name=f"rainnet{self.base_filters}-direct")
         return build_rainnet(self.base_filters, upsampling=self.upsampling,
                              conditioning_channels=1 if self.conditioning else 0, residual=self.conditioning,
                              name=f"rainnet{self.base_filters}", head_activation=self.head_activation)
@@ -70,7 +81,11 @@ def read_config(path: str | Path) -> RainNetConfig:
     except (zipfile.BadZipFile, json.JSONDecodeError) as exc:
         raise ValueError(f"{path} is not a readable .keras model file: {exc}") from None
     known = set(RainNetConfig.__dataclass_fields__)
-    return RainNetConfig(**{k: v for k, v in data.items() if k in known})
+    data = {k: v for k, v in data.items() if k in known}
+    for key in ("exceedance_thresholds_mm_h", "decision_probability"):  # JSON lists -> tuples
+        if key in data:
+            data[key] = tuple(tuple(v) if isinstance(v, list) else v for v in data[key])
+    return RainNetConfig(**data)
 
 
 def load_model(path: str | Path):
@@ -81,3 +96,49 @@ def load_model(path: str | Path):
 
     config = read_config(path)
     return keras.saving.load_model(path, compile=False, safe_mode=True), config
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :func:`nowcast_core.rainnet.train.train`; every field is stored in the training report."""
+
+    base_filters: int = 16
+    epochs: int = 15
+    unroll_epochs: int = 0
+    unroll_steps: int = 6
+    batch_size: int = 8
+    learning_rate: float = 1e-4
+    unroll_learning_rate: float = 3e-5
+    patience: int = 4
+    augment: bool = True
+    conditioning: bool = True
+    smoothing_px_per_lead: float = 0.0
+    upsampling: str = "nearest"
+    rain_mae_weight: float = 0.0
+    fss_weight: float = 0.0
+    logcosh_weight: float = 1.0
+    probability_matching: float = 0.0
+    matching_smoothing_px_per_lead: float = 0.0
+    head_activation: str = "relu"
+    direct: bool = False
+    exceedance_weight: float = 1.0
+    monitor: str = "val_loss"
+    seed: int = 42
+    progress: bool = True
+
+    def model_config(self) -> RainNetConfig:
+        """The network's build configuration, saved inside the model file."""
+        return RainNetConfig(base_filters=self.base_filters, upsampling=self.upsampling,
+                             conditioning=self.conditioning,
+                             smoothing_px_per_lead=self.smoothing_px_per_lead if self.conditioning else 0.0,
+                             probability_matching=self.probability_matching,
+                             matching_smoothing_px_per_lead=self.matching_smoothing_px_per_lead,
+                             head_activation=self.head_activation, direct=self.direct,
+                             exceedance_thresholds_mm_h=direct_thresholds() if self.direct else ())
+
+
+def direct_thresholds() -> tuple:
+    """The exceedance heads' thresholds of a direct RainNet (mm/h)."""
+    from nowcast_core.rainnet.direct import THRESHOLDS_MM_H
+
+    return THRESHOLDS_MM_H

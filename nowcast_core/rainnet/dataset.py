@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from nowcast_core.contract import N_INPUTS
-from nowcast_core.extrapolation import extrapolate_batch
 from nowcast_core.io import consecutive_windows, read_folder
 from nowcast_core.rainnet.preprocess import (
     log_to_rain_rate,
@@ -72,6 +71,8 @@ def event_name(folder: str | Path) -> str:
 
 def add_conditioning(samples: Samples, smoothing_px_per_lead: float = 0.0) -> Samples:
     """Compute the extrapolation of every sample's inputs for each of its leads (in place)."""
+    from nowcast_core.extrapolation import extrapolate_batch
+
     rain = log_to_rain_rate(np.moveaxis(samples.frames[..., :N_INPUTS], -1, 1))
     extrap = extrapolate_batch(rain, samples.n_leads, smoothing_px_per_lead)
     samples.conditioning = stack_scans(rain_rate_to_log(extrap))

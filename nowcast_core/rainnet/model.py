@@ -17,8 +17,12 @@ Keras layers are used, so the saved ``.keras`` file loads with ``safe_mode=True`
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import layers
+
+from nowcast_core.io.scale import LOG_OFFSET
 
 
 def _double_conv(x, filters: int, name: str):
@@ -35,6 +39,26 @@ def _upsample(x, filters: int, upsampling: str, name: str):
     if upsampling == "transpose":
         return layers.Conv2DTranspose(filters, 2, strides=2, padding="same", name=f"{name}_up")(x)
     raise ValueError(f"upsampling must be 'nearest' or 'transpose', got {upsampling!r}")
+
+
+def _unet(x, f: int, upsampling: str, dropout: float):
+    """The U-Net body: 4 pooling levels down, 4 up with skip connections; f-channel features out."""
+    skips = []
+    for level, mult in enumerate((1, 2, 4, 8)):
+        x = _double_conv(x, f * mult, f"enc{level + 1}")
+        if level == 3:
+            x = layers.Dropout(dropout, name="enc4_dropout")(x)
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"enc{level + 1}_pool")(x)
+    x = _double_conv(x, f * 16, "bottom")
+    x = layers.Dropout(dropout, name="bottom_dropout")(x)
+
+    for level, mult in zip((4, 3, 2, 1), (8, 4, 2, 1)):
+        x = _upsample(x, f * mult, upsampling, f"dec{level}")
+        x = layers.Concatenate(name=f"dec{level}_skip")([x, skips[level - 1]])
+        x = _double_conv(x, f * mult, f"dec{level}")
+
+    return x
 
 
 def build_rainnet(
@@ -84,21 +108,7 @@ def build_rainnet(
         inputs.append(conditioning)
         x = layers.Concatenate(name="stack_inputs")([frames, conditioning])
 
-    skips = []
-    for level, mult in enumerate((1, 2, 4, 8)):
-        x = _double_conv(x, f * mult, f"enc{level + 1}")
-        if level == 3:
-            x = layers.Dropout(dropout, name="enc4_dropout")(x)
-        skips.append(x)
-        x = layers.MaxPooling2D(2, name=f"enc{level + 1}_pool")(x)
-    x = _double_conv(x, f * 16, "bottom")
-    x = layers.Dropout(dropout, name="bottom_dropout")(x)
-
-    for level, mult in zip((4, 3, 2, 1), (8, 4, 2, 1)):
-        x = _upsample(x, f * mult, upsampling, f"dec{level}")
-        x = layers.Concatenate(name=f"dec{level}_skip")([x, skips[level - 1]])
-        x = _double_conv(x, f * mult, f"dec{level}")
-
+    x = _unet(x, f, upsampling, dropout)
     x = layers.Conv2D(2, 3, padding="same", activation=head_activation, kernel_initializer="he_normal",
                       name="head_conv")(x)
     out = layers.Conv2D(
@@ -113,3 +123,41 @@ def build_rainnet(
         base = layers.Activation("linear", dtype="float32", name="conditioning_float32")(conditioning)
         out = layers.Add(dtype="float32", name="residual_add")([out, base])
     return keras.Model(inputs=inputs, outputs=out, name=name or f"rainnet{f}")
+
+
+def build_direct_rainnet(
+    base_filters: int = 16,
+    n_leads: int = 6,
+    thresholds_mm_h: tuple[float, ...] = (1.0, 5.0),
+    upsampling: str = "nearest",
+    dropout: float = 0.5,
+    logit_softness: float = 0.5,
+    name: str | None = None,
+) -> keras.Model:
+    """The six leads at once: a RainNet U-Net with a rain-rate and an exceedance head per lead.
+
+    Inputs ``frames`` (128, 128, 4) and ``conditioning`` (128, 128, ``n_leads``): the scans and
+    the extrapolation for every lead, on ln(R + 0.01). The output (128, 128, ``n_leads`` x (1 +
+    thresholds)) holds, per lead, ln(R + 0.01) (the conditioning plus the network's correction) and
+    then, threshold by threshold, the logit of P(R >= threshold) (the conditioning's distance to the
+    threshold over ``logit_softness`` plus the network's correction). Both corrections start at zero,
+    so the untrained network returns its conditioning. No recursion: each lead has its own channels.
+    """
+    height, width = 128, 128
+    f = base_filters
+    frames = keras.Input(shape=(height, width, 4), name="frames")
+    conditioning = keras.Input(shape=(height, width, n_leads), name="conditioning")
+    x = layers.Concatenate(name="stack_inputs")([frames, conditioning])
+    x = _unet(x, f, upsampling, dropout)
+    base = layers.Activation("linear", dtype="float32", name="conditioning_float32")(conditioning)
+    rate = layers.Conv2D(n_leads, 1, kernel_initializer="zeros", dtype="float32", name="rate_correction")(x)
+    rate = layers.Add(dtype="float32", name="rate_log")([rate, base])
+    outputs = [rate]
+    for i, thr in enumerate(thresholds_mm_h):
+        level = math.log(thr + LOG_OFFSET)
+        prior = layers.Rescaling(1.0 / logit_softness, offset=-level / logit_softness, dtype="float32",
+                                 name=f"prior_logit_{i}")(base)
+        delta = layers.Conv2D(n_leads, 1, kernel_initializer="zeros", dtype="float32", name=f"logit_correction_{i}")(x)
+        outputs.append(layers.Add(dtype="float32", name=f"exceedance_logit_{i}")([prior, delta]))
+    out = layers.Concatenate(dtype="float32", name="forecast")(outputs)
+    return keras.Model(inputs=[frames, conditioning], outputs=out, name=name or f"rainnet{f}-direct")

@@ -20,6 +20,13 @@
 - ``loeo-neighbourhood-balanced``: ``loeo-neighbourhood-led`` with logcosh at 0.3, between it and
   the pixel-led recipes: the neighbourhood-led network over-forecast (area at 5 mm/h 1.1 to 1.4
   times the observed) and lost on MAE.
+- ``loeo-direct-exceedance``: the six leads at once with exceedance heads
+  (``nowcast_core/rainnet/direct.py``): the network corrects the smoothed extrapolation's rate and its
+  probability of 1 and 5 mm/h per lead, and the forecast is the rate made to agree with the exceedance
+  decisions. Loss logcosh 0.3 + MAE (mm/h) 1.0 + cross-entropy 2.0; 25 epochs of Keras ``fit``.
+- ``loeo-direct-learned-smoothing``: ``loeo-direct-exceedance`` conditioned on the unsmoothed,
+  persistence-filled extrapolation: the smoothing is the network's to learn (the fixed-smoothing
+  network's probabilities ranked the rain no better than its smoothed input did).
 - ``loeo-fss``: the recipe of the leave-one-event-out test (``bench/loeo.py``): fixed epochs and
   no validation events (the held-out event chooses nothing), every window capped at 15 samples,
   the neighbourhood (1 - FSS) loss term added.
@@ -64,6 +71,21 @@ RECIPES["loeo-learned-smoothing"] = {**RECIPES["loeo-fss-linear-head"], "smoothi
 RECIPES["loeo-linear-fss2-12ep"] = {**RECIPES["loeo-fss-linear-head"], "epochs": 12, "fss_weight": 2.0}
 RECIPES["loeo-neighbourhood-led"] = {**RECIPES["loeo-linear-fss2-12ep"], "rain_mae_weight": 0.0, "logcosh_weight": 0.1}
 RECIPES["loeo-neighbourhood-balanced"] = {**RECIPES["loeo-neighbourhood-led"], "logcosh_weight": 0.3}
+
+RECIPES["loeo-direct-exceedance"] = {
+    "base_filters": 16,
+    "direct": True,
+    "epochs": 25,
+    "learning_rate": 3e-4,
+    "batch_size": 8,
+    "smoothing_px_per_lead": 2.0,
+    "logcosh_weight": 0.3,
+    "rain_mae_weight": 1.0,
+    "exceedance_weight": 2.0,
+    "max_samples_per_folder": 15,
+    "seed": 42,
+}
+RECIPES["loeo-direct-learned-smoothing"] = {**RECIPES["loeo-direct-exceedance"], "smoothing_px_per_lead": 0.0}
 
 
 def get_recipe(name: str) -> dict:

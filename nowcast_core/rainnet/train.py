@@ -20,14 +20,14 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
 from nowcast_core.contract import N_INPUTS, N_LEADS
 from nowcast_core.rainnet import report_path_for
-from nowcast_core.rainnet.config import RainNetConfig, save_model
+from nowcast_core.rainnet.config import TrainConfig, save_model  # noqa: F401 - TrainConfig re-exported
 from nowcast_core.rainnet.dataset import (
     Samples,
     event_name,
@@ -36,44 +36,9 @@ from nowcast_core.rainnet.dataset import (
     samples_from_folders,
     split_by_event,
 )
+from nowcast_core.rainnet.direct import train_direct
 from nowcast_core.rainnet.preprocess import LOG_OFFSET, crop_tf, log_to_rain_rate, pad
 from nowcast_core.verification.scores import scores_per_lead
-
-
-@dataclass
-class TrainConfig:
-    """Settings of :func:`train`; every field is stored in the training report."""
-
-    base_filters: int = 16
-    epochs: int = 15
-    unroll_epochs: int = 0
-    unroll_steps: int = 6
-    batch_size: int = 8
-    learning_rate: float = 1e-4
-    unroll_learning_rate: float = 3e-5
-    patience: int = 4
-    augment: bool = True
-    conditioning: bool = True
-    smoothing_px_per_lead: float = 0.0
-    upsampling: str = "nearest"
-    rain_mae_weight: float = 0.0
-    fss_weight: float = 0.0
-    logcosh_weight: float = 1.0
-    probability_matching: float = 0.0
-    matching_smoothing_px_per_lead: float = 0.0
-    head_activation: str = "relu"
-    monitor: str = "val_loss"
-    seed: int = 42
-    progress: bool = True
-
-    def model_config(self) -> RainNetConfig:
-        """The network's build configuration, saved inside the model file."""
-        return RainNetConfig(base_filters=self.base_filters, upsampling=self.upsampling,
-                             conditioning=self.conditioning,
-                             smoothing_px_per_lead=self.smoothing_px_per_lead if self.conditioning else 0.0,
-                             probability_matching=self.probability_matching,
-                             matching_smoothing_px_per_lead=self.matching_smoothing_px_per_lead,
-                             head_activation=self.head_activation)
 
 
 def configure_hardware(threads: int | None = None) -> dict:
@@ -278,6 +243,10 @@ def train(
     import_keras()
     config = config or TrainConfig()
     hardware = configure_hardware()
+    if config.direct:
+        model, history = train_direct(train_samples, val_samples, config, initial_model)
+        history.update(config=asdict(config), hardware=hardware)
+        return model, history
     keras.utils.set_random_seed(config.seed)
     if config.conditioning and train_samples.conditioning is None:
         raise ValueError("config.conditioning is set but the samples carry no extrapolation")
@@ -411,6 +380,8 @@ def train_from_folders(
     probability_matching: float = 0.0,
     matching_smoothing_px_per_lead: float = 0.0,
     head_activation: str = "relu",
+    direct: bool = False,
+    exceedance_weight: float = 1.0,
     monitor: str = "val_loss",
     max_samples_per_folder: int | None = None,
     init_model: str | Path | None = None,
@@ -443,6 +414,9 @@ def train_from_folders(
         network's output, against the newest scan smoothed by ``matching_smoothing_px_per_lead``
         pixels per lead (saved in the model's configuration; validation scores the raw output).
     head_activation : of the network's head convolution (``RainNetConfig``).
+    direct : the six leads at once with exceedance heads (:mod:`nowcast_core.rainnet.direct`): fixed
+        ``epochs`` of Keras ``fit``, no unrolling, no early stopping (validation events are only scored).
+    exceedance_weight : weight of the exceedance heads' cross-entropy in the direct network's loss.
     max_samples_per_folder : keep at most this many samples of a folder, evenly spread over its
         span (long, strongly autocorrelated folders would otherwise dominate).
     monitor : early-stopping criterion, ``"val_loss"`` or ``"val_score"`` (see :func:`train`).
@@ -498,6 +472,8 @@ def train_from_folders(
         probability_matching=probability_matching,
         matching_smoothing_px_per_lead=matching_smoothing_px_per_lead,
         head_activation=head_activation,
+        direct=direct,
+        exceedance_weight=exceedance_weight,
         monitor=monitor,
         seed=seed,
         progress=progress,
@@ -510,12 +486,16 @@ def train_from_folders(
     model, history = train(train_samples, val_samples if len(val_samples) else None, config, initial)
     if init_model is not None:
         history["init_model"] = Path(init_model).name
-    out_path = save_model(model, out_path, config.model_config())
+    model_config = config.model_config()
+    if direct:
+        model_config = replace(model_config,
+                               decision_probability=tuple(tuple(row) for row in history["decision_probability"]))
+    out_path = save_model(model, out_path, model_config)
     history["hardware"] = hardware
     history["folders"] = [f.name for f in folders]
     history["events"] = sorted({event_name(f) for f in folders})
     history["training_seconds"] = round(time.perf_counter() - started, 1)
-    if len(val_samples):
+    if len(val_samples) and not direct:
         loss, skill = evaluate(model, val_samples, rain_mae_weight=rain_mae_weight, fss_weight=fss_weight,
                                logcosh_weight=logcosh_weight)
         history["final_validation"] = {"val_loss": loss, "val_score": skill_score(skill), "rainnet": skill}

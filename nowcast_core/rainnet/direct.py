@@ -1,0 +1,257 @@
+"""The direct RainNet: the six leads at once, with a rain-rate and an exceedance head per lead.
+
+Design (issue 10; network :func:`nowcast_core.rainnet.model.build_direct_rainnet`): the U-Net
+reads the four scans and the extrapolation for every lead, and corrects, lead by lead, both the
+extrapolation's rain rate and its probability of reaching each threshold of
+:data:`THRESHOLDS_MM_H`. Trained with Keras ``fit`` on a loss that rewards each head for its own
+job: logcosh and MAE (mm/h) for the rate, which favour a sober, median-like field, and binary
+cross-entropy for the exceedances, which favours calibrated probabilities. Neither alone answers
+"is heavy rain coming": a median field blurs the storm away, and a probability is not a rain rate.
+The forecast is therefore the rate field made to agree with the exceedance decisions
+(:func:`categorical_rates`): where the network gives P(R >= t) at least the decision probability
+chosen for that threshold and lead on the training data (:func:`choose_decision_probability`,
+the probability that maximises CSI there), the rate is raised to t, and elsewhere lowered below t.
+
+Everything here uses ``keras.ops`` and NumPy only, so the same code trains on any Keras backend
+(TensorFlow in the product; JAX on a GPU machine without TensorFlow).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from nowcast_core.contract import N_INPUTS
+from nowcast_core.io.scale import LOG_OFFSET
+from nowcast_core.rainnet.preprocess import (
+    GRID_SIZE,
+    PAD,
+    log_to_rain_rate,
+    pad,
+    rain_rate_to_log,
+    stack_scans,
+)
+
+#: The exceedance heads' thresholds (mm/h): the issue's heavy-rain levels.
+THRESHOLDS_MM_H = (1.0, 5.0)
+#: Candidate decision probabilities.
+DECISION_GRID = tuple(round(p, 2) for p in np.arange(0.05, 0.951, 0.05))
+#: How far below a threshold a "no" decision puts the rate (mm/h).
+BELOW_THRESHOLD_MM_H = 1e-3
+
+
+def network_inputs(rain_rate_mm_h: np.ndarray, conditioning_log: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Padded network inputs: scans (n, 4, 120, 120) mm/h and conditioning (n, 120, 120, L) on ln(R + 0.01)."""
+    return pad(stack_scans(rain_rate_to_log(rain_rate_mm_h))), pad(np.asarray(conditioning_log, np.float32))
+
+
+def split_outputs(output: np.ndarray, n_leads: int) -> tuple[np.ndarray, np.ndarray]:
+    """Network output (n, 128, 128, L x (1 + thresholds)) -> rate (n, L, 120, 120) mm/h and exceedance
+    probabilities (n, thresholds, L, 120, 120)."""
+    y = np.asarray(output, np.float32)[:, PAD : PAD + GRID_SIZE, PAD : PAD + GRID_SIZE, :]
+    rate = log_to_rain_rate(np.moveaxis(y[..., :n_leads], -1, 1))
+    logits = np.moveaxis(y[..., n_leads:], -1, 1).reshape(len(y), -1, n_leads, GRID_SIZE, GRID_SIZE)
+    prob = 1.0 / (1.0 + np.exp(-np.clip(logits, -30.0, 30.0)))
+    return rate, prob.astype(np.float32)
+
+
+def direct_outputs(model, rain_rate_mm_h: np.ndarray, conditioning_log: np.ndarray,
+                   batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """(rate mm/h (n, L, 120, 120), exceedance probabilities (n, thresholds, L, 120, 120)) of a direct
+    RainNet for scans ``rain_rate_mm_h`` (n, 4, 120, 120) and their conditioning (n, 120, 120, L), ln(R + 0.01)."""
+    n_leads = conditioning_log.shape[-1]
+    rates, probs = [], []
+    for start in range(0, len(rain_rate_mm_h), batch_size):
+        frames, cond = network_inputs(rain_rate_mm_h[start : start + batch_size],
+                                      conditioning_log[start : start + batch_size])
+        rate, prob = split_outputs(np.asarray(model([frames, cond], training=False)), n_leads)
+        rates.append(rate)
+        probs.append(prob)
+    return np.concatenate(rates), np.concatenate(probs)
+
+
+def categorical_rates(rate_mm_h: np.ndarray, probability: np.ndarray, thresholds_mm_h, decision) -> np.ndarray:
+    """The rate field made to agree with the exceedance decisions.
+
+    Parameters
+    ----------
+    rate_mm_h : (n, L, H, W) rate head.
+    probability : (n, thresholds, L, H, W) exceedance heads.
+    thresholds_mm_h : ascending thresholds of the heads.
+    decision : ``decision[i][k]``: P(R >= threshold i) from which lead k is put at or above it.
+
+    A pixel is at or above threshold i where its probability reaches the decision probability and it
+    is at or above every lower threshold (so the categories nest). There the rate is raised to the
+    threshold if it was below; elsewhere it is lowered to just below the threshold if it was above.
+    """
+    out = np.asarray(rate_mm_h, np.float32).copy()
+    above = np.ones(out.shape, bool)
+    for i, thr in enumerate(thresholds_mm_h):
+        tau = np.asarray(decision[i], np.float32)[None, :, None, None]
+        above &= probability[:, i] >= tau
+        out = np.where(above, np.maximum(out, thr), np.minimum(out, thr - BELOW_THRESHOLD_MM_H))
+    return np.maximum(out, 0.0)
+
+
+def decision_counts(probability: np.ndarray, observed_mm_h: np.ndarray, thresholds_mm_h,
+                    grid=DECISION_GRID) -> np.ndarray:
+    """(hits, misses, false alarms) per (threshold, lead, grid probability): int64 (thresholds, L, grid, 3).
+
+    Pixels without an observation (NaN) are left out."""
+    obs = np.asarray(observed_mm_h)
+    valid = np.isfinite(obs)
+    out = np.zeros((len(thresholds_mm_h), obs.shape[1], len(grid), 3), np.int64)
+    for i, thr in enumerate(thresholds_mm_h):
+        wet = np.where(valid, obs >= thr, False)
+        for k in range(obs.shape[1]):
+            o, v, p = wet[:, k], valid[:, k], probability[:, i, k]
+            for g, tau in enumerate(grid):
+                f = (p >= tau) & v
+                out[i, k, g] = (np.count_nonzero(f & o), np.count_nonzero(o & ~f), np.count_nonzero(f & ~o))
+    return out
+
+
+def choose_decision_probability(counts: np.ndarray, grid=DECISION_GRID) -> tuple:
+    """Per threshold and lead, the grid probability with the highest CSI in ``counts``
+    (:func:`decision_counts`); 0.5 where the threshold was never reached nor forecast."""
+    hits, misses, false = counts[..., 0], counts[..., 1], counts[..., 2]
+    denom = hits + misses + false
+    csi = np.where(denom > 0, hits / np.maximum(denom, 1), -1.0)
+    best = np.asarray(grid)[np.argmax(csi, axis=-1)]
+    best = np.where(denom.max(axis=-1) > 0, best, 0.5)
+    return tuple(tuple(float(v) for v in row) for row in best)
+
+
+def direct_loss(thresholds_mm_h, n_leads: int, logcosh_weight: float = 1.0, rain_mae_weight: float = 0.0,
+                exceedance_weight: float = 1.0):
+    """The training loss on the central 120 x 120 pixels: logcosh (ln(R + 0.01)) and MAE (mm/h) of the
+    rate head plus the mean binary cross-entropy of the exceedance heads (``keras.ops``, any backend).
+
+    ``y_true`` is the observed ln(R + 0.01) per lead, (b, 120, 120, L)."""
+    from keras import ops
+
+    levels = [math.log(t + LOG_OFFSET) for t in thresholds_mm_h]
+
+    def rate(x):
+        return ops.relu(ops.exp(ops.minimum(x, 10.0)) - LOG_OFFSET)
+
+    def loss(y_true, y_pred):
+        y = y_pred[:, PAD : PAD + GRID_SIZE, PAD : PAD + GRID_SIZE, :]
+        target = ops.cast(y_true, "float32")
+        log_rate = y[..., :n_leads]
+        a = ops.abs(log_rate - target)
+        total = logcosh_weight * ops.mean(a + ops.softplus(-2.0 * a) - math.log(2.0))
+        if rain_mae_weight:
+            total = total + rain_mae_weight * ops.mean(ops.abs(rate(target) - rate(log_rate)))
+        if exceedance_weight and levels:
+            bce = 0.0
+            for i, level in enumerate(levels):
+                logits = y[..., n_leads * (i + 1) : n_leads * (i + 2)]
+                labels = ops.cast(target >= level, "float32")
+                bce = bce + ops.mean(ops.binary_crossentropy(labels, logits, from_logits=True))
+            total = total + exceedance_weight * bce / len(levels)
+        return total
+
+    return loss
+
+
+def _batches(samples, batch_size: int, augment: bool, seed: int):
+    """A Keras ``PyDataset`` of shuffled, randomly flipped and rotated batches (NumPy)."""
+    import keras
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.epoch = 0
+            self.order = self._order()
+
+        def _order(self):
+            return np.random.default_rng([seed, self.epoch]).permutation(len(samples))
+
+        def __len__(self):
+            return math.ceil(len(samples) / batch_size)
+
+        def __getitem__(self, index):
+            pick = np.sort(self.order[index * batch_size : (index + 1) * batch_size])
+            data = np.concatenate([samples.frames[pick], samples.conditioning[pick]], axis=-1)
+            if augment:
+                rng = np.random.default_rng([seed, self.epoch, index])
+                data = np.stack([np.flip(np.rot90(x, rng.integers(4)), 1) if rng.integers(2) else
+                                 np.rot90(x, rng.integers(4)) for x in data])
+            n_frames = samples.frames.shape[-1]
+            inputs = (pad(data[..., :N_INPUTS]), pad(data[..., n_frames:]))
+            return inputs, np.ascontiguousarray(data[..., N_INPUTS:n_frames])
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            self.order = self._order()
+
+    return Batches()
+
+
+def train_direct(train_samples, val_samples, config, initial_model=None):
+    """Train a direct RainNet (``config.direct``): fixed epochs of Keras ``fit``, then the decision
+    probabilities chosen on the training samples. Returns (model, history) like
+    :func:`nowcast_core.rainnet.train.train`, the decision probabilities in ``history["decision_probability"]``
+    (they belong in the saved :class:`~nowcast_core.rainnet.config.RainNetConfig`); validation samples, if
+    any, are only scored."""
+    import keras
+
+    if train_samples.conditioning is None:
+        raise ValueError("the direct RainNet needs the extrapolation (conditioning) of every sample")
+    keras.utils.set_random_seed(config.seed)
+    model_config = config.model_config()
+    model = model_config.build()
+    if initial_model is not None:
+        model.set_weights(initial_model.get_weights())
+    n_leads = train_samples.n_leads
+    thresholds = tuple(model_config.exceedance_thresholds_mm_h)
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                  loss=direct_loss(thresholds, n_leads, config.logcosh_weight, config.rain_mae_weight,
+                                   config.exceedance_weight))
+    history = {"epochs": [], "parameters": int(model.count_params()), "n_train_samples": len(train_samples),
+               "n_val_samples": 0 if val_samples is None else len(val_samples),
+               "train_events": sorted(set(train_samples.events)),
+               "val_events": [] if val_samples is None else sorted(set(val_samples.events))}
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            record = {"epoch": epoch + 1, "stage": "direct", "loss": float(logs["loss"]),
+                      "seconds": round(time.perf_counter() - self.started, 1)}
+            history["epochs"].append(record)
+            if config.progress:
+                print(f"epoch {epoch + 1} (direct) loss {record['loss']:.4f} [{record['seconds']:.0f} s]", flush=True)
+
+    model.fit(_batches(train_samples, config.batch_size, config.augment, config.seed), epochs=config.epochs,
+              verbose=0, callbacks=[Record()])
+    inputs = log_to_rain_rate(np.moveaxis(train_samples.frames[..., :N_INPUTS], -1, 1))
+    observed = log_to_rain_rate(np.moveaxis(train_samples.frames[..., N_INPUTS:], -1, 1))
+    counts = np.zeros((len(thresholds), n_leads, len(DECISION_GRID), 3), np.int64)
+    for start in range(0, len(inputs), 64):
+        sl = slice(start, start + 64)
+        _, prob = direct_outputs(model, inputs[sl], train_samples.conditioning[sl])
+        counts += decision_counts(prob, observed[sl], thresholds)
+    decision = choose_decision_probability(counts)
+    history["decision_probability"] = [list(row) for row in decision]
+    if val_samples is not None and len(val_samples):
+        from nowcast_core.verification.scores import scores_per_lead
+
+        history["final_validation"] = {"rainnet": scores_per_lead(
+            direct_forecast(model, replace(model_config, decision_probability=decision), log_to_rain_rate(
+                np.moveaxis(val_samples.frames[..., :N_INPUTS], -1, 1)), val_samples.conditioning),
+            log_to_rain_rate(np.moveaxis(val_samples.frames[..., N_INPUTS:], -1, 1)))}
+    return model, history
+
+
+def direct_forecast(model, config, rain_rate_mm_h: np.ndarray, conditioning_log: np.ndarray,
+                    batch_size: int = 16) -> np.ndarray:
+    """The direct RainNet's forecast (n, L, 120, 120) mm/h: its rate head made to agree with its
+    exceedance decisions (:func:`categorical_rates`)."""
+    rate, prob = direct_outputs(model, rain_rate_mm_h, conditioning_log, batch_size)
+    return categorical_rates(rate, prob, config.exceedance_thresholds_mm_h, config.decision_probability)

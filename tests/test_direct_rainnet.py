@@ -1,0 +1,137 @@
+"""The direct RainNet (issue 10): six leads at once with exceedance heads, its decisions, loss and training."""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+RADAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "radar"
+
+
+def _inputs(n: int = 2, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    frames = rng.normal(-2.0, 2.0, (n, 128, 128, 4)).astype(np.float32)
+    conditioning = rng.normal(-1.0, 2.0, (n, 128, 128, 6)).astype(np.float32)
+    return frames, conditioning
+
+
+def test_the_untrained_network_returns_its_conditioning_and_its_distance_to_each_threshold():
+    from nowcast_core.rainnet.model import build_direct_rainnet
+
+    model = build_direct_rainnet(4, 6, (1.0, 5.0), logit_softness=0.5)
+    frames, cond = _inputs()
+    y = np.asarray(model([frames, cond], training=False))
+    assert y.shape == (2, 128, 128, 18)
+    np.testing.assert_allclose(y[..., :6], cond, atol=1e-6)  # rate corrections start at zero
+    for i, thr in enumerate((1.0, 5.0)):
+        expected = (cond - math.log(thr + 0.01)) / 0.5
+        np.testing.assert_allclose(y[..., 6 * (i + 1) : 6 * (i + 2)], expected, rtol=1e-5, atol=1e-4)
+
+
+def test_split_outputs_gives_rates_and_probabilities_per_threshold_and_lead():
+    from nowcast_core.rainnet.direct import split_outputs
+
+    y = np.zeros((1, 128, 128, 18), np.float32)
+    y[..., :6] = math.log(3.0 + 0.01)  # 3 mm/h everywhere
+    y[..., 6:12] = 2.0  # logit 2 at 1 mm/h
+    y[..., 12:] = -2.0
+    rate, prob = split_outputs(y, 6)
+    assert rate.shape == (1, 6, 120, 120) and prob.shape == (1, 2, 6, 120, 120)
+    np.testing.assert_allclose(rate, 3.0, rtol=1e-5)
+    np.testing.assert_allclose(prob[:, 0], 1 / (1 + math.exp(-2)), rtol=1e-5)
+    np.testing.assert_allclose(prob[:, 1], 1 / (1 + math.exp(2)), rtol=1e-5)
+
+
+def test_categorical_rates_raise_and_lower_the_rate_to_agree_with_nested_decisions():
+    from nowcast_core.rainnet.direct import categorical_rates
+
+    rate = np.array([0.3, 0.3, 3.0, 3.0, 8.0, 8.0], np.float32).reshape(1, 1, 1, 6)
+    p1 = np.array([0.9, 0.1, 0.9, 0.1, 0.9, 0.9], np.float32).reshape(1, 1, 1, 6)
+    p5 = np.array([0.9, 0.9, 0.1, 0.1, 0.9, 0.1], np.float32).reshape(1, 1, 1, 6)
+    out = categorical_rates(rate, np.stack([p1, p5], axis=1), (1.0, 5.0), ((0.5,), (0.5,)))
+    # p1 and p5 yes -> raised to 5; p5 yes but p1 no -> no rain category (nesting); p1 yes only -> [1, 5);
+    # neither -> below 1; both yes at 8 -> kept; p1 yes, p5 no at 8 -> just below 5
+    np.testing.assert_allclose(out.ravel(), [5.0, 0.3, 3.0, 0.999, 8.0, 4.999], atol=1e-6)
+
+
+def test_the_decision_probability_is_the_one_with_the_best_csi_on_the_counts():
+    from nowcast_core.rainnet.direct import DECISION_GRID, choose_decision_probability, decision_counts
+
+    rng = np.random.default_rng(1)
+    observed = rng.gamma(0.4, 2.0, (20, 6, 16, 16)).astype(np.float32)
+    # a forecaster whose probability is a noisy but informative function of the truth
+    prob = np.clip((observed[:, None] >= np.array([1.0, 5.0])[None, :, None, None, None]) * 0.6
+                   + rng.uniform(0, 0.4, (20, 2, 6, 16, 16)), 0, 1).astype(np.float32)
+    observed[0, 0, 0, 0] = np.nan  # not observed: left out
+    counts = decision_counts(prob, observed, (1.0, 5.0))
+    assert counts.shape == (2, 6, len(DECISION_GRID), 3)
+    decision = choose_decision_probability(counts)
+    assert len(decision) == 2 and all(len(row) == 6 for row in decision)
+    # brute force for one threshold and lead
+    obs = observed[:, 2]
+    wet, valid = obs >= 5.0, np.isfinite(obs)
+    csi = []
+    for tau in DECISION_GRID:
+        f = (prob[:, 1, 2] >= tau) & valid
+        csi.append(np.sum(f & wet) / np.sum(f | wet))
+    assert decision[1][2] == DECISION_GRID[int(np.argmax(csi))]
+    # wet pixels have 0.6 .. 1, dry ones 0 .. 0.4: the first probability that separates them
+    assert decision[1][2] == 0.4 and max(csi) == 1.0
+
+
+def test_the_direct_loss_is_its_terms_and_rewards_the_right_exceedance():
+    import tensorflow as tf
+
+    from nowcast_core.rainnet.direct import direct_loss
+
+    rng = np.random.default_rng(2)
+    target = rng.normal(-1.0, 2.0, (2, 120, 120, 6)).astype(np.float32)
+    pred = np.zeros((2, 128, 128, 18), np.float32)
+    pred[:, 4:124, 4:124, :6] = target + 0.5  # rate off by 0.5 on ln(R + 0.01)
+    logcosh = float(direct_loss((1.0, 5.0), 6, 1.0, 0.0, 0.0)(tf.constant(target), tf.constant(pred)))
+    np.testing.assert_allclose(logcosh, math.log(math.cosh(0.5)), rtol=1e-4)
+    levels = np.log(np.array([1.0, 5.0]) + 0.01)
+    right, wrong = pred.copy(), pred.copy()
+    for i, level in enumerate(levels):
+        above = (target >= level)
+        right[:, 4:124, 4:124, 6 * (i + 1) : 6 * (i + 2)] = np.where(above, 4.0, -4.0)
+        wrong[:, 4:124, 4:124, 6 * (i + 1) : 6 * (i + 2)] = np.where(above, -4.0, 4.0)
+    bce = direct_loss((1.0, 5.0), 6, 0.0, 0.0, 1.0)
+    np.testing.assert_allclose(float(bce(tf.constant(target), tf.constant(right))), math.log1p(math.exp(-4)), rtol=1e-4)
+    np.testing.assert_allclose(float(bce(tf.constant(target), tf.constant(wrong))), math.log1p(math.exp(4)), rtol=1e-4)
+
+
+def test_a_tiny_direct_training_run_saves_its_decisions_and_forecasts_through_the_interface(tmp_path):
+    if not RADAR.is_dir():
+        pytest.skip(f"real radar data not found at {RADAR}")
+    from nowcast_core.forecasters import get_method
+    from nowcast_core.rainnet.config import CONFIG_MEMBER
+    from nowcast_core.rainnet.train import report_path_for, train_from_folders
+
+    out = tmp_path / "direct.keras"
+    history = train_from_folders([RADAR / "mch-20170131-w0", RADAR / "fmi-20160928-w0"], out, base_filters=4,
+                                 direct=True, epochs=1, smoothing_px_per_lead=2.0, rain_mae_weight=1.0,
+                                 logcosh_weight=0.3, exceedance_weight=2.0, max_samples_per_folder=4,
+                                 val_events=["fmi-20160928"], batch_size=4, progress=False, with_baselines=False)
+    assert history["n_train_samples"] == 4 and [e["stage"] for e in history["epochs"]] == ["direct"]
+    with zipfile.ZipFile(out) as archive:
+        saved = json.loads(archive.read(CONFIG_MEMBER))
+    assert saved["direct"] is True and saved["exceedance_thresholds_mm_h"] == [1.0, 5.0]
+    assert np.array(saved["decision_probability"]).shape == (2, 6)
+    report = json.loads(report_path_for(out).read_text())
+    assert report["decision_probability"] == saved["decision_probability"]
+    assert [r["lead_minutes"] for r in report["final_validation"]["rainnet"]] == [10, 20, 30, 40, 50, 60]
+
+    forecaster = get_method("rainnet", model_path=out)  # safe mode
+    assert forecaster.config.direct and forecaster.config.decision_probability == tuple(
+        tuple(row) for row in saved["decision_probability"])
+    rain = np.random.default_rng(0).gamma(0.3, 3.0, size=(3, 4, 120, 120)).astype(np.float32)
+    y = forecaster.forecast(rain)
+    assert y.shape == (3, 6, 120, 120) and np.all(np.isfinite(y)) and np.all(y >= 0)

@@ -41,7 +41,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -175,9 +175,7 @@ def train_packed(samples_path: Path, out: Path, recipe: str, events: list[str] |
         keep = [i for i, e in enumerate(samples.events) if e != held_out]
         started = time.perf_counter()
         model, history = train_direct(samples.subset(keep), None, config)
-        model_config = replace(config.model_config(),
-                               decision_probability=tuple(tuple(r) for r in history["decision_probability"]))
-        path = save_model(model, out / f"{held_out}.keras", model_config)
+        path = save_model(model, out / f"{held_out}.keras", config.model_config(history["decision_probability"]))
         seconds = time.perf_counter() - started
         history.update(config=asdict(config), training_seconds=round(seconds, 1), backend=timings["backend"])
         timings["folds"][held_out] = {"seconds": round(seconds, 1), "n_train_samples": len(keep),

@@ -109,6 +109,25 @@ def test_a_challenger_made_worse_on_purpose_is_not_promoted(archived, monkeypatc
     assert {"id", "created", "decision", "metrics"} <= set(listed[0])
 
 
+def test_a_direct_champion_is_fine_tuned_as_a_direct_network(archived, shared_radar, tmp_path):
+    from nowcast_core.forecasters import get_method
+    from nowcast_core.rainnet.train import train_from_folders
+
+    direct = tmp_path / "direct.keras"
+    train_from_folders([shared_radar / "mch-20170131-w0"], direct, base_filters=4, direct=True, epochs=1,
+                       smoothing_px_per_lead=2.0, max_samples_per_folder=4, batch_size=4, progress=False)
+    with archived.sessions() as s:
+        record = registry.register_model(s, direct, decision="promoted", reason="a direct champion")
+        registry.promote(s, record, "a direct champion")
+        s.commit()
+    entry = retrain(archived.settings, epochs=1)
+    challenger = get_method("rainnet", model_path=entry["path"])
+    assert challenger.config.direct and challenger.config.base_filters == 4
+    assert np.array(challenger.config.decision_probability).shape == (2, 6)  # chosen again on the archive
+    assert entry["metrics"]["champion_version"] == record.version
+    assert entry["decision"] in ("promoted", "rejected") and entry["metrics"]["epochs"] == 1
+
+
 def test_running_service_picks_up_a_promoted_model_at_its_next_cycle(make_sqlite_service, tmp_path, shared_radar):
     """The daemon's long-lived service switches models without a restart."""
     from nowcast_core.rainnet.config import RainNetConfig, save_model

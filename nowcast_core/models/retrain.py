@@ -184,20 +184,23 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
         train_samples = concat_samples(parts)  # raises ValueError when there is no window at all
 
         # The challenger keeps the champion's configuration (post-processing included) and is
-        # fine-tuned with the shipped recipe's loss.
-        recipe = get_recipe("shipped")
+        # fine-tuned with the loss of the champion's kind of recipe (recursive: the shipped one).
+        recipe = get_recipe("loeo-direct-exceedance" if arch.direct else "shipped")
         config = TrainConfig(epochs=epochs or settings.retrain_epochs, base_filters=arch.base_filters,
                              upsampling=arch.upsampling, conditioning=arch.conditioning,
-                             head_activation=arch.head_activation,
+                             head_activation=arch.head_activation, direct=arch.direct,
                              smoothing_px_per_lead=arch.smoothing_px_per_lead,
                              probability_matching=arch.probability_matching,
                              matching_smoothing_px_per_lead=arch.matching_smoothing_px_per_lead,
-                             rain_mae_weight=recipe["rain_mae_weight"], fss_weight=recipe["fss_weight"],
+                             rain_mae_weight=recipe["rain_mae_weight"], fss_weight=recipe.get("fss_weight", 0.0),
+                             logcosh_weight=recipe.get("logcosh_weight", 1.0),
+                             exceedance_weight=recipe.get("exceedance_weight", 1.0),
                              learning_rate=settings.retrain_learning_rate, progress=False)
         # No validation samples here: the recent scans judge the challenger and must not also pick its epoch.
         model, history = train(train_samples, None, config, initial_model=champion_forecaster.model)
         models_dir = settings.home / "models"
-        tmp = save_model(model, models_dir / "challenger.tmp.keras", config.model_config())
+        tmp = save_model(model, models_dir / "challenger.tmp.keras",
+                         config.model_config(history.get("decision_probability", ())))
         final = models_dir / f"{model_version(file_sha256(tmp))}.keras"
         shutil.move(tmp, final)
 

@@ -126,15 +126,17 @@ class TrainConfig:
     seed: int = 42
     progress: bool = True
 
-    def model_config(self) -> RainNetConfig:
-        """The network's build configuration, saved inside the model file."""
+    def model_config(self, decision_probability=()) -> RainNetConfig:
+        """The network's build configuration, saved inside the model file; a direct network's
+        ``decision_probability`` (``[threshold][lead]``) is chosen by its training."""
         return RainNetConfig(base_filters=self.base_filters, upsampling=self.upsampling,
                              conditioning=self.conditioning,
                              smoothing_px_per_lead=self.smoothing_px_per_lead if self.conditioning else 0.0,
                              probability_matching=self.probability_matching,
                              matching_smoothing_px_per_lead=self.matching_smoothing_px_per_lead,
                              head_activation=self.head_activation, direct=self.direct,
-                             exceedance_thresholds_mm_h=direct_thresholds() if self.direct else ())
+                             exceedance_thresholds_mm_h=direct_thresholds() if self.direct else (),
+                             decision_probability=tuple(tuple(row) for row in decision_probability))
 
 
 def direct_thresholds() -> tuple:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import replace
 
 import numpy as np
 
@@ -243,7 +242,7 @@ def train_direct(train_samples, val_samples, config, initial_model=None):
         from nowcast_core.verification.scores import scores_per_lead
 
         history["final_validation"] = {"rainnet": scores_per_lead(
-            direct_forecast(model, replace(model_config, decision_probability=decision), log_to_rain_rate(
+            direct_forecast(model, config.model_config(decision), log_to_rain_rate(
                 np.moveaxis(val_samples.frames[..., :N_INPUTS], -1, 1)), val_samples.conditioning),
             log_to_rain_rate(np.moveaxis(val_samples.frames[..., N_INPUTS:], -1, 1)))}
     return model, history

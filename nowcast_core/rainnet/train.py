@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -486,11 +486,7 @@ def train_from_folders(
     model, history = train(train_samples, val_samples if len(val_samples) else None, config, initial)
     if init_model is not None:
         history["init_model"] = Path(init_model).name
-    model_config = config.model_config()
-    if direct:
-        model_config = replace(model_config,
-                               decision_probability=tuple(tuple(row) for row in history["decision_probability"]))
-    out_path = save_model(model, out_path, model_config)
+    out_path = save_model(model, out_path, config.model_config(history.get("decision_probability", ())))
     history["hardware"] = hardware
     history["folders"] = [f.name for f in folders]
     history["events"] = sorted({event_name(f) for f in folders})

@@ -2,7 +2,8 @@
 
 Modules: :mod:`~nowcast_core.rainnet.model` (the network), :mod:`~nowcast_core.rainnet.preprocess`
 (invertible scale, stacking and padding transforms), :mod:`~nowcast_core.rainnet.recursive`
-(batched recursive 6-lead forecast), :mod:`~nowcast_core.extrapolation` (optical-flow
+(batched recursive 6-lead forecast), :mod:`~nowcast_core.rainnet.direct` (the six leads at once with
+exceedance heads: training on any Keras backend, decisions), :mod:`~nowcast_core.extrapolation` (optical-flow
 conditioning), :mod:`~nowcast_core.rainnet.dataset` (samples, tf.data),
 :mod:`~nowcast_core.rainnet.train` (training, reports; scores from
 :mod:`nowcast_core.verification.scores`). TensorFlow is imported only by the functions that need it.

@@ -102,7 +102,7 @@ def pack(data: Path, out: Path, recipe: str) -> None:
     (``train-packed``): scans as the feed's uint8 pixels (exact), the conditioning quantised by
     :data:`PACK_STEP` on ln(R + 0.01)."""
     from nowcast_core.contract import N_INPUTS, N_LEADS
-    from nowcast_core.io import consecutive_windows, read_folder
+    from nowcast_core.io import read_folder
     from nowcast_core.rainnet.dataset import event_name, samples_from_frames
     from nowcast_core.rainnet.preprocess import NO_RAIN_LOG
     from nowcast_core.rainnet.recipes import get_recipe
@@ -116,9 +116,8 @@ def pack(data: Path, out: Path, recipe: str) -> None:
             frames = read_folder(folder)
             samples = samples_from_frames(frames, event_name(folder), N_LEADS, True,
                                           settings.get("smoothing_px_per_lead", 0.0), cap)
-            starts = consecutive_windows([f.scan_time for f in frames], N_INPUTS + N_LEADS)
-            if cap is not None and len(starts) > cap:  # the same evenly spread pick as samples_from_frames
-                starts = [starts[i] for i in np.unique(np.linspace(0, len(starts) - 1, cap).round().astype(int))]
+            position = {f.scan_time.isoformat(): i for i, f in enumerate(frames)}
+            starts = [position[t] - (N_INPUTS - 1) for t in samples.issue_times]  # each sample's first scan
             pixels.append(np.stack([f.frame for f in frames]))
             nodata.append(np.stack([np.zeros(f.frame.shape, bool) if f.nodata is None else f.nodata for f in frames]))
             index.append(offset + np.asarray(starts, int)[:, None] + np.arange(N_INPUTS + N_LEADS))
@@ -315,17 +314,20 @@ def score_event(event: str, model_path: Path, folders: list[Path], steps_stride:
         n_starts += len(inputs)
         upstream = np.stack([extrapolation.upstream_source(seq, N_LEADS) for seq in inputs])
         newest = inputs[:, -1]
-        raw = np.nan_to_num(network_forecast(model, config, inputs), nan=0.0).clip(0.0)
+        conditioning = extrapolation.extrapolate_batch(inputs, N_LEADS, config.smoothing_px_per_lead)
+        if config.direct:  # its forecast, and its rate head alone, before the exceedance decisions
+            from nowcast_core.rainnet.direct import categorical_rates, direct_outputs
+            from nowcast_core.rainnet.preprocess import rain_rate_to_log, stack_scans
+
+            rate, prob = direct_outputs(model, inputs, stack_scans(rain_rate_to_log(conditioning)))
+            pool.add("rainnet-rate-head", rate, observed, upstream)
+            raw = categorical_rates(rate, prob, config.exceedance_thresholds_mm_h, config.decision_probability)
+        else:
+            raw = network_forecast(model, config, inputs, extrapolation_mm_h=conditioning)
+        raw = np.nan_to_num(raw, nan=0.0).clip(0.0)
         for name, weight, smoothing in VARIANTS[:1] if config.direct else VARIANTS:
             pool.add(name, match_intensity(raw, newest, weight, smoothing), observed, upstream)
         pool.add("rainnet", match_intensity(raw, newest, *matching), observed, upstream)
-        conditioning = extrapolation.extrapolate_batch(inputs, N_LEADS, config.smoothing_px_per_lead)
-        if config.direct:  # the rate head alone, before the exceedance decisions
-            from nowcast_core.rainnet.direct import direct_outputs
-            from nowcast_core.rainnet.preprocess import rain_rate_to_log, stack_scans
-
-            rate, _ = direct_outputs(model, inputs, stack_scans(rain_rate_to_log(conditioning)))
-            pool.add("rainnet-rate-head", rate, observed, upstream)
         pool.add("conditioning", conditioning, observed, upstream)
         pool.add("conditioning-pm", match_intensity(conditioning, newest, *matching), observed, upstream)
         if config.smoothing_px_per_lead != FIXED_SMOOTHING_PX_PER_LEAD:  # the fixed smoothing the network replaces

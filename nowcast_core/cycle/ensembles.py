@@ -116,8 +116,9 @@ def production_ensembles(sessions: sessionmaker[Session], ensemble_for: Callable
             t0 = time.perf_counter()
             members = ensemble.members(x, issue_times=[run.issue_time], centre_mm_h=centre[None])[0]
             t1 = time.perf_counter()
+            pooled = ensemble.steps_ensemble()
             try:
-                steps = ensemble.steps_members(x, issue_times=[run.issue_time])
+                steps = None if pooled is None else pooled.members(x, issue_times=[run.issue_time])
             except Exception as exc:  # noqa: BLE001 - pysteps failing on one scan must not stop the ensemble
                 log.warning("pooled STEPS ensemble failed at %s: %s", iso_minutes(run.issue_time), exc)
                 steps = None
@@ -128,9 +129,7 @@ def production_ensembles(sessions: sessionmaker[Session], ensemble_for: Callable
                                  steps_members_mm_h=None if steps is None else steps[0])
             if row is not None:
                 ids.append(row.id)
-            pooled = getattr(ensemble, "steps_ensemble", lambda: None)()
-            if steps is not None and reference is not None and pooled is not None \
-                    and pooled.version == reference.version:
+            if steps is not None and reference is not None and pooled.version == reference.version:
                 store_ensemble(session, issue_time=run.issue_time, ensemble=reference, members_mm_h=steps[0],
                                centre_mm_h=steps[0].mean(axis=0), run=None, is_production=False, seconds=t2 - t1,
                                input_quality=run.input_quality, dams=dams, forecasts_dir=forecasts_dir)

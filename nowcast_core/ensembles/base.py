@@ -28,10 +28,8 @@ class Ensemble(Protocol):
         is that forecast already made (e.g. the stored production run)."""
         ...
 
-    def steps_members(self, rain_rate_mm_h: np.ndarray, *, issue_times: Sequence[datetime] | None = None
-                      ) -> np.ndarray | None:
-        """The members of the STEPS ensemble its ``probability_map`` pools with (n, m, 6, H, W); None
-        when it pools none."""
+    def steps_ensemble(self) -> "Ensemble | None":
+        """The STEPS ensemble its ``probability_map`` pools with (same seed); None when it pools none."""
         ...
 
 

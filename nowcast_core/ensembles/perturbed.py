@@ -184,7 +184,7 @@ class CentredEnsemble:
 
     def steps_members(self, rain_rate_mm_h: np.ndarray, *, issue_times: Sequence[datetime] | None = None
                       ) -> np.ndarray | None:
-        """The pooled STEPS ensemble's members (same seed, same issue-time draws), where the map pools one."""
+        """The pooled STEPS ensemble's members (same seed, same issue-time draws); None where the map pools none."""
         steps = self.steps_ensemble()
         return None if steps is None else steps.members(rain_rate_mm_h, issue_times=issue_times)
 

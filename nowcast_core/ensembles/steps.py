@@ -47,7 +47,7 @@ class StepsEnsemble:
                     raise
         return cascade.to_mm_h(members).astype(np.float32)
 
-    def steps_members(self, rain_rate_mm_h: np.ndarray, *, issue_times: Sequence[datetime] | None = None) -> None:
+    def steps_ensemble(self) -> None:
         return None  # pools nothing
 
     def members(self, rain_rate_mm_h: np.ndarray, *, issue_times: Sequence[datetime] | None = None,

@@ -56,20 +56,23 @@ class RainNetForecaster:
         return out
 
 
-def network_forecast(model, config, rain_rate_mm_h: np.ndarray, batch_size: int = 32) -> np.ndarray:
+def network_forecast(model, config, rain_rate_mm_h: np.ndarray, batch_size: int = 32,
+                     extrapolation_mm_h: np.ndarray | None = None) -> np.ndarray:
     """A RainNet's own forecast (n, 6, 120, 120) mm/h before probability matching: recursive, or the
-    direct network's six leads at once (``config.direct``)."""
-    from nowcast_core.extrapolation import extrapolate_batch
-
+    direct network's six leads at once (``config.direct``). ``extrapolation_mm_h``: its conditioning
+    (n, 6, 120, 120), if already computed (the configuration's smoothing)."""
     if config.direct:
+        from nowcast_core.extrapolation import extrapolate_batch
         from nowcast_core.rainnet.direct import direct_forecast
         from nowcast_core.rainnet.preprocess import rain_rate_to_log, stack_scans
 
-        cond = stack_scans(rain_rate_to_log(extrapolate_batch(rain_rate_mm_h, N_LEADS, config.smoothing_px_per_lead)))
-        return direct_forecast(model, config, rain_rate_mm_h, cond, batch_size)
+        if extrapolation_mm_h is None:
+            extrapolation_mm_h = extrapolate_batch(rain_rate_mm_h, N_LEADS, config.smoothing_px_per_lead)
+        return direct_forecast(model, config, rain_rate_mm_h, stack_scans(rain_rate_to_log(extrapolation_mm_h)),
+                               batch_size)
     from nowcast_core.rainnet.recursive import recursive_forecast
 
-    return recursive_forecast(model, rain_rate_mm_h, N_LEADS, batch_size,
+    return recursive_forecast(model, rain_rate_mm_h, N_LEADS, batch_size, extrapolation_mm_h,
                               smoothing_px_per_lead=config.smoothing_px_per_lead)
 
 

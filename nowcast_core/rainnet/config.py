@@ -12,6 +12,8 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from nowcast_core.rainnet.direct import THRESHOLDS_MM_H
+
 #: The member of the ``.keras`` zip that holds :class:`RainNetConfig` as JSON (Keras ignores it).
 CONFIG_MEMBER = "nowcast_rainnet.json"
 
@@ -50,7 +52,7 @@ class RainNetConfig:
 
         if self.direct:
             return build_direct_rainnet(self.base_filters, N_LEADS, tuple(self.exceedance_thresholds_mm_h),
-                                        upsampling=self.upsampling, name=f"rainnet{self.base_filters}-direct")
+                                        upsampling=self.upsampling)
         return build_rainnet(self.base_filters, upsampling=self.upsampling,
                              conditioning_channels=1 if self.conditioning else 0, residual=self.conditioning,
                              name=f"rainnet{self.base_filters}", head_activation=self.head_activation)
@@ -135,12 +137,6 @@ class TrainConfig:
                              probability_matching=self.probability_matching,
                              matching_smoothing_px_per_lead=self.matching_smoothing_px_per_lead,
                              head_activation=self.head_activation, direct=self.direct,
-                             exceedance_thresholds_mm_h=direct_thresholds() if self.direct else (),
+                             exceedance_thresholds_mm_h=THRESHOLDS_MM_H if self.direct else (),
                              decision_probability=tuple(tuple(row) for row in decision_probability))
 
-
-def direct_thresholds() -> tuple:
-    """The exceedance heads' thresholds of a direct RainNet (mm/h)."""
-    from nowcast_core.rainnet.direct import THRESHOLDS_MM_H
-
-    return THRESHOLDS_MM_H

@@ -26,12 +26,13 @@ import numpy as np
 from nowcast_core.contract import N_INPUTS
 from nowcast_core.io.scale import LOG_OFFSET
 from nowcast_core.rainnet.preprocess import (
-    GRID_SIZE,
-    PAD,
+    crop,
+    crop_tf,
+    from_model_outputs,
     log_to_rain_rate,
     pad,
-    rain_rate_to_log,
-    stack_scans,
+    to_model_inputs,
+    unstack_scans,
 )
 
 #: The exceedance heads' thresholds (mm/h): the issue's heavy-rain levels.
@@ -42,19 +43,14 @@ DECISION_GRID = tuple(round(p, 2) for p in np.arange(0.05, 0.951, 0.05))
 BELOW_THRESHOLD_MM_H = 1e-3
 
 
-def network_inputs(rain_rate_mm_h: np.ndarray, conditioning_log: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Padded network inputs: scans (n, 4, 120, 120) mm/h and conditioning (n, 120, 120, L) on ln(R + 0.01)."""
-    return pad(stack_scans(rain_rate_to_log(rain_rate_mm_h))), pad(np.asarray(conditioning_log, np.float32))
-
-
 def split_outputs(output: np.ndarray, n_leads: int) -> tuple[np.ndarray, np.ndarray]:
     """Network output (n, 128, 128, L x (1 + thresholds)) -> rate (n, L, 120, 120) mm/h and exceedance
     probabilities (n, thresholds, L, 120, 120)."""
-    y = np.asarray(output, np.float32)[:, PAD : PAD + GRID_SIZE, PAD : PAD + GRID_SIZE, :]
-    rate = log_to_rain_rate(np.moveaxis(y[..., :n_leads], -1, 1))
-    logits = np.moveaxis(y[..., n_leads:], -1, 1).reshape(len(y), -1, n_leads, GRID_SIZE, GRID_SIZE)
+    y = np.asarray(output, np.float32)
+    logits = unstack_scans(crop(y[..., n_leads:]))
+    logits = logits.reshape(len(y), -1, n_leads, *logits.shape[-2:])
     prob = 1.0 / (1.0 + np.exp(-np.clip(logits, -30.0, 30.0)))
-    return rate, prob.astype(np.float32)
+    return from_model_outputs(y[..., :n_leads]), prob.astype(np.float32)
 
 
 def direct_outputs(model, rain_rate_mm_h: np.ndarray, conditioning_log: np.ndarray,
@@ -64,8 +60,8 @@ def direct_outputs(model, rain_rate_mm_h: np.ndarray, conditioning_log: np.ndarr
     n_leads = conditioning_log.shape[-1]
     rates, probs = [], []
     for start in range(0, len(rain_rate_mm_h), batch_size):
-        frames, cond = network_inputs(rain_rate_mm_h[start : start + batch_size],
-                                      conditioning_log[start : start + batch_size])
+        frames = to_model_inputs(rain_rate_mm_h[start : start + batch_size])
+        cond = pad(np.asarray(conditioning_log[start : start + batch_size], np.float32))
         rate, prob = split_outputs(np.asarray(model([frames, cond], training=False)), n_leads)
         rates.append(rate)
         probs.append(prob)
@@ -99,17 +95,23 @@ def decision_counts(probability: np.ndarray, observed_mm_h: np.ndarray, threshol
                     grid=DECISION_GRID) -> np.ndarray:
     """(hits, misses, false alarms) per (threshold, lead, grid probability): int64 (thresholds, L, grid, 3).
 
-    Pixels without an observation (NaN) are left out."""
+    Pixels without an observation (NaN) are left out. One pass per threshold and lead: each pixel's
+    probability is binned by the grid, and the pixels at or above each grid probability are the
+    reversed cumulative sum of the bins."""
     obs = np.asarray(observed_mm_h)
     valid = np.isfinite(obs)
-    out = np.zeros((len(thresholds_mm_h), obs.shape[1], len(grid), 3), np.int64)
+    n_grid = len(grid)
+    out = np.zeros((len(thresholds_mm_h), obs.shape[1], n_grid, 3), np.int64)
     for i, thr in enumerate(thresholds_mm_h):
-        wet = np.where(valid, obs >= thr, False)
         for k in range(obs.shape[1]):
-            o, v, p = wet[:, k], valid[:, k], probability[:, i, k]
-            for g, tau in enumerate(grid):
-                f = (p >= tau) & v
-                out[i, k, g] = (np.count_nonzero(f & o), np.count_nonzero(o & ~f), np.count_nonzero(f & ~o))
+            v = valid[:, k]
+            wet = obs[:, k][v] >= thr
+            above = np.searchsorted(np.asarray(grid), probability[:, i, k][v], side="right")  # grid values <= p
+            at_least = [np.cumsum(np.bincount(above[sel], minlength=n_grid + 1)[::-1])[::-1][1:]
+                        for sel in (wet, ~wet)]  # pixels with p >= grid[g]
+            out[i, k, :, 0] = at_least[0]
+            out[i, k, :, 1] = np.count_nonzero(wet) - at_least[0]
+            out[i, k, :, 2] = at_least[1]
     return out
 
 
@@ -138,7 +140,7 @@ def direct_loss(thresholds_mm_h, n_leads: int, logcosh_weight: float = 1.0, rain
         return ops.relu(ops.exp(ops.minimum(x, 10.0)) - LOG_OFFSET)
 
     def loss(y_true, y_pred):
-        y = y_pred[:, PAD : PAD + GRID_SIZE, PAD : PAD + GRID_SIZE, :]
+        y = crop_tf(y_pred)  # plain slicing: any backend's tensor
         target = ops.cast(y_true, "float32")
         log_rate = y[..., :n_leads]
         a = ops.abs(log_rate - target)
@@ -155,6 +157,12 @@ def direct_loss(thresholds_mm_h, n_leads: int, logcosh_weight: float = 1.0, rain
         return total
 
     return loss
+
+
+def _flip_rotate(x: np.ndarray, rng) -> np.ndarray:
+    """A random 90-degree rotation and left-right flip of a (120, 120, C) sample, the same for all channels."""
+    x = np.rot90(x, rng.integers(4))
+    return x[:, ::-1] if rng.integers(2) else x
 
 
 def _batches(samples, batch_size: int, augment: bool, seed: int):
@@ -178,8 +186,7 @@ def _batches(samples, batch_size: int, augment: bool, seed: int):
             data = np.concatenate([samples.frames[pick], samples.conditioning[pick]], axis=-1)
             if augment:
                 rng = np.random.default_rng([seed, self.epoch, index])
-                data = np.stack([np.flip(np.rot90(x, rng.integers(4)), 1) if rng.integers(2) else
-                                 np.rot90(x, rng.integers(4)) for x in data])
+                data = np.stack([_flip_rotate(x, rng) for x in data])
             n_frames = samples.frames.shape[-1]
             inputs = (pad(data[..., :N_INPUTS]), pad(data[..., n_frames:]))
             return inputs, np.ascontiguousarray(data[..., N_INPUTS:n_frames])
@@ -229,8 +236,8 @@ def train_direct(train_samples, val_samples, config, initial_model=None):
 
     model.fit(_batches(train_samples, config.batch_size, config.augment, config.seed), epochs=config.epochs,
               verbose=0, callbacks=[Record()])
-    inputs = log_to_rain_rate(np.moveaxis(train_samples.frames[..., :N_INPUTS], -1, 1))
-    observed = log_to_rain_rate(np.moveaxis(train_samples.frames[..., N_INPUTS:], -1, 1))
+    inputs = log_to_rain_rate(unstack_scans(train_samples.frames[..., :N_INPUTS]))
+    observed = log_to_rain_rate(unstack_scans(train_samples.frames[..., N_INPUTS:]))
     counts = np.zeros((len(thresholds), n_leads, len(DECISION_GRID), 3), np.int64)
     for start in range(0, len(inputs), 64):
         sl = slice(start, start + 64)
@@ -242,9 +249,9 @@ def train_direct(train_samples, val_samples, config, initial_model=None):
         from nowcast_core.verification.scores import scores_per_lead
 
         history["final_validation"] = {"rainnet": scores_per_lead(
-            direct_forecast(model, config.model_config(decision), log_to_rain_rate(
-                np.moveaxis(val_samples.frames[..., :N_INPUTS], -1, 1)), val_samples.conditioning),
-            log_to_rain_rate(np.moveaxis(val_samples.frames[..., N_INPUTS:], -1, 1)))}
+            direct_forecast(model, config.model_config(decision),
+                            log_to_rain_rate(unstack_scans(val_samples.frames[..., :N_INPUTS])), val_samples.conditioning),
+            log_to_rain_rate(unstack_scans(val_samples.frames[..., N_INPUTS:])))}
     return model, history
 
 

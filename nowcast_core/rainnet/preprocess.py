@@ -90,7 +90,7 @@ def pad_tf(channels):
 
 
 def crop_tf(channels):
-    """TensorFlow twin of :func:`crop` for a (batch, 128, 128, C) tensor."""
+    """Twin of :func:`crop` for a (batch, 128, 128, C) tensor: plain slicing, so any Keras backend's."""
     return channels[:, PAD : PAD + GRID_SIZE, PAD : PAD + GRID_SIZE, :]
 
 

@@ -95,23 +95,17 @@ def decision_counts(probability: np.ndarray, observed_mm_h: np.ndarray, threshol
                     grid=DECISION_GRID) -> np.ndarray:
     """(hits, misses, false alarms) per (threshold, lead, grid probability): int64 (thresholds, L, grid, 3).
 
-    Pixels without an observation (NaN) are left out. One pass per threshold and lead: each pixel's
-    probability is binned by the grid, and the pixels at or above each grid probability are the
-    reversed cumulative sum of the bins."""
+    Pixels without an observation (NaN) are left out."""
     obs = np.asarray(observed_mm_h)
     valid = np.isfinite(obs)
-    n_grid = len(grid)
-    out = np.zeros((len(thresholds_mm_h), obs.shape[1], n_grid, 3), np.int64)
+    out = np.zeros((len(thresholds_mm_h), obs.shape[1], len(grid), 3), np.int64)
     for i, thr in enumerate(thresholds_mm_h):
+        wet = np.where(valid, obs >= thr, False)
         for k in range(obs.shape[1]):
-            v = valid[:, k]
-            wet = obs[:, k][v] >= thr
-            above = np.searchsorted(np.asarray(grid), probability[:, i, k][v], side="right")  # grid values <= p
-            at_least = [np.cumsum(np.bincount(above[sel], minlength=n_grid + 1)[::-1])[::-1][1:]
-                        for sel in (wet, ~wet)]  # pixels with p >= grid[g]
-            out[i, k, :, 0] = at_least[0]
-            out[i, k, :, 1] = np.count_nonzero(wet) - at_least[0]
-            out[i, k, :, 2] = at_least[1]
+            o, v, p = wet[:, k], valid[:, k], probability[:, i, k]
+            for g, tau in enumerate(grid):
+                f = (p >= tau) & v
+                out[i, k, g] = (np.count_nonzero(f & o), np.count_nonzero(o & ~f), np.count_nonzero(f & ~o))
     return out
 
 

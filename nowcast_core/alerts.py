@@ -12,7 +12,9 @@ rain depths:
 
 With the production ensemble (:func:`assess_probabilistic`), each member's forecast hour is put
 through the same rules: a level is raised when the share of members that reach it (its
-probability) is at least ``alert_probability`` (default 0.5); the reason says it in words. A run
+probability) is at least ``alert_probability`` (default 0.5); the reason says it in words. Where
+the dam products pooled STEPS members, the share is weighted as theirs is, so an alert's
+probability is the one the dashboard and API publish. A run
 without an ensemble (it failed) is assessed on the deterministic depths, and says so.
 
 The first part of this module is pure (no database): :func:`assess`, :func:`observed_depth_mm`,
@@ -89,19 +91,36 @@ def assess(observed_2h_mm: float, forecast_1h_mm: float, rules: AlertRules = Ale
 
 def assess_probabilistic(observed_2h_mm: float, forecast_1h_mm: float, member_1h_mm: Sequence[float],
                          rules: AlertRules = AlertRules(), alert_probability: float = 0.5,
-                         ensemble: str = "ensemble") -> Assessment:
+                         ensemble: str = "ensemble", steps_member_1h_mm: Sequence[float] | None = None,
+                         steps_weight: float | None = None) -> Assessment:
     """The alert level of one dam from the ensemble: the highest level whose rule at least
-    ``alert_probability`` of the members reach. ``forecast_1h_mm`` (the deterministic forecast)
-    is kept for the record; the reason names the probability, the rule and the members' spread."""
+    ``alert_probability`` of the members reach. Where the dam products pooled STEPS members
+    (``steps_member_1h_mm`` at ``steps_weight``), the members are weighed as the products weigh them
+    (:func:`nowcast_core.ensembles.products.member_weights`), so the alert's probability and spread are
+    those the operator sees published. ``forecast_1h_mm`` (the deterministic forecast) is kept for the
+    record; the reason names the probability, the rule and the members' spread."""
+    from nowcast_core.ensembles.products import (
+        member_quantile,
+        member_share,
+        member_weights,
+    )
+
     members = np.asarray(member_1h_mm, dtype=np.float64)
     if not len(members):
         raise ValueError("no ensemble members")
+    described = f"{ensemble}, {len(members)} members"
+    weights = None
+    if steps_member_1h_mm and steps_weight:
+        steps = np.asarray(steps_member_1h_mm, dtype=np.float64)
+        described += f" pooled with {len(steps)} STEPS members at weight {steps_weight:g}"
+        weights = member_weights(len(members), len(steps), steps_weight)
+        members = np.concatenate([members, steps])
     levels = np.array([RANK[assess(observed_2h_mm, float(m), rules).level] for m in members])
-    p_emergency = float((levels >= RANK["emergency"]).mean())
-    p_advisory = float((levels >= RANK["advisory"]).mean())
+    p_emergency = member_share(levels >= RANK["emergency"], weights)
+    p_advisory = member_share(levels >= RANK["advisory"], weights)
     total = observed_2h_mm + forecast_1h_mm
-    spread = (f"{ensemble}, {len(members)} members: forecast 1 h median {np.median(members):.1f} mm, "
-              f"10-90 % {np.quantile(members, 0.1):.1f}-{np.quantile(members, 0.9):.1f} mm; "
+    low, median, high = (float(member_quantile(members, q, weights)) for q in (0.1, 0.5, 0.9))
+    spread = (f"{described}: forecast 1 h median {median:.1f} mm, 10-90 % {low:.1f}-{high:.1f} mm; "
               f"deterministic forecast 1 h {forecast_1h_mm:.1f} mm; observed 2 h {observed_2h_mm:.1f} mm")
     emergency_rule = (f"emergency (forecast 1 h >= {rules.emergency_1h_mm:g} mm, or >= {rules.emergency_combined_1h_mm:g} mm "
                       f"with 3 h >= {rules.emergency_combined_3h_mm:g} mm)")
@@ -227,9 +246,10 @@ def update_alerts(sessions, dams: Sequence[Dam], *, rules: AlertRules, webhooks:
             depth_1h = dict(session.execute(select(DamRainfall.dam_id, DamRainfall.depth_mm).where(
                 DamRainfall.run_id == run.id, DamRainfall.lead_minutes == 60)).all())
             ensemble = session.scalar(select(EnsembleRun).where(EnsembleRun.run_id == run.id, EnsembleRun.is_production))
-            members_1h = {} if ensemble is None else dict(session.execute(
-                select(DamProbability.dam_id, DamProbability.accum_mm_members).where(
-                    DamProbability.ensemble_id == ensemble.id, DamProbability.lead_minutes == 60)).all())
+            members_1h = {} if ensemble is None else {dam_id: rest for dam_id, *rest in session.execute(
+                select(DamProbability.dam_id, DamProbability.accum_mm_members, DamProbability.steps_accum_mm_members,
+                       DamProbability.steps_weight).where(
+                    DamProbability.ensemble_id == ensemble.id, DamProbability.lead_minutes == 60))}
             observed = means.get(observed_scan_times(run.issue_time))
             fresh = run.issue_time >= newest - notify_max_age
             for dam_id, forecast_mm in depth_1h.items():
@@ -237,9 +257,10 @@ def update_alerts(sessions, dams: Sequence[Dam], *, rules: AlertRules, webhooks:
                 if dam is None:  # a dam removed from the dams file since the run
                     continue
                 observed_mm = observed_depth_mm([m.get(dam_id) for m in observed.values()])
-                if members_1h.get(dam_id):
-                    a = assess_probabilistic(observed_mm, forecast_mm, members_1h[dam_id], rules, alert_probability,
-                                             ensemble.method)
+                own, steps, steps_weight = members_1h.get(dam_id) or ((), None, None)
+                if own:
+                    a = assess_probabilistic(observed_mm, forecast_mm, own, rules, alert_probability, ensemble.method,
+                                             steps, steps_weight)
                 else:
                     a = assess(observed_mm, forecast_mm, rules)
                     a = replace(a, reason=f"{a.reason}; deterministic: no ensemble for this run")

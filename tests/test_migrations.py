@@ -267,3 +267,39 @@ def test_0006_adds_and_removes_only_the_probabilistic_tables_and_keeps_rows(db_u
         eng.dispose()
     upgrade(db_url)
     assert _tables(db_url) == _model_tables()
+
+
+def test_0008_adds_and_removes_only_the_pooled_member_columns_and_keeps_rows(db_url):
+    """Rows stored before 0008 keep NULL pooled members (the alert weighs their own members equally);
+    downgrading drops only the two columns."""
+    from nowcast_core.db.schema import DamProbability, EnsembleRun
+
+    upgrade(db_url)
+    eng = make_engine(db_url)
+    try:
+        with Session(eng) as s:
+            run = _run()
+            s.add(run)
+            s.flush()
+            ens = EnsembleRun(issue_time=T0, method="rainnet-ensemble", version="v", is_production=True, run_id=run.id,
+                              n_members=2, seed=1, seconds=0.1, probability_path="p.npz", probability_checksum="0" * 64)
+            ens.dams.append(DamProbability(dam_id="d", lead_minutes=60, valid_time=T0, accum_mm=1.0, accum_mm_p10=0.5,
+                                           accum_mm_p50=1.0, accum_mm_p90=2.0, accum_mm_members=[0.5, 2.0],
+                                           steps_accum_mm_members=[0.0], steps_weight=0.4,
+                                           prob_accum_ge={"5": 0.0}, prob_rate_ge={"1": 0.5}))
+            s.add(ens)
+            s.commit()
+    finally:
+        eng.dispose()
+    downgrade(db_url, "0007")
+    assert _tables(db_url)["dam_probabilities"] == _model_tables()["dam_probabilities"] - {
+        "steps_accum_mm_members", "steps_weight"}
+    upgrade(db_url)
+    assert _tables(db_url) == _model_tables()
+    eng = make_engine(db_url)
+    try:
+        with Session(eng) as s:
+            row = s.scalar(select(DamProbability))
+            assert row.accum_mm_members == [0.5, 2.0] and row.steps_accum_mm_members is None and row.steps_weight is None
+    finally:
+        eng.dispose()

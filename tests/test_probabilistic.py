@@ -108,6 +108,30 @@ def test_probabilistic_alert_levels_from_members():
     assert advisory.level == "advisory" and advisory.probability == pytest.approx(0.5)
 
 
+def test_a_pooled_alert_weighs_its_members_as_the_published_dam_products_do():
+    rules = AlertRules()
+    own, steps = [80.0] * 4, [10.0] * 4  # every own member reaches emergency, no STEPS member does
+    assert assess_probabilistic(0.0, 70.0, own, rules, 0.5).probability == pytest.approx(1.0)
+    light = assess_probabilistic(0.0, 70.0, own, rules, 0.5, "test", steps, 0.6)
+    assert light.level == "none" and light.probability == pytest.approx(0.4)  # 0.4 of advisory, too
+    assert "0.40 of emergency" in light.reason and "both below the alert probability 0.5" in light.reason
+    assert "4 members pooled with 4 STEPS members at weight 0.6" in light.reason
+    heavy = assess_probabilistic(0.0, 70.0, own, rules, 0.5, "test", steps, 0.25)
+    assert heavy.level == "emergency" and heavy.probability == pytest.approx(0.75)
+    # the same share the dam products publish for the same members (a 1-hour depth of 80 or 10 mm)
+    from nowcast_core.dams import Dam
+
+    dam = Dam.model_validate({"id": "d", "pixel": (8, 8), "catchment": {"centre": [8, 8], "radius_px": 2},
+                              "accum_thresholds_mm": [72]})
+    members = np.full((4, 6, 16, 16), 80.0, np.float32)
+    steps_fields = np.full((4, 6, 16, 16), 10.0, np.float32)
+    row = dam_probabilities(members[0], members, [dam], steps_members_mm_h=steps_fields, steps_weight=0.25)[-1]
+    assert row["lead_minutes"] == 60 and row["prob_accum_ge"]["72"] == pytest.approx(heavy.probability)
+    again = assess_probabilistic(0.0, row["accum_mm"], row["accum_mm_members"], rules, 0.5, "test",
+                                 row["steps_accum_mm_members"], row["steps_weight"])
+    assert again.probability == pytest.approx(row["prob_accum_ge"]["72"])
+
+
 def test_probability_counts_score_as_pysteps_and_add_up():
     from pysteps.verification import probscores
 
@@ -237,6 +261,12 @@ def test_a_pooled_map_runs_its_steps_once_and_stores_it_as_the_reference(make_se
         published = load_probability(root, run.probability_path, run.probability_checksum)[0]
         steps = load_probability(root, reference[t].probability_path)[0]
         assert (published >= 0.3 * steps - 1e-6).all() and (published <= 0.7 + 0.3 * steps + 1e-6).all()
+    svc.update_alerts()
+    with svc.sessions() as s:
+        dams = list(s.scalars(select(DamProbability).join(EnsembleRun).where(EnsembleRun.is_production)))
+        alerts = list(s.scalars(select(DamAlert)))
+    assert dams and all(d.steps_weight == pytest.approx(0.3) and len(d.steps_accum_mm_members) == 3 for d in dams)
+    assert alerts and all("6 members pooled with 3 STEPS members at weight 0.3" in a.reason for a in alerts)
 
 
 def test_predict_probabilistic_writes_exceedance_probabilities(tmp_path, shared_radar, monkeypatch):

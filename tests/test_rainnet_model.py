@@ -10,7 +10,7 @@ tf = pytest.importorskip("tensorflow")
 
 from nowcast_core.rainnet.model import build_rainnet  # noqa: E402
 from nowcast_core.rainnet.preprocess import pad, rain_rate_to_log, stack_scans  # noqa: E402
-from nowcast_core.rainnet.train import logcosh  # noqa: E402
+from nowcast_core.rainnet.losses import logcosh, rain_mae  # noqa: E402
 
 
 def test_full_width_has_paper_parameter_count_and_trains_one_step():
@@ -29,6 +29,30 @@ def test_full_width_has_paper_parameter_count_and_trains_one_step():
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
     assert np.isfinite(float(loss))
     assert any(not np.allclose(b, w.numpy()) for b, w in zip(before, model.trainable_variables[:2]))
+
+
+def test_shared_loss_terms_equal_the_tensorflow_expressions_the_shipped_model_was_trained_with():
+    """Bit for bit, values and gradients: so ``nowcast train --recipe shipped`` still reproduces it."""
+    rng = np.random.default_rng(3)
+    target = tf.constant(rng.normal(-1.0, 2.5, (2, 120, 120, 6)).astype(np.float32))
+    pred = tf.Variable(rng.normal(-1.0, 2.5, (2, 120, 120, 6)).astype(np.float32))
+
+    def tf_logcosh(error):
+        a = tf.abs(error)
+        return tf.reduce_mean(a + tf.math.softplus(-2.0 * a) - np.log(2.0))
+
+    def tf_rain_mae(log_target, log_pred):
+        def rate(x):
+            return tf.nn.relu(tf.exp(tf.minimum(x, 10.0)) - 0.01)
+
+        return tf.reduce_mean(tf.abs(rate(log_target) - rate(log_pred)))
+
+    for shared, reference in ((lambda: logcosh(target - pred), lambda: tf_logcosh(target - pred)),
+                              (lambda: rain_mae(target, pred), lambda: tf_rain_mae(target, pred))):
+        with tf.GradientTape(persistent=True) as tape:
+            ours, theirs = shared(), reference()
+        assert float(ours) == float(theirs) and float(ours) > 0
+        np.testing.assert_array_equal(tape.gradient(ours, pred).numpy(), tape.gradient(theirs, pred).numpy())
 
 
 def test_width_16_and_options():

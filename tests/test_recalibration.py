@@ -265,3 +265,5 @@ def test_dam_products_pool_the_members_with_the_steps_members_by_weight():
     assert abs(pooled[0]["prob_rate_ge"]["10"] - 0.75) < 1e-9  # weighted, not 4 of 6 members
     assert pooled[-1]["accum_mm_p10"] == 0.0 and pooled[-1]["accum_mm_p50"] == pytest.approx(12.0)
     assert len(pooled[0]["accum_mm_members"]) == 4  # the production members' own values
+    assert pooled[0]["steps_accum_mm_members"] == [0.0, 0.0] and pooled[0]["steps_weight"] == 0.25
+    assert alone[0]["steps_accum_mm_members"] is None and alone[0]["steps_weight"] is None

@@ -366,6 +366,9 @@ class DamProbability(Base):
     accum_mm_p50: Mapped[float] = mapped_column(Float)
     accum_mm_p90: Mapped[float] = mapped_column(Float)
     accum_mm_members: Mapped[list] = mapped_column(JSON, default=list)
+    #: The STEPS members' accumulations these products were pooled with, and their weight (NULL unpooled).
+    steps_accum_mm_members: Mapped[list | None] = mapped_column(JSON)
+    steps_weight: Mapped[float | None] = mapped_column(Float)
     prob_accum_ge: Mapped[dict] = mapped_column(JSON, default=dict)
     prob_rate_ge: Mapped[dict] = mapped_column(JSON, default=dict)
     #: Filled in by verification once every scan up to the valid time has arrived.

@@ -57,6 +57,31 @@ def dam_pool_weight(probability_map: ProbabilityMap | None) -> float:
     return float(probability_map.steps_weights([DAM_POOL_THRESHOLD_MM_H])[0])
 
 
+def member_weights(n_members: int, n_steps_members: int = 0, steps_weight: float = 0.0) -> np.ndarray:
+    """The weight of each member of a pooled set (the members first, then the STEPS members): together
+    1 - ``steps_weight`` and ``steps_weight``, shared equally within each set; equal weights unpooled."""
+    if steps_weight <= 0 or not n_steps_members:
+        return np.full(n_members, 1.0 / n_members)
+    return np.concatenate([np.full(n_members, (1.0 - steps_weight) / n_members),
+                           np.full(n_steps_members, steps_weight / n_steps_members)])
+
+
+def member_share(reached: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """The share of members that reach something (bool per member): plain for equal members, the
+    weighted share for pooled ones (``weights`` from :func:`member_weights`)."""
+    if weights is None:
+        return float(np.mean(reached))
+    return float(np.clip(weights @ reached, 0.0, 1.0))
+
+
+def member_quantile(values: np.ndarray, q: float, weights: np.ndarray | None = None, axis: int = 0) -> np.ndarray:
+    """The ``q`` quantile of members' ``values`` along ``axis``: plain (interpolated) for equal members,
+    of the weighted mixture (inverted CDF) for pooled ones (``weights`` from :func:`member_weights`)."""
+    if weights is None:
+        return np.quantile(values, q, axis=axis)
+    return np.quantile(values, q, axis=axis, weights=weights, method="inverted_cdf")
+
+
 def exceedance_probability(members_mm_h: np.ndarray, thresholds_mm_h: Sequence[float] = THRESHOLDS_MM_H,
                            probability_map: ProbabilityMap | None = None,
                            steps_members_mm_h: np.ndarray | None = None) -> np.ndarray:
@@ -81,7 +106,9 @@ def dam_probabilities(centre_mm_h: np.ndarray, members_mm_h: np.ndarray, dams: S
     """One row per dam and lead (dam by dam, lead by lead) with ``dam_id``, ``lead_minutes``,
     ``accum_mm``, ``accum_mm_p10``, ``accum_mm_p50``, ``accum_mm_p90``, ``accum_mm_members``,
     ``prob_accum_ge`` {mm: p} and ``prob_rate_ge`` {mm/h: p}. With ``steps_weight`` > 0 the members
-    are pooled with ``steps_members_mm_h`` at that weight; ``accum_mm_members`` stays the members'."""
+    are pooled with ``steps_members_mm_h`` at that weight (:func:`member_weights`): ``accum_mm_members``
+    stays the members', ``steps_accum_mm_members`` and ``steps_weight`` hold what they were pooled with
+    (None unpooled), so the alert weighs the members as these products do."""
     centre = np.asarray(centre_mm_h, dtype=np.float32)
     members = _check_members(members_mm_h)
     if centre.shape != members.shape[1:]:
@@ -90,22 +117,16 @@ def dam_probabilities(centre_mm_h: np.ndarray, members_mm_h: np.ndarray, dams: S
     member_rates = catchment_mean_rates(members, dams)  # (m, 6, n_dams)
     member_accum = accumulated_depth_mm(member_rates)
     own_accum = member_accum
-    weights = np.full(len(members), 1.0 / len(members))
+    steps_accum = None
     if steps_weight > 0:
         if steps_members_mm_h is None:
             raise ValueError("pooling with a STEPS ensemble needs its members")
-        steps = _check_members(steps_members_mm_h)
-        steps_rates = catchment_mean_rates(steps, dams)
+        steps_rates = catchment_mean_rates(_check_members(steps_members_mm_h), dams)
+        steps_accum = accumulated_depth_mm(steps_rates)
         member_rates = np.concatenate([member_rates, steps_rates])
-        member_accum = np.concatenate([member_accum, accumulated_depth_mm(steps_rates)])
-        weights = np.concatenate([weights * (1.0 - steps_weight), np.full(len(steps), steps_weight / len(steps))])
-        quantiles = {k: np.quantile(member_accum, q, axis=0, weights=weights, method="inverted_cdf")
-                     for k, q in QUANTILES.items()}
-    else:
-        quantiles = {k: np.quantile(member_accum, q, axis=0) for k, q in QUANTILES.items()}
-
-    def share(reached: np.ndarray) -> float:  # the (weighted) share of members that reach a threshold
-        return float(np.clip(weights @ reached, 0.0, 1.0)) if steps_weight > 0 else float(reached.mean())
+        member_accum = np.concatenate([member_accum, steps_accum])
+    weights = None if steps_accum is None else member_weights(len(own_accum), len(steps_accum), steps_weight)
+    quantiles = {k: member_quantile(member_accum, q, weights) for k, q in QUANTILES.items()}
 
     rows = []
     for d, dam in enumerate(dams):
@@ -118,7 +139,10 @@ def dam_probabilities(centre_mm_h: np.ndarray, members_mm_h: np.ndarray, dams: S
                 "accum_mm": float(centre_accum[k, d]),
                 **{name: float(q[k, d]) for name, q in quantiles.items()},
                 "accum_mm_members": [round(float(v), 4) for v in own_accum[:, k, d]],
-                "prob_accum_ge": {threshold_key(t): share(accum >= t) for t in dam.accum_thresholds_mm},
-                "prob_rate_ge": {threshold_key(t): share(rate >= t) for t in rate_thresholds_mm_h},
+                "steps_accum_mm_members": None if steps_accum is None else [
+                    round(float(v), 4) for v in steps_accum[:, k, d]],
+                "steps_weight": float(steps_weight) if steps_accum is not None else None,
+                "prob_accum_ge": {threshold_key(t): member_share(accum >= t, weights) for t in dam.accum_thresholds_mm},
+                "prob_rate_ge": {threshold_key(t): member_share(rate >= t, weights) for t in rate_thresholds_mm_h},
             })
     return rows

@@ -128,19 +128,17 @@ def direct_loss(thresholds_mm_h, n_leads: int, logcosh_weight: float = 1.0, rain
     ``y_true`` is the observed ln(R + 0.01) per lead, (b, 120, 120, L)."""
     from keras import ops
 
-    levels = [math.log(t + LOG_OFFSET) for t in thresholds_mm_h]
+    from nowcast_core.rainnet.losses import logcosh, rain_mae
 
-    def rate(x):
-        return ops.relu(ops.exp(ops.minimum(x, 10.0)) - LOG_OFFSET)
+    levels = [math.log(t + LOG_OFFSET) for t in thresholds_mm_h]
 
     def loss(y_true, y_pred):
         y = crop_tf(y_pred)  # plain slicing: any backend's tensor
         target = ops.cast(y_true, "float32")
         log_rate = y[..., :n_leads]
-        a = ops.abs(log_rate - target)
-        total = logcosh_weight * ops.mean(a + ops.softplus(-2.0 * a) - math.log(2.0))
+        total = logcosh_weight * logcosh(log_rate - target)
         if rain_mae_weight:
-            total = total + rain_mae_weight * ops.mean(ops.abs(rate(target) - rate(log_rate)))
+            total = total + rain_mae_weight * rain_mae(target, log_rate)
         if exceedance_weight and levels:
             bce = 0.0
             for i, level in enumerate(levels):

@@ -37,6 +37,7 @@ from nowcast_core.rainnet.dataset import (
     split_by_event,
 )
 from nowcast_core.rainnet.direct import train_direct
+from nowcast_core.rainnet.losses import logcosh, rain_mae
 from nowcast_core.rainnet.preprocess import LOG_OFFSET, crop_tf, log_to_rain_rate, pad
 from nowcast_core.verification.scores import scores_per_lead
 
@@ -67,24 +68,6 @@ def configure_hardware(threads: int | None = None) -> dict:
         "mixed_precision": bool(gpus),
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
     }
-
-
-def logcosh(error):
-    """Numerically stable mean log(cosh(error)) (TensorFlow)."""
-    import tensorflow as tf
-
-    a = tf.abs(error)
-    return tf.reduce_mean(a + tf.math.softplus(-2.0 * a) - math.log(2.0))
-
-
-def rain_mae(log_target, log_pred):
-    """Mean absolute error in mm/h between two ln(R + 0.01) tensors (prediction clipped at 0 mm/h)."""
-    import tensorflow as tf
-
-    def rate(x):
-        return tf.nn.relu(tf.exp(tf.minimum(x, 10.0)) - LOG_OFFSET)
-
-    return tf.reduce_mean(tf.abs(rate(log_target) - rate(log_pred)))
 
 
 #: Thresholds (mm/h) and window sizes (pixels) of the neighbourhood loss term.

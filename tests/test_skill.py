@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -59,7 +60,7 @@ def test_competition_score_at_dam_pixels():
 @pytest.fixture
 def verified_service(tmp_path, db_url, shared_radar):
     settings = load_settings(home=tmp_path / "home", database_url=db_url, settle_seconds=0, method="persistence",
-                             baselines=["pysteps"])
+                             baselines=["pysteps"], ensembles=False, reference_ensemble="")  # deterministic skill only
     svc = Service(settings)
     svc.migrate()
     for path in sorted((shared_radar / "knmi-w0").glob("RDR_*.npz"))[:16]:
@@ -71,7 +72,10 @@ def verified_service(tmp_path, db_url, shared_radar):
     svc.close()
 
 
-def test_skill_equals_recomputation_from_exports(verified_service, shared_radar):
+def test_skill_equals_recomputation_from_exports_and_aggregates_by_method_dam_lead_and_time(verified_service,
+                                                                                            shared_radar):
+    """One verified service per backend (its setup is most of the cost): stored skill equals the
+    scores recomputed from the exported fields, its groupings agree, and its time filter narrows."""
     svc = verified_service
     assert svc.verify() > 0
     assert svc.verify() == 0  # idempotent
@@ -103,10 +107,7 @@ def test_skill_equals_recomputation_from_exports(verified_service, shared_radar)
                     else:
                         assert got == pytest.approx(expected, abs=5e-4), (method, lead, thr, hits, union)
 
-
-def test_skill_by_method_and_dam(verified_service):
-    svc = verified_service
-    svc.verify()
+    # by method, by dam and by lead agree
     with svc.sessions() as session:
         by_method = skill_rows(session, by="method")
         by_dam = skill_rows(session, by="dam")
@@ -121,12 +122,7 @@ def test_skill_by_method_and_dam(verified_service):
     lead60 = next(r for r in by_lead if r["method"] == "persistence" and r["lead_minutes"] == 60)
     assert lead10["mae_mm_h"] < lead60["mae_mm_h"]
 
-
-def test_skill_time_filter(verified_service):
-    svc = verified_service
-    svc.verify()
-    from datetime import UTC, datetime
-
+    # a time filter narrows the pool
     with svc.sessions() as session:
         everything = skill_rows(session, by="method")
         none = skill_rows(session, by="method", since=datetime(2030, 1, 1, tzinfo=UTC))

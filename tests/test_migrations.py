@@ -233,11 +233,10 @@ def test_each_test_gets_a_fresh_empty_database(db_url):
         eng.dispose()
 
 
-def test_0006_adds_and_removes_only_the_probabilistic_tables_and_keeps_rows(db_url):
-    """Downgrading 0006 keeps every earlier table and its rows; upgrading again restores the ensemble tables."""
+def _store_dam_probability(db_url: str, **pooled) -> None:
+    """One production run with its ensemble run and one dam row (``pooled``: the STEPS columns)."""
     from nowcast_core.db.schema import DamProbability, EnsembleRun
 
-    upgrade(db_url)
     eng = make_engine(db_url)
     try:
         with Session(eng) as s:
@@ -246,15 +245,32 @@ def test_0006_adds_and_removes_only_the_probabilistic_tables_and_keeps_rows(db_u
             s.flush()
             ens = EnsembleRun(issue_time=T0, method="rainnet-ensemble", version="v", is_production=True, run_id=run.id,
                               n_members=2, seed=1, seconds=0.1, probability_path="p.npz", probability_checksum="0" * 64)
-            ens.dams.append(DamProbability(dam_id="d", lead_minutes=10, valid_time=T0, accum_mm=1.0, accum_mm_p10=0.5,
+            ens.dams.append(DamProbability(dam_id="d", lead_minutes=60, valid_time=T0, accum_mm=1.0, accum_mm_p10=0.5,
                                            accum_mm_p50=1.0, accum_mm_p90=2.0, accum_mm_members=[0.5, 2.0],
-                                           prob_accum_ge={"5": 0.0}, prob_rate_ge={"1": 0.5}))
+                                           prob_accum_ge={"5": 0.0}, prob_rate_ge={"1": 0.5}, **pooled))
             s.add(ens)
             s.commit()
-            again = s.scalar(select(DamProbability))
-            assert again.prob_rate_ge == {"1": 0.5} and again.accum_mm_members == [0.5, 2.0]
     finally:
         eng.dispose()
+
+
+def _first_dam_probability(db_url: str):
+    from nowcast_core.db.schema import DamProbability
+
+    eng = make_engine(db_url)
+    try:
+        with Session(eng, expire_on_commit=False) as s:
+            return s.scalar(select(DamProbability))
+    finally:
+        eng.dispose()
+
+
+def test_0006_adds_and_removes_only_the_probabilistic_tables_and_keeps_rows(db_url):
+    """Downgrading 0006 keeps every earlier table and its rows; upgrading again restores the ensemble tables."""
+    upgrade(db_url)
+    _store_dam_probability(db_url)
+    again = _first_dam_probability(db_url)
+    assert again.prob_rate_ge == {"1": 0.5} and again.accum_mm_members == [0.5, 2.0]
     downgrade(db_url, "0005")
     tables = _tables(db_url)
     assert not {"ensemble_runs", "dam_probabilities", "probability_verification"} & set(tables)
@@ -272,34 +288,12 @@ def test_0006_adds_and_removes_only_the_probabilistic_tables_and_keeps_rows(db_u
 def test_0008_adds_and_removes_only_the_pooled_member_columns_and_keeps_rows(db_url):
     """Rows stored before 0008 keep NULL pooled members (the alert weighs their own members equally);
     downgrading drops only the two columns."""
-    from nowcast_core.db.schema import DamProbability, EnsembleRun
-
     upgrade(db_url)
-    eng = make_engine(db_url)
-    try:
-        with Session(eng) as s:
-            run = _run()
-            s.add(run)
-            s.flush()
-            ens = EnsembleRun(issue_time=T0, method="rainnet-ensemble", version="v", is_production=True, run_id=run.id,
-                              n_members=2, seed=1, seconds=0.1, probability_path="p.npz", probability_checksum="0" * 64)
-            ens.dams.append(DamProbability(dam_id="d", lead_minutes=60, valid_time=T0, accum_mm=1.0, accum_mm_p10=0.5,
-                                           accum_mm_p50=1.0, accum_mm_p90=2.0, accum_mm_members=[0.5, 2.0],
-                                           steps_accum_mm_members=[0.0], steps_weight=0.4,
-                                           prob_accum_ge={"5": 0.0}, prob_rate_ge={"1": 0.5}))
-            s.add(ens)
-            s.commit()
-    finally:
-        eng.dispose()
+    _store_dam_probability(db_url, steps_accum_mm_members=[0.0], steps_weight=0.4)
     downgrade(db_url, "0007")
     assert _tables(db_url)["dam_probabilities"] == _model_tables()["dam_probabilities"] - {
         "steps_accum_mm_members", "steps_weight"}
     upgrade(db_url)
     assert _tables(db_url) == _model_tables()
-    eng = make_engine(db_url)
-    try:
-        with Session(eng) as s:
-            row = s.scalar(select(DamProbability))
-            assert row.accum_mm_members == [0.5, 2.0] and row.steps_accum_mm_members is None and row.steps_weight is None
-    finally:
-        eng.dispose()
+    row = _first_dam_probability(db_url)
+    assert row.accum_mm_members == [0.5, 2.0] and row.steps_accum_mm_members is None and row.steps_weight is None

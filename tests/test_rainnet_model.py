@@ -8,9 +8,9 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
+from nowcast_core.rainnet.losses import logcosh, rain_mae  # noqa: E402
 from nowcast_core.rainnet.model import build_rainnet  # noqa: E402
 from nowcast_core.rainnet.preprocess import pad, rain_rate_to_log, stack_scans  # noqa: E402
-from nowcast_core.rainnet.losses import logcosh, rain_mae  # noqa: E402
 
 
 def test_full_width_has_paper_parameter_count_and_trains_one_step():

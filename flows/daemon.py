@@ -4,8 +4,9 @@
   the moment a scan is complete; a sweep every ``poll_interval_s`` (without a cycle) is the
   safety net. One thread runs the cycles (``nowcast_core.cycle.runner``): requests coalesce,
   cycles never overlap, a request during a cycle gives one follow-up cycle.
-- Everything slow happens once, before the first scan is handled: migrations, loading (and
-  tracing) the forecasters, and, at the first cycle, Prefect's temporary server.
+- Everything slow happens once, before the first scan is handled: Prefect's temporary server (in a
+  session of its own, so a Ctrl-C or a SIGTERM for the daemon's group does not stop it mid-cycle;
+  ``flows.embedded.start_temporary_server``), migrations, loading (and tracing) the forecasters.
 - APScheduler runs the retraining (cron) in a child process.
 
 One daemon per home (a lock file says who holds it); SIGTERM and SIGINT let the running
@@ -61,9 +62,10 @@ def run_daemon(settings: Settings, *, once: bool = False,
     threads (e.g. webhook delivery), so they never delay a forecast; with ``once``, each runs once
     after the cycle.
     """
-    from flows.embedded import configure
+    from flows.embedded import configure, start_temporary_server
 
     configure(settings.home, settings.prefect_startup_timeout_s)
+    start_temporary_server()  # first, from this thread: a signal for the daemon is not one for it
     from flows.forecast_cycle import forecast_cycle, service
 
     if once:
@@ -114,7 +116,7 @@ def run_daemon(settings: Settings, *, once: bool = False,
         for name, job, interval in jobs:
             scheduler.add_job(_guarded(job, name), "interval", seconds=interval, id=name)
         scheduler.start()
-        runner.start()  # the first cycle, a sweep, runs now (and starts Prefect's temporary server)
+        runner.start()  # the first cycle, a sweep, runs now
         log.info("daemon started: home %s, inbox %s (%s), sweep every %.0f s", settings.home, settings.inbox,
                  "watched" if watcher else "not watched", settings.poll_interval_s)
         try:
@@ -132,7 +134,34 @@ def run_daemon(settings: Settings, *, once: bool = False,
                 watcher.join(5)
             svc.close()
             log.info("daemon stopped")
+    if _temporary_server_gone():
+        _exit_without_prefect_drain()
     return 0
+
+
+def _temporary_server_gone() -> bool:
+    """True when this process started Prefect's temporary server and it has already exited: a signal
+    sent to the whole process group (Ctrl-C in a terminal, systemd's ``KillMode=control-group``)
+    stops it together with the daemon."""
+    try:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        servers = list(SubprocessASGIServer._instances.values())
+        return any(s.server_process is not None and s.server_process.poll() is not None for s in servers)
+    except Exception:  # another Prefect: keep its own exit
+        return False
+
+
+def _exit_without_prefect_drain() -> None:
+    """End the process now. Prefect's exit handlers would try to deliver its pending run events to the
+    server that is gone, retrying every few seconds per event for minutes (measured: 87 s after a
+    SIGTERM to the process group), each attempt a WARNING and an ERROR on the console. The daemon's
+    own work is done: the database is closed and the running cycle has finished."""
+    log.info("Prefect's temporary server stopped with the daemon: its pending run events are dropped")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _in_process(flow, svc):

@@ -42,6 +42,20 @@ def _env(home: Path, **extra) -> dict:
     return env
 
 
+def _processes_of(home: Path) -> list[int]:
+    """Live processes started for ``home`` (their environment names it), from /proc."""
+    mark = f"NOWCAST_HOME={home}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and mark in (entry / "environ").read_bytes().split(b"\0"):
+                if (entry / "stat").read_text().split(") ")[-1][0] != "Z":  # not a zombie
+                    pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
 def _assert_runs_whole(db: Path, forecasts: Path) -> None:
     """Every stored run has its 42 results and a field file that matches its checksum."""
     con = sqlite3.connect(db)
@@ -62,7 +76,7 @@ def _assert_runs_whole(db: Path, forecasts: Path) -> None:
 def test_kill_9_mid_cycle_then_restart(tmp_path, shared_radar):
     home = tmp_path / "home"
     env = _env(home)
-    scans = sorted((shared_radar / "bom-w0").glob("RDR_*.npz"))[:60]
+    scans = sorted((shared_radar / "bom-w0").glob("RDR_*.npz"))[:40]  # 37 issue times: killed after 5
     (home / "inbox").mkdir(parents=True)
     for p in scans:
         shutil.copy(p, home / "inbox" / p.name)
@@ -85,6 +99,10 @@ def test_kill_9_mid_cycle_then_restart(tmp_path, shared_radar):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert 5 <= stored
+    deadline = time.monotonic() + 10  # Prefect's temporary server (a session of its own) ends with it
+    while _processes_of(home) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _processes_of(home), "left behind after kill -9"
 
     done = subprocess.run([*NOWCAST, "run", "--once"], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -134,6 +134,6 @@ def test_run_no_web_leaves_the_port_closed(tmp_path, shared_radar):
     home, port = tmp_path / "home", _free_port()
     hf.deliver(hf.event_files(shared_radar, 20, 4), home / "inbox")
     proc = subprocess.run([*_nowcast_exe(), "run", "--once", "--no-web"], cwd=tmp_path, capture_output=True, text=True,
-                          env=_env(home, NOWCAST_WEB_PORT=str(port)), timeout=240)
+                          env=_env(home, NOWCAST_WEB_PORT=str(port), NOWCAST_ENSEMBLES="0"), timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "open http" not in proc.stderr and _listening(port) == set()

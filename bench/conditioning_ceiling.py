@@ -58,10 +58,10 @@ def event_counts(samples) -> tuple[list[str], np.ndarray]:
                        len(MULTIPLIERS), 3), np.int64)
     for s, px in enumerate(SMOOTHINGS_PX_PER_LEAD):
         smoothed = np.stack([smooth_leads(x, px) for x in extrapolation])
-        ratio = smoothed[:, None] / thresholds  # (n, threshold, lead, H, W): >= m where smoothed >= m t
         for e, name in enumerate(names):
             pick = events == name
-            counts[e, s] = decision_counts(ratio[pick], observed[pick], THRESHOLDS_MM_H, MULTIPLIERS)
+            ratio = smoothed[pick][:, None] / thresholds  # (n, threshold, lead, H, W): >= m where smoothed >= m t
+            counts[e, s] = decision_counts(ratio, observed[pick], THRESHOLDS_MM_H, MULTIPLIERS)
     return names, counts
 
 
@@ -74,7 +74,8 @@ def ceiling(names: list[str], counts: np.ndarray) -> dict:
         others = np.delete(counts, e, axis=0).sum(axis=0)  # (smoothing, threshold, lead, multiplier, 3)
         for t, threshold in enumerate(THRESHOLDS_MM_H):
             for k in range(counts.shape[3]):
-                s, m = np.unravel_index(np.argmax(_csi(others[:, t, k])), _csi(others[:, t, k]).shape)
+                csi = _csi(others[:, t, k])  # (smoothing, multiplier)
+                s, m = np.unravel_index(np.argmax(csi), csi.shape)
                 chosen_pool[t, k] += counts[e, s, t, k, m]
                 fixed_pool[t, k] += counts[e, fixed[0], t, k, fixed[1]]
                 rows.append({"held_out": name, "threshold_mm_h": threshold, "lead_minutes": 10 * (k + 1),

@@ -62,7 +62,7 @@ def run_daemon(settings: Settings, *, once: bool = False,
     threads (e.g. webhook delivery), so they never delay a forecast; with ``once``, each runs once
     after the cycle.
     """
-    from flows.embedded import configure, start_temporary_server
+    from flows.embedded import configure, start_temporary_server, temporary_server_gone
 
     configure(settings.home, settings.prefect_startup_timeout_s)
     start_temporary_server()  # first, from this thread: a signal for the daemon is not one for it
@@ -134,22 +134,9 @@ def run_daemon(settings: Settings, *, once: bool = False,
                 watcher.join(5)
             svc.close()
             log.info("daemon stopped")
-    if _temporary_server_gone():
+    if temporary_server_gone():
         _exit_without_prefect_drain()
     return 0
-
-
-def _temporary_server_gone() -> bool:
-    """True when this process started Prefect's temporary server and it has already exited: a signal
-    sent to the whole process group (Ctrl-C in a terminal, systemd's ``KillMode=control-group``)
-    stops it together with the daemon."""
-    try:
-        from prefect.server.api.server import SubprocessASGIServer
-
-        servers = list(SubprocessASGIServer._instances.values())
-        return any(s.server_process is not None and s.server_process.poll() is not None for s in servers)
-    except Exception:  # another Prefect: keep its own exit
-        return False
 
 
 def _exit_without_prefect_drain() -> None:

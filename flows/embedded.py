@@ -30,7 +30,7 @@ def configure(home: Path, startup_timeout_s: int = 90) -> None:
     os.environ.setdefault("PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD", str(7 * 24 * 3600))
 
 
-def start_temporary_server() -> bool:
+def start_temporary_server() -> None:
     """Start Prefect's temporary server now, shielded from signals meant for the daemon.
 
     Prefect starts it, on first use, as a plain child in the daemon's process group. So Ctrl-C in a
@@ -41,11 +41,11 @@ def start_temporary_server() -> bool:
     Here it starts in a session of its own, so only the daemon's own exit stops it (Prefect's exit
     handler, after its events are delivered). On Linux it is also told to end when the daemon's main
     thread does, even on SIGKILL, so it is never left behind. Call it from the main thread, before
-    other threads start. Returns False, and leaves the start to Prefect, where no temporary server
-    is used (``PREFECT_API_URL`` set) or this Prefect is not the one it knows.
+    other threads start. It leaves the start to Prefect where no temporary server is used
+    (``PREFECT_API_URL`` set) or this Prefect is not the one it knows.
     """
     if os.environ.get("PREFECT_API_URL"):
-        return False
+        return
     try:
         import prefect.server.api.server as server_module
         from prefect.server.api.server import SubprocessASGIServer
@@ -53,9 +53,9 @@ def start_temporary_server() -> bool:
         server = SubprocessASGIServer()  # the instance Prefect's clients use
         real = server_module.subprocess
     except (ImportError, AttributeError):
-        return False
+        return
     if server.running:
-        return True
+        return
 
     class _Shielded:
         """The ``subprocess`` module, with a Popen that starts the server in its own session."""
@@ -72,7 +72,18 @@ def start_temporary_server() -> bool:
         server.start()
     finally:
         server_module.subprocess = real
-    return True
+
+
+def temporary_server_gone() -> bool:
+    """True when this process started Prefect's temporary server and it has already exited (stopped
+    from outside: a SIGTERM to every process of a systemd unit with ``KillMode=control-group``)."""
+    try:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        servers = list(SubprocessASGIServer._instances.values())
+        return any(s.server_process is not None and s.server_process.poll() is not None for s in servers)
+    except Exception:  # another Prefect: keep its own exit
+        return False
 
 
 def _end_with_parent() -> None:

@@ -96,25 +96,23 @@ def assess_probabilistic(observed_2h_mm: float, forecast_1h_mm: float, member_1h
     """The alert level of one dam from the ensemble: the highest level whose rule at least
     ``alert_probability`` of the members reach. Where the dam products pooled STEPS members
     (``steps_member_1h_mm`` at ``steps_weight``), the members are weighed as the products weigh them
-    (:func:`nowcast_core.ensembles.products.member_weights`), so the alert's probability and spread are
+    (:func:`nowcast_core.ensembles.products.pool_members`), so the alert's probability and spread are
     those the operator sees published. ``forecast_1h_mm`` (the deterministic forecast) is kept for the
     record; the reason names the probability, the rule and the members' spread."""
     from nowcast_core.ensembles.products import (
         member_quantile,
         member_share,
-        member_weights,
+        pool_members,
     )
 
-    members = np.asarray(member_1h_mm, dtype=np.float64)
-    if not len(members):
+    own = np.asarray(member_1h_mm, dtype=np.float64)
+    if not len(own):
         raise ValueError("no ensemble members")
-    described = f"{ensemble}, {len(members)} members"
-    weights = None
-    if steps_member_1h_mm and steps_weight:
-        steps = np.asarray(steps_member_1h_mm, dtype=np.float64)
-        described += f" pooled with {len(steps)} STEPS members at weight {steps_weight:g}"
-        weights = member_weights(len(members), len(steps), steps_weight)
-        members = np.concatenate([members, steps])
+    steps = None if steps_member_1h_mm is None else np.asarray(steps_member_1h_mm, dtype=np.float64)
+    members, weights = pool_members(own, steps, steps_weight)
+    described = f"{ensemble}, {len(own)} members"
+    if weights is not None:
+        described += f" pooled with {len(members) - len(own)} STEPS members at weight {steps_weight:g}"
     levels = np.array([RANK[assess(observed_2h_mm, float(m), rules).level] for m in members])
     p_emergency = member_share(levels >= RANK["emergency"], weights)
     p_advisory = member_share(levels >= RANK["advisory"], weights)

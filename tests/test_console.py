@@ -125,3 +125,23 @@ def test_describe_cycle_names_what_an_operator_needs():
     assert "4 runs stored (2 production); 1 reference ensemble run;" in line  # as `nowcast status` counts forecast runs
     assert "newest scan 4.0 min old" in line and "method rainnet" in line
     assert "\n" not in line
+
+
+def test_a_temporary_server_stopped_from_outside_is_seen(monkeypatch):
+    """The daemon's fast exit (no minutes of retried events) is taken only when Prefect's temporary
+    server has exited, e.g. SIGTERMed with every process of an old ``KillMode=control-group`` unit."""
+    from types import SimpleNamespace
+
+    from prefect.server.api.server import SubprocessASGIServer
+
+    from flows.embedded import temporary_server_gone
+
+    def server(returncode):
+        return SimpleNamespace(server_process=SimpleNamespace(poll=lambda: returncode))
+
+    monkeypatch.setattr(SubprocessASGIServer, "_instances", {})
+    assert not temporary_server_gone()  # none started (a real Prefect server is used)
+    monkeypatch.setattr(SubprocessASGIServer, "_instances", {None: server(None)})
+    assert not temporary_server_gone()  # running: Prefect's own exit stops it after its events
+    monkeypatch.setattr(SubprocessASGIServer, "_instances", {None: server(-15)})
+    assert temporary_server_gone()

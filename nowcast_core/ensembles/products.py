@@ -57,18 +57,21 @@ def dam_pool_weight(probability_map: ProbabilityMap | None) -> float:
     return float(probability_map.steps_weights([DAM_POOL_THRESHOLD_MM_H])[0])
 
 
-def member_weights(n_members: int, n_steps_members: int = 0, steps_weight: float = 0.0) -> np.ndarray:
-    """The weight of each member of a pooled set (the members first, then the STEPS members): together
-    1 - ``steps_weight`` and ``steps_weight``, shared equally within each set; equal weights unpooled."""
-    if steps_weight <= 0 or not n_steps_members:
-        return np.full(n_members, 1.0 / n_members)
-    return np.concatenate([np.full(n_members, (1.0 - steps_weight) / n_members),
-                           np.full(n_steps_members, steps_weight / n_steps_members)])
+def pool_members(members: np.ndarray, steps_members: np.ndarray | None = None,
+                 steps_weight: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(values, weights) of members pooled with STEPS members along axis 0: the members first, the
+    two sets weighted 1 - ``steps_weight`` and ``steps_weight``, shared equally within each set.
+    Unpooled (no STEPS members or no weight): the members as they are and weights None (equal)."""
+    if steps_members is None or not len(steps_members) or not steps_weight:
+        return members, None
+    weights = np.concatenate([np.full(len(members), (1.0 - steps_weight) / len(members)),
+                              np.full(len(steps_members), steps_weight / len(steps_members))])
+    return np.concatenate([members, steps_members]), weights
 
 
 def member_share(reached: np.ndarray, weights: np.ndarray | None = None) -> float:
     """The share of members that reach something (bool per member): plain for equal members, the
-    weighted share for pooled ones (``weights`` from :func:`member_weights`)."""
+    weighted share for pooled ones (``weights`` from :func:`pool_members`)."""
     if weights is None:
         return float(np.mean(reached))
     return float(np.clip(weights @ reached, 0.0, 1.0))
@@ -76,7 +79,7 @@ def member_share(reached: np.ndarray, weights: np.ndarray | None = None) -> floa
 
 def member_quantile(values: np.ndarray, q: float, weights: np.ndarray | None = None, axis: int = 0) -> np.ndarray:
     """The ``q`` quantile of members' ``values`` along ``axis``: plain (interpolated) for equal members,
-    of the weighted mixture (inverted CDF) for pooled ones (``weights`` from :func:`member_weights`)."""
+    of the weighted mixture (inverted CDF) for pooled ones (``weights`` from :func:`pool_members`)."""
     if weights is None:
         return np.quantile(values, q, axis=axis)
     return np.quantile(values, q, axis=axis, weights=weights, method="inverted_cdf")
@@ -106,7 +109,7 @@ def dam_probabilities(centre_mm_h: np.ndarray, members_mm_h: np.ndarray, dams: S
     """One row per dam and lead (dam by dam, lead by lead) with ``dam_id``, ``lead_minutes``,
     ``accum_mm``, ``accum_mm_p10``, ``accum_mm_p50``, ``accum_mm_p90``, ``accum_mm_members``,
     ``prob_accum_ge`` {mm: p} and ``prob_rate_ge`` {mm/h: p}. With ``steps_weight`` > 0 the members
-    are pooled with ``steps_members_mm_h`` at that weight (:func:`member_weights`): ``accum_mm_members``
+    are pooled with ``steps_members_mm_h`` at that weight (:func:`pool_members`): ``accum_mm_members``
     stays the members', ``steps_accum_mm_members`` and ``steps_weight`` hold what they were pooled with
     (None unpooled), so the alert weighs the members as these products do."""
     centre = np.asarray(centre_mm_h, dtype=np.float32)
@@ -114,18 +117,16 @@ def dam_probabilities(centre_mm_h: np.ndarray, members_mm_h: np.ndarray, dams: S
     if centre.shape != members.shape[1:]:
         raise ValueError(f"centre {centre.shape} and members {members.shape[1:]} differ")
     centre_accum = accumulated_depth_mm(catchment_mean_rates(centre, dams))  # (6, n_dams): dam_rainfall's depth_mm
-    member_rates = catchment_mean_rates(members, dams)  # (m, 6, n_dams)
-    member_accum = accumulated_depth_mm(member_rates)
-    own_accum = member_accum
-    steps_accum = None
+    own_rates = catchment_mean_rates(members, dams)  # (m, 6, n_dams)
+    own_accum = accumulated_depth_mm(own_rates)
+    steps_rates = steps_accum = None
     if steps_weight > 0:
         if steps_members_mm_h is None:
             raise ValueError("pooling with a STEPS ensemble needs its members")
         steps_rates = catchment_mean_rates(_check_members(steps_members_mm_h), dams)
         steps_accum = accumulated_depth_mm(steps_rates)
-        member_rates = np.concatenate([member_rates, steps_rates])
-        member_accum = np.concatenate([member_accum, steps_accum])
-    weights = None if steps_accum is None else member_weights(len(own_accum), len(steps_accum), steps_weight)
+    member_rates, weights = pool_members(own_rates, steps_rates, steps_weight)
+    member_accum, _ = pool_members(own_accum, steps_accum, steps_weight)
     quantiles = {k: member_quantile(member_accum, q, weights) for k, q in QUANTILES.items()}
 
     rows = []

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -103,8 +104,12 @@ def main(argv=None) -> None:
         p.error(f"{args.samples} does not exist")
     from bench.loeo import unpack
 
+    if not zipfile.is_zipfile(args.samples):
+        p.error(f"{args.samples} is not an .npz file")
     with np.load(args.samples, allow_pickle=False) as f:
-        recipe = str(f["recipe"])
+        recipe = str(f["recipe"]) if {"recipe", "conditioning", "index"} <= set(f.files) else None
+    if recipe is None:
+        p.error(f"{args.samples} is not a pack of training samples (make one with `bench/loeo.py pack`)")
     from nowcast_core.rainnet.recipes import get_recipe
 
     if get_recipe(recipe).get("smoothing_px_per_lead", 0.0):

@@ -167,7 +167,7 @@ def _resolved_production(settings) -> dict:
                 "resolved_note": "no installation yet: the model a first start registers"}
     try:
         with svc.sessions() as session:
-            choice = resolve(session, settings.method, settings.model)
+            choice = resolve(session, settings.home, settings.method, settings.model)
     finally:
         svc.close()
     return {"resolved_method": choice.method, "resolved_model": str(choice.model_path) if choice.model_path else None,
@@ -189,7 +189,8 @@ def db_downgrade(revision: str) -> None:
     """Migrate the database down to REVISION ('base' removes every table)."""
     from nowcast_core.db import downgrade
 
-    downgrade(_settings().database_url, revision)
+    settings = _settings()
+    downgrade(settings.database_url, revision, archive=settings.archive, home=settings.home)
     err.print(f"database at {revision}")
 
 
@@ -337,7 +338,7 @@ def frames(rejected: Annotated[bool, typer.Option("--rejected", help="quarantine
 
     svc = _existing_service()
     with svc.sessions() as session:
-        rows = frame_rows(session, rejected=rejected)
+        rows = frame_rows(session, rejected=rejected, archive=svc.settings.archive)
     render(rows, fmt, title="rejected files" if rejected else "registered scans")
 
 
@@ -482,8 +483,8 @@ def models_list(fmt: FormatOpt = Format.table) -> None:
 
     svc = _existing_service()
     with svc.sessions() as session:
-        registry.ensure_bundled_registered(session, bundled_model_path())
-        rows = [registry.model_row(r) for r in registry.list_models(session)]
+        registry.ensure_bundled_registered(session, bundled_model_path(), svc.settings.home)
+        rows = [registry.model_row(r, svc.settings.home) for r in registry.list_models(session)]
     if fmt == Format.json:
         print(json.dumps(rows, indent=2))
         return
@@ -517,7 +518,7 @@ def models_promote(model_id: int) -> None:
         record = session.get(ModelRecord, model_id)
         if record is None:
             raise CliError(f"no model with id {model_id}", "`nowcast models list` shows the ids")
-        problem = registry.verify_model_file(record)
+        problem = registry.verify_model_file(record, svc.settings.home)
         if problem:
             raise CliError(f"refusing to promote: {problem}")
         registry.promote(session, record, f"promoted by hand on {iso_minutes(datetime.now(UTC))}")
@@ -612,7 +613,8 @@ def train(folders: Annotated[list[Path], typer.Argument(exists=True, file_okay=F
 
         svc = _service()
         with svc.sessions() as session:
-            record = registry.register_model(session, out, decision="pending", reason="trained by hand",
+            record = registry.register_model(session, out, home=svc.settings.home, decision="pending",
+                                             reason="trained by hand",
                                              base_filters=width, n_params=history.get("parameters"))
             session.commit()
             err.print(f"registered as model {record.id} ({record.version}); `nowcast models promote {record.id}`")

@@ -29,6 +29,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 
@@ -185,8 +186,8 @@ def change_payload(*, dam: Dam, issue_time: datetime, from_level: str, to_level:
 class ScanMeans:
     """Catchment means of archived scans, each scan read once (bounded cache)."""
 
-    def __init__(self, session, dams: Sequence[Dam], max_items: int = 256):
-        self._session, self._dams, self._max = session, dams, max_items
+    def __init__(self, session, dams: Sequence[Dam], archive: Path, max_items: int = 256):
+        self._session, self._dams, self._archive, self._max = session, dams, archive, max_items
         self._cache: dict[datetime, dict[str, float | None]] = {}
 
     def get(self, times: Sequence[datetime]) -> dict[datetime, dict[str, float | None]]:
@@ -200,11 +201,11 @@ class ScanMeans:
             for record in self._session.scalars(select(FrameRecord).where(FrameRecord.scan_time.in_(missing))):
                 if len(self._cache) >= self._max:
                     self._cache.pop(next(iter(self._cache)))
-                self._cache[record.scan_time] = catchment_means(load_rain_rates(record), self._dams)
+                self._cache[record.scan_time] = catchment_means(load_rain_rates(record, self._archive), self._dams)
         return {t: self._cache[t] for t in times if t in self._cache}
 
 
-def update_alerts(sessions, dams: Sequence[Dam], *, rules: AlertRules, webhooks: Sequence[str] = (),
+def update_alerts(sessions, dams: Sequence[Dam], archive: Path, *, rules: AlertRules, webhooks: Sequence[str] = (),
                   notify_max_age: timedelta = timedelta(hours=1), lookback: timedelta = timedelta(hours=73),
                   alert_probability: float = 0.5) -> int:
     """Assess every production run (issued within ``lookback`` of the newest scan) that has no levels yet.
@@ -239,7 +240,7 @@ def update_alerts(sessions, dams: Sequence[Dam], *, rules: AlertRules, webhooks:
             select(ForecastRun).where(ForecastRun.is_production, ForecastRun.status == "ok",
                                       ForecastRun.issue_time >= newest - lookback, ForecastRun.id.not_in(done))
             .order_by(ForecastRun.issue_time)))
-        means = ScanMeans(session, dams)
+        means = ScanMeans(session, dams, archive)
         for run in runs:
             depth_1h = dict(session.execute(select(DamRainfall.dam_id, DamRainfall.depth_mm).where(
                 DamRainfall.run_id == run.id, DamRainfall.lead_minutes == 60)).all())

@@ -373,7 +373,7 @@ def test_baselines_are_stored_beside_production_not_as_it(make_service, shared_r
 def _junk_champion(svc: Service, path: Path) -> None:
     path.write_bytes(b"not a keras model " * 100)
     with svc.sessions() as s:
-        record = registry.register_model(s, path, reason="test model")
+        record = registry.register_model(s, path, home=svc.settings.home, reason="test model")
         registry.promote(s, record, "test champion")
         s.commit()
 

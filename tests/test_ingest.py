@@ -62,8 +62,8 @@ def test_good_scans_registered_bad_files_quarantined_nothing_deleted(make_servic
     assert sorted(frames) == good
     for t, record in frames.items():
         name = frame_file_name(t)
-        archived = Path(record.archive_path)
-        assert archived == svc.settings.archive / f"{t:%Y/%m/%d}" / name
+        assert record.archive_path == f"{t:%Y/%m/%d}/{name}"  # relative to the archive: the home can move
+        archived = record.archived_file(svc.settings.archive)
         assert archived.read_bytes() == originals[name]
         assert record.checksum == hf.sha256(originals[name])
     assert frames[t_nd].nodata_fraction == pytest.approx(0.25)
@@ -83,6 +83,10 @@ def test_good_scans_registered_bad_files_quarantined_nothing_deleted(make_servic
     assert {(x["file"], x["reason_kind"]) for x in listed} == {(n, k) for n, (k, _) in faults.items()}
     assert all(x["reason"] and x["quarantine_path"] and x["rejected_at"] for x in listed)
     assert [x["scan_time"] for x in registered] == [t.isoformat().replace("+00:00", "Z") for t in good]
+    with svc.sessions() as s:
+        shown = frame_rows(s, archive=svc.settings.archive)
+    assert [x["archive_path"] for x in shown] == [str(svc.settings.archive / f"{t:%Y/%m/%d}" / frame_file_name(t))
+                                                  for t in good]
 
     # the inbox is empty and no file was lost
     assert list(inbox.iterdir()) == []
@@ -120,7 +124,7 @@ def test_identical_duplicate_dropped_different_one_quarantined(make_service, sha
     assert Path(row.quarantine_path).read_bytes() == f1.read_bytes()
     after = _frames(svc)[t0]
     assert (after.id, after.checksum, after.archive_path) == (record.id, record.checksum, record.archive_path)
-    assert Path(after.archive_path).read_bytes() == f0.read_bytes()
+    assert after.archived_file(svc.settings.archive).read_bytes() == f0.read_bytes()
     assert not other.exists()
     # a third copy of the same scan name is kept too (unique quarantine name), still nothing deleted
     hf.write_file(inbox, f0.name, f1.read_bytes())

@@ -297,3 +297,44 @@ def test_0008_adds_and_removes_only_the_pooled_member_columns_and_keeps_rows(db_
     assert _tables(db_url) == _model_tables()
     row = _first_dam_probability(db_url)
     assert row.accum_mm_members == [0.5, 2.0] and row.steps_accum_mm_members is None and row.steps_weight is None
+
+
+def test_0009_records_archive_and_retrained_model_paths_relative_even_after_a_move(db_url, tmp_path):
+    """Old absolute paths keep their layout's tail (so an installation moved before the upgrade is
+    mended); the shipped model and a model registered from elsewhere stay absolute; the downgrade makes
+    the relative ones absolute under the installation's folders again."""
+    upgrade(db_url, "0008")
+    old = "/srv/old-home"
+    eng = make_engine(db_url)
+    try:
+        with Session(eng) as s:
+            s.add(_frame(archive_path=f"{old}/archive/2024/05/01/RDR_202405011200.npz"))
+            s.add(_frame(scan_time=T0 + timedelta(minutes=10), checksum="1" * 64, archive_path="/elsewhere/odd.npz"))
+            s.add(ModelRecord(version="rainnet-aaaaaaaaaaaa", path=f"{old}/models/rainnet-aaaaaaaaaaaa.keras",
+                              checksum="a" * 64, decision="promoted", metrics={}))
+            s.add(ModelRecord(version="rainnet-bbbbbbbbbbbb", path="/venv/nowcast_core/data/models/rainnet.keras",
+                              checksum="b" * 64, decision="bundled", metrics={}))
+            s.add(ModelRecord(version="rainnet-cccccccccccc", path="/elsewhere/models/by-hand.keras",
+                              checksum="c" * 64, decision="pending", metrics={}))
+            s.commit()
+    finally:
+        eng.dispose()
+
+    def paths():
+        e = make_engine(db_url)
+        try:
+            with e.connect() as conn:
+                return ([p for (p,) in conn.execute(text("SELECT archive_path FROM frames ORDER BY id"))],
+                        [p for (p,) in conn.execute(text("SELECT path FROM models ORDER BY id"))])
+        finally:
+            e.dispose()
+
+    upgrade(db_url)
+    assert paths() == (["2024/05/01/RDR_202405011200.npz", "/elsewhere/odd.npz"],
+                       ["models/rainnet-aaaaaaaaaaaa.keras", "/venv/nowcast_core/data/models/rainnet.keras",
+                        "/elsewhere/models/by-hand.keras"])
+    new = tmp_path / "new-home"
+    downgrade(db_url, "0008", archive=new / "archive", home=new)
+    assert paths() == ([str(new / "archive/2024/05/01/RDR_202405011200.npz"), "/elsewhere/odd.npz"],
+                       [str(new / "models/rainnet-aaaaaaaaaaaa.keras"), "/venv/nowcast_core/data/models/rainnet.keras",
+                        "/elsewhere/models/by-hand.keras"])

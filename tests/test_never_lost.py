@@ -46,7 +46,7 @@ def test_a_scan_written_in_two_parts_with_a_pause_is_archived_whole(make_service
     second = svc.ingest()
     t = scan_time_from_name(src.name)
     assert second.registered == [t] and second.rejected == []
-    assert Path(_registered(svc)[t].archive_path).read_bytes() == whole
+    assert _registered(svc)[t].archived_file(svc.settings.archive).read_bytes() == whole
     assert not path.exists() and _rejected(svc) == []
 
 
@@ -77,7 +77,7 @@ def test_a_corrupt_scan_redelivered_whole_is_accepted(make_service, shared_radar
     report = svc.ingest()
     t = scan_time_from_name(src.name)
     assert report.registered == [t] and report.rejected == []
-    assert Path(_registered(svc)[t].archive_path).read_bytes() == src.read_bytes()
+    assert _registered(svc)[t].archived_file(svc.settings.archive).read_bytes() == src.read_bytes()
     [row] = _rejected(svc)
     assert Path(row.quarantine_path).read_bytes() == src.read_bytes()[:-40], "the corrupt copy is kept too"
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 
 from nowcast_core.db import make_engine, session_factory, upgrade
 from nowcast_core.models import registry
 from nowcast_core.models.retrain import decide, split_by_time
+
+#: An installation's home that holds none of the test's files (they are recorded absolute).
+HOME = Path("/nonexistent-nowcast-home")
 
 
 @pytest.fixture
@@ -29,9 +34,9 @@ def _model_file(tmp_path, name, content):
 def test_bundled_model_becomes_first_champion_once(sessions, tmp_path):
     bundled = _model_file(tmp_path, "bundled.keras", b"bundled weights")
     with sessions() as s:
-        first = registry.ensure_bundled_registered(s, bundled)
+        first = registry.ensure_bundled_registered(s, bundled, HOME)
         assert first.role == "champion" and first.decision == "bundled"
-        assert registry.ensure_bundled_registered(s, bundled) is None  # never twice
+        assert registry.ensure_bundled_registered(s, bundled, HOME) is None  # never twice
         assert registry.champion(s).id == first.id
         assert first.version == registry.model_version(registry.file_sha256(bundled))
 
@@ -39,29 +44,29 @@ def test_bundled_model_becomes_first_champion_once(sessions, tmp_path):
 def test_the_shipped_model_follows_a_moved_or_upgraded_package(sessions, tmp_path):
     old_place = _model_file(tmp_path / "old-venv", "rainnet.keras", b"shipped weights")
     with sessions() as s:
-        first = registry.ensure_bundled_registered(s, old_place)
+        first = registry.ensure_bundled_registered(s, old_place, HOME)
         old_place.unlink()  # the package reinstalled elsewhere: the registered path is gone
         new_place = _model_file(tmp_path / "new-venv", "rainnet.keras", b"shipped weights")
-        moved = registry.ensure_bundled_registered(s, new_place)
+        moved = registry.ensure_bundled_registered(s, new_place, HOME)
         assert moved.id == first.id and moved.path == str(new_place.resolve())
-        assert registry.verify_model_file(registry.champion(s)) is None
+        assert registry.verify_model_file(registry.champion(s), HOME) is None
         new_place.write_bytes(b"newer shipped weights")  # an upgrade replaces the file in place
-        upgraded = registry.ensure_bundled_registered(s, new_place)
+        upgraded = registry.ensure_bundled_registered(s, new_place, HOME)
         assert upgraded.id != first.id and registry.champion(s).id == upgraded.id
-        assert "newer version" in upgraded.reason and registry.verify_model_file(upgraded) is None
+        assert "newer version" in upgraded.reason and registry.verify_model_file(upgraded, HOME) is None
         # a champion that is not the shipped model is never replaced
-        other = registry.register_model(s, _model_file(tmp_path, "mine.keras", b"trained here"), reason="test")
+        other = registry.register_model(s, home=HOME, path=_model_file(tmp_path, "mine.keras", b"trained here"), reason="test")
         registry.promote(s, other, "by hand")
         new_place.write_bytes(b"yet another shipped file")
-        assert registry.ensure_bundled_registered(s, new_place) is None
+        assert registry.ensure_bundled_registered(s, new_place, HOME) is None
         assert registry.champion(s).id == other.id
 
 
 def test_promote_and_rollback(sessions, tmp_path):
     with sessions() as s:
-        a = registry.register_model(s, _model_file(tmp_path, "a.keras", b"a"), decision="bundled")
+        a = registry.register_model(s, home=HOME, path=_model_file(tmp_path, "a.keras", b"a"), decision="bundled")
         registry.promote(s, a, "first")
-        b = registry.register_model(s, _model_file(tmp_path, "b.keras", b"b"))
+        b = registry.register_model(s, home=HOME, path=_model_file(tmp_path, "b.keras", b"b"))
         registry.promote(s, b, "better")
         s.commit()
         assert registry.champion(s).id == b.id
@@ -72,7 +77,7 @@ def test_promote_and_rollback(sessions, tmp_path):
         assert s.get(type(b), b.id).role == "rolled_back"
         with pytest.raises(LookupError, match="nothing to roll back"):
             registry.rollback(s)
-        c = registry.register_model(s, _model_file(tmp_path, "c.keras", b"c"))
+        c = registry.register_model(s, home=HOME, path=_model_file(tmp_path, "c.keras", b"c"))
         registry.promote(s, c, "newer")
         assert registry.rollback(s).id == a.id  # never back to the rolled-back b
 
@@ -81,18 +86,34 @@ def test_register_is_idempotent_on_checksum(sessions, tmp_path):
     with sessions() as s:
         p = _model_file(tmp_path, "m.keras", b"weights")
         copy = _model_file(tmp_path, "copy.keras", b"weights")
-        assert registry.register_model(s, p).id == registry.register_model(s, copy).id
+        assert registry.register_model(s, home=HOME, path=p).id == registry.register_model(s, home=HOME, path=copy).id
 
 
 def test_verify_model_file_detects_corruption_and_absence(sessions, tmp_path):
     with sessions() as s:
         p = _model_file(tmp_path, "m.keras", b"weights")
-        record = registry.register_model(s, p)
-        assert registry.verify_model_file(record) is None
+        record = registry.register_model(s, home=HOME, path=p)
+        assert registry.verify_model_file(record, HOME) is None
         p.write_bytes(b"weightz")
-        assert "corrupt" in registry.verify_model_file(record)
+        assert "corrupt" in registry.verify_model_file(record, HOME)
         p.unlink()
-        assert "missing" in registry.verify_model_file(record)
+        assert "missing" in registry.verify_model_file(record, HOME)
+
+
+def test_a_model_in_the_home_is_recorded_relative_and_moves_with_it(sessions, tmp_path):
+    old_home, new_home = tmp_path / "old", tmp_path / "new"
+    retrained = _model_file(old_home / "models", "retrained.keras", b"retrained weights")
+    outside = _model_file(tmp_path / "elsewhere", "by-hand.keras", b"trained by hand")
+    with sessions() as s:
+        inside = registry.register_model(s, retrained, home=old_home)
+        other = registry.register_model(s, outside, home=old_home)
+        assert inside.path == "models/retrained.keras" and other.path == str(outside.resolve())
+        shutil.move(old_home, new_home)  # the installation restored or moved elsewhere
+        assert inside.model_file(new_home) == new_home / "models" / "retrained.keras"
+        assert registry.verify_model_file(inside, new_home) is None
+        assert registry.model_row(inside, new_home)["path"] == str(new_home / "models" / "retrained.keras")
+        assert "missing" in registry.verify_model_file(inside, old_home)
+        assert registry.verify_model_file(other, new_home) is None  # a file outside the home stays where it is
 
 
 @pytest.mark.parametrize(

@@ -38,13 +38,13 @@ def archived(make_sqlite_service, shared_radar):
     hf.deliver(files, svc.settings.inbox)
     assert len(svc.ingest().registered) == len(files)
     with svc.sessions() as s:  # as the daemon's first cycle does
-        assert registry.ensure_bundled_registered(s, bundled_model_path()) is not None
+        assert registry.ensure_bundled_registered(s, bundled_model_path(), svc.settings.home) is not None
     return svc
 
 
 def _models(svc: Service) -> list[dict]:
     with svc.sessions() as s:
-        return [registry.model_row(r) for r in registry.list_models(s)]
+        return [registry.model_row(r, svc.settings.home) for r in registry.list_models(s)]
 
 
 def _champion_version(svc: Service) -> str:
@@ -117,7 +117,7 @@ def test_a_direct_champion_is_fine_tuned_as_a_direct_network(archived, shared_ra
     train_from_folders([shared_radar / "mch-20170131-w0"], direct, base_filters=4, direct=True, epochs=1,
                        smoothing_px_per_lead=2.0, max_samples_per_folder=4, batch_size=4, progress=False)
     with archived.sessions() as s:
-        record = registry.register_model(s, direct, decision="promoted", reason="a direct champion")
+        record = registry.register_model(s, direct, home=archived.settings.home, decision="promoted", reason="a direct champion")
         registry.promote(s, record, "a direct champion")
         s.commit()
     entry = retrain(archived.settings, epochs=1)
@@ -143,7 +143,7 @@ def test_running_service_picks_up_a_promoted_model_at_its_next_cycle(make_sqlite
     config = RainNetConfig(base_filters=4, conditioning=True, smoothing_px_per_lead=2.0)
     other = save_model(config.build(), tmp_path / "other.keras", config)
     with svc.sessions() as s:
-        record = registry.register_model(s, other, reason="test")
+        record = registry.register_model(s, other, home=settings.home, reason="test")
         registry.promote(s, record, "operator's choice")
         s.commit()
         new_version = record.version

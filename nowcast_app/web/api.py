@@ -135,7 +135,7 @@ def _png(request: Request, etag: str, make) -> Response:
 
 def _observed_png(ctx: WebContext, request: Request, record: FrameRecord) -> Response:
     def make():
-        path = _inside(ctx.settings.archive, Path(record.archive_path))
+        path = _inside(ctx.settings.archive, record.archived_file(ctx.settings.archive))
         frame = read_frame(path)
         rain = pixel_to_rain_rate(frame.frame)
         rain[frame.nodata] = float("nan")

@@ -136,7 +136,7 @@ def alerts_history(ctx: WebContext, *, dam=None, since=None, until=None, limit: 
 
 def _means(ctx: WebContext, record: FrameRecord) -> dict:
     return ctx.scan_means.get((record.scan_time, record.checksum),
-                              lambda: catchment_means(load_rain_rates(record), ctx.dams))
+                              lambda: catchment_means(load_rain_rates(record, ctx.settings.archive), ctx.dams))
 
 
 def series(ctx: WebContext, hours: float) -> dict:

@@ -82,7 +82,7 @@ def _window_start(session: Session, lookback: timedelta | None):
 
 
 def production_ensembles(sessions: sessionmaker[Session], ensemble_for: Callable[[ForecastRun], Ensemble], *,
-                         dams: Sequence[Dam], forecasts_dir: Path,
+                         dams: Sequence[Dam], forecasts_dir: Path, archive: Path,
                          lookback: timedelta | None = timedelta(hours=73),
                          reference: Ensemble | None = None, max_runs: int | None = None) -> list[int]:
     """The production ensemble of the newest ``max_runs`` (None: all) production runs (within
@@ -108,7 +108,7 @@ def production_ensembles(sessions: sessionmaker[Session], ensemble_for: Callable
         runs = list(session.scalars(q))
         if not runs:
             return ids
-        loader = InputLoader(session)
+        loader = InputLoader(session, archive)
         for run in runs:
             ensemble = ensemble_for(run)
             centre = load_field(forecasts_dir, run.field_path, run.field_checksum)
@@ -137,7 +137,7 @@ def production_ensembles(sessions: sessionmaker[Session], ensemble_for: Callable
 
 
 def reference_ensembles(sessions: sessionmaker[Session], ensemble: Ensemble, *, dams: Sequence[Dam],
-                        forecasts_dir: Path, max_runs: int, lookback: timedelta | None = timedelta(hours=73),
+                        forecasts_dir: Path, archive: Path, max_runs: int, lookback: timedelta | None = timedelta(hours=73),
                         failed: set | None = None) -> list[int]:
     """The reference ensemble of the newest ``max_runs`` production issue times that have none.
 
@@ -161,7 +161,7 @@ def reference_ensembles(sessions: sessionmaker[Session], ensemble: Ensemble, *, 
         if failed:
             q = q.where(ForecastRun.issue_time.not_in(list(failed)))
         runs = sorted(session.scalars(q), key=lambda r: r.issue_time)
-        loader = InputLoader(session)
+        loader = InputLoader(session, archive)
         for run in runs:
             x = loader.inputs([run.issue_time])
             t0 = time.perf_counter()

@@ -91,7 +91,7 @@ class Service:
 
     def production_forecaster(self) -> tuple[Forecaster, str]:
         with self.sessions() as session:
-            choice = resolve(session, self.settings.method, self.settings.model)
+            choice = resolve(session, self.settings.home, self.settings.method, self.settings.model)
         return self.production.get(choice)
 
     def forecast(self, *, production: bool = True, method: str | None = None, progress=None) -> ForecastSummary:
@@ -123,7 +123,7 @@ class Service:
             return 0
         try:
             ids = production_ensembles(self.sessions, lambda run: self.production_ensemble(run.method), dams=self.dams,
-                                       forecasts_dir=self.settings.forecasts,
+                                       forecasts_dir=self.settings.forecasts, archive=self.settings.archive,
                                        lookback=timedelta(hours=self.settings.max_scan_age_h + 1),
                                        reference=self.reference_ensemble(),
                                        max_runs=self.settings.ensemble_max_per_cycle)
@@ -156,7 +156,7 @@ class Service:
             return None
         ensemble = self.reference_ensemble()
         t0 = datetime.now(UTC)
-        ids = reference_ensembles(self.sessions, ensemble, dams=self.dams, forecasts_dir=s.forecasts,
+        ids = reference_ensembles(self.sessions, ensemble, dams=self.dams, forecasts_dir=s.forecasts, archive=s.archive,
                                   max_runs=s.reference_max_per_cycle, lookback=timedelta(hours=s.max_scan_age_h + 1),
                                   failed=self._reference_failed)
         return ForecastSummary(ensemble.name, ensemble.version, runs=len(ids),
@@ -168,7 +168,8 @@ class Service:
 
         s = self.settings
         try:
-            return update_alerts(self.sessions, self.dams, rules=AlertRules.from_settings(s), webhooks=s.webhooks,
+            return update_alerts(self.sessions, self.dams, s.archive, rules=AlertRules.from_settings(s),
+                                 webhooks=s.webhooks,
                                  alert_probability=s.alert_probability,
                                  notify_max_age=timedelta(minutes=s.alert_notify_max_age_min),
                                  lookback=timedelta(hours=s.max_scan_age_h + 1))
@@ -208,7 +209,8 @@ class Service:
             return summary
         t0 = datetime.now(UTC)
         ids = cycle.forecast_and_store(self.sessions, forecaster, pending.issue_times, dams=self.dams,
-                                       forecasts_dir=self.settings.forecasts, is_production=production, note=note,
+                                       forecasts_dir=self.settings.forecasts, archive=self.settings.archive,
+                                       is_production=production, note=note,
                                        chunk_size=self.batch_issue_times, progress=progress)
         summary.runs = len(ids)
         summary.seconds = (datetime.now(UTC) - t0).total_seconds()
@@ -231,10 +233,11 @@ class Service:
 
         lookback = timedelta(hours=self.settings.max_scan_age_h + 1)
         with self.sessions() as session:
-            n = verify_pending(session, self.settings.forecasts, self.dams, lookback=lookback)
+            n = verify_pending(session, self.settings.forecasts, self.settings.archive, self.dams, lookback=lookback)
         try:
             with self.sessions() as session:
-                n_ensembles = verify_ensembles(session, self.settings.forecasts, self.dams, lookback=lookback)
+                n_ensembles = verify_ensembles(session, self.settings.forecasts, self.settings.archive, self.dams,
+                                               lookback=lookback)
         except Exception:  # the deterministic verification is stored; the next cycle retries this part
             log.exception("ensemble verification failed; the next cycle retries")
             n_ensembles = 0
@@ -259,7 +262,7 @@ class Service:
             last_scan = session.scalar(select(func.max(FrameRecord.scan_time)))
             last_run = session.scalar(select(ForecastRun).where(ForecastRun.is_production)
                                       .order_by(ForecastRun.issue_time.desc()).limit(1))
-            choice = resolve(session, self.settings.method, self.settings.model)
+            choice = resolve(session, self.settings.home, self.settings.method, self.settings.model)
             counts = {
                 "frames": session.scalar(select(func.count(FrameRecord.id))),
                 "rejected_files": session.scalar(select(func.count(RejectedFile.id))),

@@ -74,8 +74,8 @@ def pending_issue_times(session: Session, max_scan_age: timedelta, *, method: st
 class InputLoader:
     """Rain-rate inputs of issue times, reading each archived scan once per cycle."""
 
-    def __init__(self, session: Session):
-        self._session = session
+    def __init__(self, session: Session, archive: Path):
+        self._session, self._archive = session, archive
         self._cache: dict[datetime, np.ndarray] = {}
         self._quality: dict[datetime, str] = {}
 
@@ -88,7 +88,7 @@ class InputLoader:
     def _scan(self, scan_time: datetime) -> np.ndarray:
         if scan_time not in self._cache:
             record = self._record(scan_time)
-            self._cache[scan_time] = load_rain_rates(record)
+            self._cache[scan_time] = load_rain_rates(record, self._archive)
             self._quality[scan_time] = record.quality
         return self._cache[scan_time]
 
@@ -142,14 +142,14 @@ def store_run(session: Session, *, issue_time: datetime, method: str, model_vers
 
 
 def forecast_and_store(sessions: sessionmaker[Session], forecaster: Forecaster, issue_times: Sequence[datetime], *,
-                       dams: Sequence[Dam], forecasts_dir: Path, is_production: bool, note: str = "",
+                       dams: Sequence[Dam], forecasts_dir: Path, archive: Path, is_production: bool, note: str = "",
                        chunk_size: int = BATCH_ISSUE_TIMES, progress=None) -> list[int]:
     """Forecast ``issue_times`` oldest first, ``chunk_size`` issue times per forecaster call (a backlog
     is forecast in batches), and store each run as soon as its batch is forecast, one transaction
     per run; returns the new run ids."""
     run_ids = []
     with sessions() as session:
-        loader = InputLoader(session)
+        loader = InputLoader(session, archive)
         for i in range(0, len(issue_times), chunk_size):
             chunk = list(issue_times[i:i + chunk_size])
             x = loader.inputs(chunk)

@@ -23,9 +23,15 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
-def downgrade(url: str, revision: str = "base") -> None:
-    """Migrate the database at ``url`` down to ``revision``."""
-    command.downgrade(alembic_config(url), revision)
+def downgrade(url: str, revision: str = "base", *, archive: Path | None = None, home: Path | None = None) -> None:
+    """Migrate the database at ``url`` down to ``revision``.
+
+    ``archive`` and ``home``: the installation's folders, under which revision 0009's relative paths
+    are made absolute again when it is undone (default: the settings)."""
+    cfg = alembic_config(url)
+    if archive is not None and home is not None:
+        cfg.attributes.update(archive=Path(archive), home=Path(home))
+    command.downgrade(cfg, revision)
 
 
 def head_revision() -> str:

@@ -149,8 +149,11 @@ def export_probabilities(session: Session, forecasts_dir: Path, *, since: dateti
     return [iso_utc(r.issue_time) for r in runs], thresholds, array, [r.method for r in runs]
 
 
-def frame_rows(session: Session, *, rejected: bool = False) -> list[dict]:
-    """Registered scans, or with ``rejected`` the quarantined files and their reasons."""
+def frame_rows(session: Session, *, rejected: bool = False, archive: Path | None = None) -> list[dict]:
+    """Registered scans, or with ``rejected`` the quarantined files and their reasons.
+
+    With ``archive`` a scan's ``archive_path`` is where its file is now (recorded relative to it)."""
+
     if rejected:
         return [
             {"file": r.file_name, "reason_kind": r.reason_kind, "reason": r.reason,
@@ -158,7 +161,7 @@ def frame_rows(session: Session, *, rejected: bool = False) -> list[dict]:
             for r in session.scalars(select(RejectedFile).order_by(RejectedFile.rejected_at, RejectedFile.id))
         ]
     return [
-        {"scan_time": iso_utc(f.scan_time), "checksum": f.checksum, "archive_path": f.archive_path,
+        {"scan_time": iso_utc(f.scan_time), "checksum": f.checksum, "archive_path": f.archive_path if archive is None else str(f.archived_file(archive)),
          "arrived_at": iso_utc(f.arrived_at, "milliseconds"), "received_at": iso_utc(f.received_at, "milliseconds"),
          "wet_fraction": round(f.wet_fraction, 4), "nodata_fraction": round(f.nodata_fraction, 4),
          "mean_mm_h": None if f.mean_mm_h is None else round(f.mean_mm_h, 4), "quality": f.quality}

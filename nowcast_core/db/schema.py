@@ -7,6 +7,7 @@ Unique constraints make every rerun idempotent: one frame per scan time, one run
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +22,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from nowcast_core.io.files import resolve_stored
 
 
 class UTCDateTime(TypeDecorator):
@@ -73,6 +76,11 @@ class FrameRecord(Base):
     #: "unchecked" for scans registered before the plausibility checks existed.
     quality: Mapped[str] = mapped_column(Text, server_default=UNCHECKED)
 
+    def archived_file(self, archive: Path) -> Path:
+        """Where the scan's file is now: ``archive_path`` is recorded relative to the archive
+        (absolute before migration 0009, and then read where it is)."""
+        return resolve_stored(archive, self.archive_path)
+
 
 class RejectedFile(Base):
     """A file that broke the contract, moved to quarantine with its reason."""
@@ -107,6 +115,11 @@ class ModelRecord(Base):
     decision: Mapped[str] = mapped_column(String(16), default="pending")  # promoted|rejected|bundled|pending
     reason: Mapped[str] = mapped_column(Text, default="")
     promoted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def model_file(self, home: Path) -> Path:
+        """Where the model's file is now: a retrained model's ``path`` is recorded relative to the
+        installation's home; the shipped model and one registered from elsewhere are absolute."""
+        return resolve_stored(home, self.path)
 
 
 class ForecastRun(Base):

@@ -188,12 +188,14 @@ def arrival_time(entry: Entry, now: datetime | None = None) -> datetime:
     return min(datetime.fromtimestamp(entry.st.st_ctime, UTC), now or datetime.now(UTC))
 
 
-def register_frame(session: Session, frame: Frame, archive_file: Path,
+def register_frame(session: Session, frame: Frame, archive_file: str,
                    quality_limits: QualityThresholds | None = None, arrived_at: datetime | None = None) -> FrameRecord:
-    """Register an archived scan with its statistics, plausibility (``quality``) and arrival time."""
+    """Register an archived scan with its statistics, plausibility (``quality``) and arrival time.
+
+    ``archive_file``: the file as :func:`nowcast_core.io.files.stored_path` records it (relative to the archive)."""
     stats = scan_stats(frame.frame, frame.nodata)
     quality = assess(stats, _previous_stats(session, frame.scan_time), quality_limits or QualityThresholds())
-    record = FrameRecord(scan_time=frame.scan_time, checksum=frame.checksum, archive_path=str(archive_file),
+    record = FrameRecord(scan_time=frame.scan_time, checksum=frame.checksum, archive_path=archive_file,
                          nodata_fraction=stats.nodata_fraction, wet_fraction=stats.wet_fraction,
                          mean_mm_h=stats.mean_mm_h, quality=quality, arrived_at=arrived_at)
     session.add(record)
@@ -274,7 +276,8 @@ def _register_or_drop(session: Session, entry: Entry, scan: ScanFile, folders: _
     if not os.path.lexists(dest):
         _copy_durably(scan.data, dest)
     try:
-        record = register_frame(session, frame, dest, rules.quality, arrival_time(entry))
+        record = register_frame(session, frame, durable.stored_path(folders.archive, dest), rules.quality,
+                                arrival_time(entry))
     except IntegrityError:
         session.rollback()  # registered concurrently by another process: judge it again next poll
         report.failed.append((entry.name, "registered concurrently"))
@@ -360,9 +363,9 @@ def ingest_inbox(
     return report
 
 
-def load_rain_rates(record: FrameRecord) -> np.ndarray:
+def load_rain_rates(record: FrameRecord, archive: Path) -> np.ndarray:
     """Rain rate (mm/h, float32) of an archived scan, NaN where the radar saw nothing."""
-    frame = read_frame(record.archive_path)
+    frame = read_frame(record.archived_file(archive))
     rain = pixel_to_rain_rate(frame.frame)
     rain[frame.nodata] = np.nan
     return rain

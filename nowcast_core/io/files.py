@@ -168,3 +168,18 @@ def move_link(link: Path, dest: Path) -> str:
         os.unlink(link)
     fsync_dir(dest.parent)
     return os.fsdecode(target)
+
+
+def stored_path(root: Path, path: Path) -> str:
+    """How the database records a file: relative to ``root`` (its configured folder) when it lies
+    inside it, so that the installation can be moved or restored elsewhere; absolute otherwise."""
+    path, root = Path(path), Path(root)
+    if path.is_absolute() != root.is_absolute():
+        path, root = path.resolve(), root.resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
+def resolve_stored(root: Path, stored: str) -> Path:
+    """The file a recorded path names now: a relative one under ``root``, an absolute one as it is."""
+    path = Path(stored)
+    return path if path.is_absolute() else Path(root) / path

@@ -34,22 +34,24 @@ class Choice:
     note: str = ""
 
 
-def resolve(session: Session, method: str | None = None, model: Path | None = None) -> Choice:
-    """The production method, model file and any fallback reason (no model is loaded here)."""
+def resolve(session: Session, home: Path, method: str | None = None, model: Path | None = None) -> Choice:
+    """The production method, model file and any fallback reason (no model is loaded here).
+
+    ``home``: the installation's folder, under which the registry records its own model files."""
     if method and method != "rainnet":
         return Choice(method)
     if model is not None:
         if not Path(model).exists():
             return Choice(FALLBACK_METHOD, note=f"configured model {model} is missing: {FALLBACK_METHOD} fallback")
         return Choice("rainnet", Path(model), file_sha256(model))
-    registry.ensure_bundled_registered(session, bundled_model_path())
+    registry.ensure_bundled_registered(session, bundled_model_path(), home)
     record = registry.champion(session)
     if record is None:
         return Choice(FALLBACK_METHOD, note=f"no trained model registered or bundled: {FALLBACK_METHOD} fallback")
-    problem = registry.verify_model_file(record)
+    problem = registry.verify_model_file(record, home)
     if problem:
         return Choice(FALLBACK_METHOD, note=f"{problem}: {FALLBACK_METHOD} fallback")
-    return Choice("rainnet", Path(record.path), record.checksum)
+    return Choice("rainnet", record.model_file(home), record.checksum)
 
 
 class ProductionForecaster:

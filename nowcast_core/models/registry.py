@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nowcast_core.db.schema import ModelRecord
-from nowcast_core.io.files import file_sha256
+from nowcast_core.io.files import file_sha256, stored_path
 from nowcast_core.rainnet import model_version
 from nowcast_core.times import iso_minutes, iso_utc
 
@@ -29,17 +29,20 @@ def list_models(session: Session) -> list[ModelRecord]:
     return list(session.scalars(select(ModelRecord).order_by(ModelRecord.created, ModelRecord.id)))
 
 
-def register_model(session: Session, path: str | Path, *, role: str = "candidate", decision: str = "pending",
+def register_model(session: Session, path: str | Path, *, home: Path, role: str = "candidate", decision: str = "pending",
                    reason: str = "", metrics: dict | None = None, base_filters: int | None = None,
                    n_params: int | None = None, data_start: datetime | None = None,
                    data_end: datetime | None = None) -> ModelRecord:
-    """Add a model file to the registry (idempotent on its checksum). Does not commit."""
+    """Add a model file to the registry (idempotent on its checksum). Does not commit.
+
+    A file inside the installation's ``home`` is recorded relative to it (the home can move)."""
     checksum = file_sha256(path)
     version = model_version(checksum)
     existing = session.scalar(select(ModelRecord).where(ModelRecord.version == version))
     if existing is not None:
         return existing
-    record = ModelRecord(version=version, path=str(Path(path).resolve()), checksum=checksum, role=role,
+    record = ModelRecord(version=version, path=stored_path(Path(home).resolve(), Path(path).resolve()),
+                         checksum=checksum, role=role,
                          decision=decision, reason=reason, metrics=metrics or {}, base_filters=base_filters,
                          n_params=n_params, data_start=data_start, data_end=data_end)
     session.add(record)
@@ -86,19 +89,19 @@ def rollback(session: Session) -> ModelRecord:
     return previous
 
 
-def model_row(record: ModelRecord) -> dict:
+def model_row(record: ModelRecord, home: Path) -> dict:
     """A registry entry as plain JSON-able values."""
     iso = iso_utc
     return {
         "id": record.id, "created": iso(record.created), "version": record.version, "role": record.role,
         "decision": record.decision, "reason": record.reason, "metrics": record.metrics or {},
         "data_start": iso(record.data_start), "data_end": iso(record.data_end), "checksum": record.checksum,
-        "path": record.path, "base_filters": record.base_filters, "n_params": record.n_params,
+        "path": str(record.model_file(home)), "base_filters": record.base_filters, "n_params": record.n_params,
         "promoted_at": iso(record.promoted_at),
     }
 
 
-def ensure_bundled_registered(session: Session, bundled_path: Path | None) -> ModelRecord | None:
+def ensure_bundled_registered(session: Session, bundled_path: Path | None, home: Path) -> ModelRecord | None:
     """Keep the shipped model in the registry: the first champion of a new installation; and when
     the champion is the shipped model but its registered file no longer verifies, the file shipped
     now takes over: the same file at a new place (the package reinstalled elsewhere) updates the
@@ -110,22 +113,22 @@ def ensure_bundled_registered(session: Session, bundled_path: Path | None) -> Mo
         reason = "shipped with the project: first production model"
     else:
         current = champion(session)
-        if current is None or current.decision != "bundled" or verify_model_file(current) is None:
+        if current is None or current.decision != "bundled" or verify_model_file(current, home) is None:
             return None
         if file_sha256(bundled) == current.checksum:
             current.path = str(bundled)
             session.commit()
             return current
         reason = f"shipped with a newer version of the package (replaces {current.version})"
-    record = register_model(session, bundled, decision="bundled", reason=reason)
+    record = register_model(session, bundled, home=home, decision="bundled", reason=reason)
     promote(session, record, reason)
     session.commit()
     return record
 
 
-def verify_model_file(record: ModelRecord) -> str | None:
+def verify_model_file(record: ModelRecord, home: Path) -> str | None:
     """None when the file exists and matches its registry checksum, else why not."""
-    path = Path(record.path)
+    path = record.model_file(home)
     if not path.exists():
         return f"model file {path} is missing"
     actual = file_sha256(path)

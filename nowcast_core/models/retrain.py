@@ -115,7 +115,7 @@ def _archived_frames(settings: Settings):
     frames = []
     for r in records:
         try:
-            frames.append(read_frame(r.archive_path))
+            frames.append(read_frame(r.archived_file(settings.archive)))
         except (OSError, ValueError) as exc:
             log.warning("retrain: archived scan %s skipped: %s", r.archive_path, exc)
     return frames
@@ -166,14 +166,14 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
     sessions = session_factory(engine)
     try:
         with sessions() as session:
-            registry.ensure_bundled_registered(session, bundled_model_path())
+            registry.ensure_bundled_registered(session, bundled_model_path(), settings.home)
             champion = registry.champion(session)
             if champion is None:
                 raise LookupError("no champion model to fine-tune: train one with `nowcast train` first")
-            problem = registry.verify_model_file(champion)
+            problem = registry.verify_model_file(champion, settings.home)
             if problem:
                 raise LookupError(f"champion unusable: {problem}")
-            champion_path, champion_version = Path(champion.path), champion.version
+            champion_path, champion_version = champion.model_file(settings.home), champion.version
 
         champion_forecaster = get_method("rainnet", model_path=champion_path)
         arch = champion_forecaster.config  # the challenger keeps the champion's build configuration
@@ -221,7 +221,7 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
                                  min_wet_pixels=settings.promotion_min_wet_pixels)
         with sessions() as session:
             record = registry.register_model(
-                session, final, role="candidate", decision="promoted" if promote else "rejected", reason=reason,
+                session, final, home=settings.home, role="candidate", decision="promoted" if promote else "rejected", reason=reason,
                 metrics=metrics, base_filters=config.base_filters, n_params=int(model.count_params()),
                 data_start=frames[0].scan_time, data_end=frames[-1].scan_time)
             if promote:
@@ -229,7 +229,7 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
             else:
                 record.role = "rejected"
             session.commit()
-            entry = registry.model_row(record)
+            entry = registry.model_row(record, settings.home)
         log.info("retrain: %s", reason)
         return entry
     finally:

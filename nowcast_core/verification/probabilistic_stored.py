@@ -31,7 +31,7 @@ from nowcast_core.verification.probabilistic import ProbCounts, crps, rank
 HOURS_PER_SCAN = SCAN_INTERVAL.total_seconds() / 3600
 
 
-def verify_ensembles(session: Session, forecasts_dir: Path, dams: Sequence[Dam], *,
+def verify_ensembles(session: Session, forecasts_dir: Path, archive: Path, dams: Sequence[Dam], *,
                      lookback: timedelta | None = timedelta(hours=73)) -> int:
     """Verify what has arrived of every ensemble run within ``lookback`` of the newest scan;
     returns the number of (run, lead) pairs whose pixel probabilities were scored."""
@@ -50,7 +50,7 @@ def verify_ensembles(session: Session, forecasts_dir: Path, dams: Sequence[Dam],
 
     def observed(t: datetime) -> np.ndarray:
         if t not in cache:
-            cache[t] = load_rain_rates(session.get(FrameRecord, scans[t]))
+            cache[t] = load_rain_rates(session.get(FrameRecord, scans[t]), archive)
         return cache[t]
 
     def observed_means(t: datetime) -> dict:

@@ -60,7 +60,7 @@ def _observed_dam_values(observed: np.ndarray, dams: Sequence[Dam]) -> dict[str,
     return {d: (means[d], p if np.isfinite(p) else None) for d, p in pixels.items()}
 
 
-def verify_pending(session: Session, forecasts_dir: Path, dams: Sequence[Dam], *,
+def verify_pending(session: Session, forecasts_dir: Path, archive: Path, dams: Sequence[Dam], *,
                    lookback: timedelta | None = timedelta(hours=72)) -> int:
     """Score every stored (run, lead) whose observation has arrived and is not yet scored.
 
@@ -94,7 +94,7 @@ def verify_pending(session: Session, forecasts_dir: Path, dams: Sequence[Dam], *
             valid_time = run.issue_time + timedelta(minutes=lead)
             if valid_time not in observed_cache:
                 record = session.get(FrameRecord, scans[valid_time])
-                observed_cache[valid_time] = load_rain_rates(record)
+                observed_cache[valid_time] = load_rain_rates(record, archive)
             observed = observed_cache[valid_time]
             counts = lead_counts(field[k], observed)
             structure = structure_sums(field[k], observed)

@@ -9,6 +9,12 @@ This measures that ceiling leave-one-event-out, nothing chosen on the held-out e
 for every held-out event, the (smoothing, multiplier m) with the best CSI on the four other events,
 per threshold and lead, scored on the held-out event against the fixed input (2 px per lead, m = 1).
 
+Then the same with one piece of information the input does not hold: how fast the rain grew along its
+motion in the last 10 minutes (:func:`nowcast_core.extrapolation.growth_tendency`), applied to the
+extrapolation with a weight per lead (:func:`nowcast_core.extrapolation.apply_growth`; weight 0 is the
+input itself) chosen with the smoothing and multiplier on the other events. If that carries from event
+to event, a network fed the growth has something to learn that its input does not give.
+
 Input: a pack of the training samples with the *unsmoothed* conditioning (``bench/loeo.py pack
 --recipe loeo-direct-learned-smoothing``); the counts are the direct network's decision counts
 (:func:`nowcast_core.rainnet.direct.decision_counts`) with the smoothed extrapolation over the
@@ -37,16 +43,20 @@ SMOOTHINGS_PX_PER_LEAD = (0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 MULTIPLIERS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25)
 THRESHOLDS_MM_H = (1.0, 5.0)
 FIXED = (2.0, 1.0)
+#: Weights of the growth tendency (0: the extrapolation as it is).
+GROWTH_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
+GROWTH_SMOOTHING_PX = 3.0
 
 
 def _csi(counts: np.ndarray) -> np.ndarray:
     return counts[..., 0] / np.maximum(counts.sum(axis=-1), 1)
 
 
-def event_counts(samples) -> tuple[list[str], np.ndarray]:
-    """(events, counts (event, smoothing, threshold, lead, multiplier, 3)): hits, misses, false alarms."""
+def event_counts(samples, growth_weights=GROWTH_WEIGHTS) -> tuple[list[str], np.ndarray]:
+    """(events, counts (event, growth weight, smoothing, threshold, lead, multiplier, 3)): hits, misses,
+    false alarms."""
     from nowcast_core.contract import N_INPUTS
-    from nowcast_core.extrapolation import smooth_leads
+    from nowcast_core.extrapolation import apply_growth, growth_tendency, smooth_leads
     from nowcast_core.rainnet.direct import decision_counts
     from nowcast_core.rainnet.preprocess import log_to_rain_rate, unstack_scans
 
@@ -54,35 +64,43 @@ def event_counts(samples) -> tuple[list[str], np.ndarray]:
     names = sorted(set(events))
     observed = log_to_rain_rate(unstack_scans(samples.frames[..., N_INPUTS:]))
     extrapolation = log_to_rain_rate(unstack_scans(samples.conditioning))
+    n_leads = observed.shape[1]
+    scans = log_to_rain_rate(unstack_scans(samples.frames[..., :N_INPUTS]))
+    growth = np.stack([growth_tendency(x, n_leads, GROWTH_SMOOTHING_PX) for x in scans]) if any(growth_weights) else None
     thresholds = np.asarray(THRESHOLDS_MM_H, np.float32)[None, :, None, None, None]
-    counts = np.zeros((len(names), len(SMOOTHINGS_PX_PER_LEAD), len(THRESHOLDS_MM_H), observed.shape[1],
+    counts = np.zeros((len(names), len(growth_weights), len(SMOOTHINGS_PX_PER_LEAD), len(THRESHOLDS_MM_H), n_leads,
                        len(MULTIPLIERS), 3), np.int64)
-    for s, px in enumerate(SMOOTHINGS_PX_PER_LEAD):
-        smoothed = np.stack([smooth_leads(x, px) for x in extrapolation])
-        for e, name in enumerate(names):
-            pick = events == name
-            ratio = smoothed[pick][:, None] / thresholds  # (n, threshold, lead, H, W): >= m where smoothed >= m t
-            counts[e, s] = decision_counts(ratio, observed[pick], THRESHOLDS_MM_H, MULTIPLIERS)
+    for g, weight in enumerate(growth_weights):
+        grown = apply_growth(extrapolation, growth, weight) if weight else extrapolation
+        for s, px in enumerate(SMOOTHINGS_PX_PER_LEAD):
+            smoothed = np.stack([smooth_leads(x, px) for x in grown])
+            for e, name in enumerate(names):
+                pick = events == name
+                ratio = smoothed[pick][:, None] / thresholds  # (n, threshold, lead, H, W): >= m where smoothed >= m t
+                counts[e, g, s] = decision_counts(ratio, observed[pick], THRESHOLDS_MM_H, MULTIPLIERS)
     return names, counts
 
 
-def ceiling(names: list[str], counts: np.ndarray) -> dict:
-    """Per held-out event, threshold and lead: the choice made on the other events, its held-out CSI
-    and the fixed input's; wins and losses per threshold; the pooled CSI of both."""
-    fixed = (SMOOTHINGS_PX_PER_LEAD.index(FIXED[0]), MULTIPLIERS.index(FIXED[1]))
-    rows, chosen_pool, fixed_pool = [], np.zeros(counts.shape[2:4] + (3,)), np.zeros(counts.shape[2:4] + (3,))
+def ceiling(names: list[str], counts: np.ndarray, growth_weights=GROWTH_WEIGHTS) -> dict:
+    """Per held-out event, threshold and lead: the choice (growth weight, smoothing, multiplier) made on
+    the other events, its held-out CSI and the fixed input's (growth weight 0, the first); wins and losses
+    per threshold; the pooled CSI of both. ``counts`` as :func:`event_counts` gives them."""
+    fixed = (0, SMOOTHINGS_PX_PER_LEAD.index(FIXED[0]), MULTIPLIERS.index(FIXED[1]))
+    n_leads = counts.shape[4]
+    rows, chosen_pool, fixed_pool = [], np.zeros((len(THRESHOLDS_MM_H), n_leads, 3)), np.zeros((len(THRESHOLDS_MM_H), n_leads, 3))
     for e, name in enumerate(names):
-        others = np.delete(counts, e, axis=0).sum(axis=0)  # (smoothing, threshold, lead, multiplier, 3)
+        others = np.delete(counts, e, axis=0).sum(axis=0)  # (growth, smoothing, threshold, lead, multiplier, 3)
         for t, threshold in enumerate(THRESHOLDS_MM_H):
-            for k in range(counts.shape[3]):
-                csi = _csi(others[:, t, k])  # (smoothing, multiplier)
-                s, m = np.unravel_index(np.argmax(csi), csi.shape)
-                chosen_pool[t, k] += counts[e, s, t, k, m]
-                fixed_pool[t, k] += counts[e, fixed[0], t, k, fixed[1]]
+            for k in range(n_leads):
+                csi = _csi(others[:, :, t, k])  # (growth, smoothing, multiplier)
+                g, s, m = np.unravel_index(np.argmax(csi), csi.shape)
+                chosen, fixed_counts = counts[e, g, s, t, k, m], counts[e, fixed[0], fixed[1], t, k, fixed[2]]
+                chosen_pool[t, k] += chosen
+                fixed_pool[t, k] += fixed_counts
                 rows.append({"held_out": name, "threshold_mm_h": threshold, "lead_minutes": 10 * (k + 1),
-                             "smoothing_px_per_lead": SMOOTHINGS_PX_PER_LEAD[s], "multiplier": MULTIPLIERS[m],
-                             "csi_chosen": round(float(_csi(counts[e, s, t, k, m])), 4),
-                             "csi_fixed": round(float(_csi(counts[e, fixed[0], t, k, fixed[1]])), 4)})
+                             "growth_weight": growth_weights[g], "smoothing_px_per_lead": SMOOTHINGS_PX_PER_LEAD[s],
+                             "multiplier": MULTIPLIERS[m], "csi_chosen": round(float(_csi(chosen)), 4),
+                             "csi_fixed": round(float(_csi(fixed_counts)), 4)})
     summary = {}
     for t, threshold in enumerate(THRESHOLDS_MM_H):
         mine = [r for r in rows if r["threshold_mm_h"] == threshold]
@@ -91,8 +109,7 @@ def ceiling(names: list[str], counts: np.ndarray) -> dict:
             "losses": sum(r["csi_chosen"] < r["csi_fixed"] for r in mine), "checks": len(mine),
             "pooled_csi_chosen": [round(float(v), 4) for v in _csi(chosen_pool[t])],
             "pooled_csi_fixed": [round(float(v), 4) for v in _csi(fixed_pool[t])]}
-    return {"smoothings_px_per_lead": SMOOTHINGS_PX_PER_LEAD, "multipliers": MULTIPLIERS, "fixed": FIXED,
-            "events": names, "summary": summary, "rows": rows}
+    return {"summary": summary, "rows": rows}
 
 
 def main(argv=None) -> None:
@@ -117,14 +134,18 @@ def main(argv=None) -> None:
                 "a recipe without smoothing (loeo-direct-learned-smoothing)")
     samples = unpack(args.samples)
     names, counts = event_counts(samples)
-    result = {"samples": len(samples.events), "recipe": recipe, **ceiling(names, counts)}
+    result = {"samples": len(samples.events), "recipe": recipe, "smoothings_px_per_lead": SMOOTHINGS_PX_PER_LEAD,
+              "multipliers": MULTIPLIERS, "fixed": FIXED, "growth_weights": GROWTH_WEIGHTS,
+              "growth_smoothing_px": GROWTH_SMOOTHING_PX, "events": names,
+              "scale_and_threshold": ceiling(names, counts[:, :1]), "with_growth": ceiling(names, counts)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
-    for threshold, s in result["summary"].items():
-        print(f"{threshold} mm/h: chosen on the other events beats the fixed input in {s['wins']} of {s['checks']} "
-              f"held-out checks, loses {s['losses']}")
-        print("  pooled CSI chosen", s["pooled_csi_chosen"])
-        print("  pooled CSI fixed ", s["pooled_csi_fixed"])
+    for choice in ("scale_and_threshold", "with_growth"):
+        for threshold, s in result[choice]["summary"].items():
+            print(f"{choice}, {threshold} mm/h: chosen on the other events beats the fixed input in {s['wins']} of "
+                  f"{s['checks']} held-out checks, loses {s['losses']}")
+            print("  pooled CSI chosen", s["pooled_csi_chosen"])
+            print("  pooled CSI fixed ", s["pooled_csi_fixed"])
     print(f"wrote {args.out}")
 
 

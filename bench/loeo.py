@@ -94,13 +94,16 @@ def train_folds(data: Path, out: Path, recipe: str, events: list[str] | None, th
 
 #: Quantisation step of the packed conditioning on ln(R + 0.01) (uint8 from ln(0.01) up: 0 .. 5.6, 270 mm/h).
 PACK_STEP = 0.04
+#: Quantisation step of the packed growth tendency (int8: -1.27 .. 1.27 on ln(1 + R) per 10 minutes).
+GROWTH_PACK_STEP = 0.01
 
 
 def pack(data: Path, out: Path, recipe: str) -> None:
     """All training samples of the recipe (every window of every event, the recipe's sample cap and
     conditioning smoothing) in one compressed file, for training where pysteps is not installed
     (``train-packed``): scans as the feed's uint8 pixels (exact), the conditioning quantised by
-    :data:`PACK_STEP` on ln(R + 0.01)."""
+    :data:`PACK_STEP` on ln(R + 0.01), and for a recipe with ``growth_input`` the growth tendency
+    quantised by :data:`GROWTH_PACK_STEP`."""
     from nowcast_core.contract import N_INPUTS, N_LEADS
     from nowcast_core.io import read_folder
     from nowcast_core.rainnet.dataset import event_name, samples_from_frames
@@ -109,26 +112,31 @@ def pack(data: Path, out: Path, recipe: str) -> None:
 
     settings = get_recipe(recipe)
     cap = settings.get("max_samples_per_folder")
-    pixels, nodata, index, conditioning, events = [], [], [], [], []
+    growth_input = bool(settings.get("growth_input"))
+    pixels, nodata, index, conditioning, growth, events = [], [], [], [], [], []
     offset = 0
     for folders in events_of(data).values():
         for folder in folders:
             frames = read_folder(folder)
             samples = samples_from_frames(frames, event_name(folder), N_LEADS, True,
-                                          settings.get("smoothing_px_per_lead", 0.0), cap)
+                                          settings.get("smoothing_px_per_lead", 0.0), cap, growth_input)
             position = {f.scan_time.isoformat(): i for i, f in enumerate(frames)}
             starts = [position[t] - (N_INPUTS - 1) for t in samples.issue_times]  # each sample's first scan
             pixels.append(np.stack([f.frame for f in frames]))
             nodata.append(np.stack([np.zeros(f.frame.shape, bool) if f.nodata is None else f.nodata for f in frames]))
             index.append(offset + np.asarray(starts, int)[:, None] + np.arange(N_INPUTS + N_LEADS))
-            q = np.round((samples.conditioning - NO_RAIN_LOG) / PACK_STEP)
+            q = np.round((samples.conditioning[..., :N_LEADS] - NO_RAIN_LOG) / PACK_STEP)
             conditioning.append(np.clip(q, 0, 255).astype(np.uint8))
+            if growth_input:
+                g = np.round(samples.conditioning[..., N_LEADS:] / GROWTH_PACK_STEP)
+                growth.append(np.clip(g, -127, 127).astype(np.int8))
             events += samples.events
             offset += len(frames)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, pixels=np.concatenate(pixels), nodata=np.concatenate(nodata),
                         index=np.concatenate(index), conditioning=np.concatenate(conditioning),
-                        events=np.asarray(events), recipe=np.asarray(recipe))
+                        events=np.asarray(events), recipe=np.asarray(recipe),
+                        **({"growth": np.concatenate(growth)} if growth_input else {}))
     print(f"wrote {out}: {len(events)} samples of {len(set(events))} events, {out.stat().st_size / 1e6:.1f} MB")
 
 
@@ -141,6 +149,8 @@ def unpack(path: Path):
         logs = pixel_to_log(f["pixels"], f["nodata"])
         frames = np.moveaxis(logs[f["index"]], 1, -1)
         conditioning = (f["conditioning"].astype(np.float32) * PACK_STEP + NO_RAIN_LOG).astype(np.float32)
+        if "growth" in f.files:  # a growth_input recipe: the growth after the extrapolation
+            conditioning = np.concatenate([conditioning, f["growth"].astype(np.float32) * GROWTH_PACK_STEP], axis=-1)
         events = [str(e) for e in f["events"]]
     return Samples(np.ascontiguousarray(frames, dtype=np.float32), conditioning, events, [""] * len(events))
 
@@ -316,10 +326,14 @@ def score_event(event: str, model_path: Path, folders: list[Path], steps_stride:
         newest = inputs[:, -1]
         conditioning = extrapolation.extrapolate_batch(inputs, N_LEADS, config.smoothing_px_per_lead)
         if config.direct:  # its forecast, and its rate head alone, before the exceedance decisions
-            from nowcast_core.rainnet.direct import categorical_rates, direct_outputs
-            from nowcast_core.rainnet.preprocess import rain_rate_to_log, stack_scans
+            from nowcast_core.rainnet.direct import (
+                categorical_rates,
+                conditioning_channels,
+                direct_outputs,
+            )
 
-            rate, prob = direct_outputs(model, inputs, stack_scans(rain_rate_to_log(conditioning)))
+            growth = extrapolation.growth_batch(inputs, N_LEADS) if config.growth_input else None
+            rate, prob = direct_outputs(model, inputs, conditioning_channels(conditioning, growth))
             pool.add("rainnet-rate-head", rate, observed, upstream)
             raw = categorical_rates(rate, prob, config.exceedance_thresholds_mm_h, config.decision_probability)
         else:

@@ -35,6 +35,41 @@ def test_the_untrained_network_returns_its_conditioning_and_its_distance_to_each
         np.testing.assert_allclose(y[..., 6 * (i + 1) : 6 * (i + 2)], expected, rtol=1e-5, atol=1e-4)
 
 
+def test_the_growth_tendency_is_how_fast_the_rain_grew_carried_forward():
+    """No growth for an unchanging storm or a dry scan; a newest scan three times as strong grows by about
+    ln((1 + 3 R) / (1 + R)) where it rains (smoothed over 3 px)."""
+    if not RADAR.is_dir():
+        pytest.skip(f"real radar data not found at {RADAR}")
+    from nowcast_core.extrapolation import apply_growth, growth_tendency
+    from nowcast_core.io.sequences import folder_sequences
+
+    _, inputs, _ = folder_sequences(RADAR / "mch-20170131-w0", 6)
+    steady = np.repeat(inputs[10][-1:], 4, axis=0)
+    assert np.abs(growth_tendency(steady)).max() == 0.0
+    assert np.abs(growth_tendency(np.zeros_like(steady))).max() == 0.0
+    growing = steady.copy()
+    growing[-1] *= 3
+    growth = growth_tendency(growing)
+    assert growth.shape == (6, 120, 120)
+    wet = steady[-1] > 1
+    expected = np.log((1 + 3 * steady[-1][wet]) / (1 + steady[-1][wet])).mean()
+    assert 0.8 * expected < growth[0][wet].mean() <= expected
+    np.testing.assert_allclose(apply_growth(np.full((1, 1), 2.0), np.full((1, 1), np.log(2.0)), 1.0), [[5.0]])
+    assert apply_growth(np.full((1, 1), 2.0), np.full((1, 1), -10.0), 1.0)[0, 0] == 0.0
+
+
+def test_with_a_growth_input_the_untrained_network_still_returns_its_conditioning():
+    from nowcast_core.rainnet.direct import network_inputs
+    from nowcast_core.rainnet.model import build_direct_rainnet
+
+    model = build_direct_rainnet(4, 6, (1.0, 5.0), growth_input=True)
+    frames, cond = _inputs()
+    growth = np.random.default_rng(1).normal(0.0, 0.5, cond.shape).astype(np.float32)
+    assert [i.name for i in model.inputs] == ["frames", "conditioning", "growth"]
+    y = np.asarray(model(network_inputs(model, frames, np.concatenate([cond, growth], axis=-1)), training=False))
+    np.testing.assert_allclose(y[..., :6], cond, atol=1e-6)  # growth enters through zero-initialised corrections
+
+
 def test_split_outputs_gives_rates_and_probabilities_per_threshold_and_lead():
     from nowcast_core.rainnet.direct import split_outputs
 
@@ -62,7 +97,11 @@ def test_categorical_rates_raise_and_lower_the_rate_to_agree_with_nested_decisio
 
 
 def test_the_decision_probability_is_the_one_with_the_best_csi_on_the_counts():
-    from nowcast_core.rainnet.direct import DECISION_GRID, choose_decision_probability, decision_counts
+    from nowcast_core.rainnet.direct import (
+        DECISION_GRID,
+        choose_decision_probability,
+        decision_counts,
+    )
 
     rng = np.random.default_rng(1)
     observed = rng.gamma(0.4, 2.0, (20, 6, 16, 16)).astype(np.float32)
@@ -108,7 +147,8 @@ def test_the_direct_loss_is_its_terms_and_rewards_the_right_exceedance():
     np.testing.assert_allclose(float(bce(tf.constant(target), tf.constant(wrong))), math.log1p(math.exp(4)), rtol=1e-4)
 
 
-def test_a_tiny_direct_training_run_saves_its_decisions_and_forecasts_through_the_interface(tmp_path):
+@pytest.mark.parametrize("growth_input", [False, True])
+def test_a_tiny_direct_training_run_saves_its_decisions_and_forecasts_through_the_interface(tmp_path, growth_input):
     if not RADAR.is_dir():
         pytest.skip(f"real radar data not found at {RADAR}")
     from nowcast_core.forecasters import get_method
@@ -119,11 +159,13 @@ def test_a_tiny_direct_training_run_saves_its_decisions_and_forecasts_through_th
     history = train_from_folders([RADAR / "mch-20170131-w0", RADAR / "fmi-20160928-w0"], out, base_filters=4,
                                  direct=True, epochs=1, smoothing_px_per_lead=2.0, rain_mae_weight=1.0,
                                  logcosh_weight=0.3, exceedance_weight=2.0, max_samples_per_folder=4,
-                                 val_events=["fmi-20160928"], batch_size=4, progress=False, with_baselines=False)
+                                 val_events=["fmi-20160928"], batch_size=4, progress=False, with_baselines=False,
+                                 growth_input=growth_input)
     assert history["n_train_samples"] == 4 and [e["stage"] for e in history["epochs"]] == ["direct"]
     with zipfile.ZipFile(out) as archive:
         saved = json.loads(archive.read(CONFIG_MEMBER))
     assert saved["direct"] is True and saved["exceedance_thresholds_mm_h"] == [1.0, 5.0]
+    assert saved["growth_input"] is growth_input
     assert np.array(saved["decision_probability"]).shape == (2, 6)
     report = json.loads(report_path_for(out).read_text())
     assert report["decision_probability"] == saved["decision_probability"]

@@ -62,13 +62,13 @@ def network_forecast(model, config, rain_rate_mm_h: np.ndarray, batch_size: int 
     direct network's six leads at once (``config.direct``). ``extrapolation_mm_h``: its conditioning
     (n, 6, 120, 120), if already computed (the configuration's smoothing)."""
     if config.direct:
-        from nowcast_core.extrapolation import extrapolate_batch
-        from nowcast_core.rainnet.direct import direct_forecast
-        from nowcast_core.rainnet.preprocess import rain_rate_to_log, stack_scans
+        from nowcast_core.extrapolation import extrapolate_batch, growth_batch
+        from nowcast_core.rainnet.direct import conditioning_channels, direct_forecast
 
         if extrapolation_mm_h is None:
             extrapolation_mm_h = extrapolate_batch(rain_rate_mm_h, N_LEADS, config.smoothing_px_per_lead)
-        return direct_forecast(model, config, rain_rate_mm_h, stack_scans(rain_rate_to_log(extrapolation_mm_h)),
+        growth = growth_batch(rain_rate_mm_h, N_LEADS) if config.growth_input else None
+        return direct_forecast(model, config, rain_rate_mm_h, conditioning_channels(extrapolation_mm_h, growth),
                                batch_size)
     from nowcast_core.rainnet.recursive import recursive_forecast
 

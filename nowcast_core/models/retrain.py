@@ -177,7 +177,8 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
 
         champion_forecaster = get_method("rainnet", model_path=champion_path)
         arch = champion_forecaster.config  # the challenger keeps the champion's build configuration
-        sample_kw = dict(conditioning=arch.conditioning, smoothing_px_per_lead=arch.smoothing_px_per_lead)
+        sample_kw = dict(conditioning=arch.conditioning, smoothing_px_per_lead=arch.smoothing_px_per_lead,
+                         growth=arch.growth_input)
         parts = [samples_from_frames(train_frames, "archive", max_samples=settings.retrain_max_windows, **sample_kw)]
         extra = settings.retrain_extra_folders if extra_folders is None else extra_folders
         parts += [samples_from_folder(f, **sample_kw) for f in extra]
@@ -189,6 +190,7 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
         config = TrainConfig(epochs=epochs or settings.retrain_epochs, base_filters=arch.base_filters,
                              upsampling=arch.upsampling, conditioning=arch.conditioning,
                              head_activation=arch.head_activation, direct=arch.direct,
+                             growth_input=arch.growth_input,
                              smoothing_px_per_lead=arch.smoothing_px_per_lead,
                              probability_matching=arch.probability_matching,
                              matching_smoothing_px_per_lead=arch.matching_smoothing_px_per_lead,

@@ -32,6 +32,8 @@ class RainNetConfig:
     (:func:`nowcast_core.rainnet.model.build_direct_rainnet`, :mod:`nowcast_core.rainnet.direct`):
     ``exceedance_thresholds_mm_h`` are its heads' thresholds and ``decision_probability[i][k]`` the
     probability from which the forecast at lead k+1 is put at or above threshold i (chosen in training).
+    ``growth_input`` (direct only): the network also reads the rain's growth along its motion
+    (:func:`nowcast_core.extrapolation.growth_tendency`), after the extrapolation in its conditioning.
     """
 
     base_filters: int = 16
@@ -42,6 +44,7 @@ class RainNetConfig:
     matching_smoothing_px_per_lead: float = 0.0
     head_activation: str = "relu"
     direct: bool = False
+    growth_input: bool = False
     exceedance_thresholds_mm_h: tuple = ()
     decision_probability: tuple = ()
 
@@ -52,7 +55,7 @@ class RainNetConfig:
 
         if self.direct:
             return build_direct_rainnet(self.base_filters, N_LEADS, tuple(self.exceedance_thresholds_mm_h),
-                                        upsampling=self.upsampling)
+                                        upsampling=self.upsampling, growth_input=self.growth_input)
         return build_rainnet(self.base_filters, upsampling=self.upsampling,
                              conditioning_channels=1 if self.conditioning else 0, residual=self.conditioning,
                              name=f"rainnet{self.base_filters}", head_activation=self.head_activation)
@@ -123,6 +126,7 @@ class TrainConfig:
     matching_smoothing_px_per_lead: float = 0.0
     head_activation: str = "relu"
     direct: bool = False
+    growth_input: bool = False
     exceedance_weight: float = 1.0
     monitor: str = "val_loss"
     seed: int = 42
@@ -137,6 +141,7 @@ class TrainConfig:
                              probability_matching=self.probability_matching,
                              matching_smoothing_px_per_lead=self.matching_smoothing_px_per_lead,
                              head_activation=self.head_activation, direct=self.direct,
+                             growth_input=self.growth_input and self.direct,
                              exceedance_thresholds_mm_h=THRESHOLDS_MM_H if self.direct else (),
                              decision_probability=tuple(tuple(row) for row in decision_probability))
 

@@ -23,7 +23,6 @@ from nowcast_core.rainnet.preprocess import (
     log_to_rain_rate,
     pad_tf,
     pixel_to_log,
-    rain_rate_to_log,
     stack_scans,
 )
 
@@ -69,13 +68,15 @@ def event_name(folder: str | Path) -> str:
     return _WINDOW_SUFFIX.sub("", Path(folder).name)
 
 
-def add_conditioning(samples: Samples, smoothing_px_per_lead: float = 0.0) -> Samples:
-    """Compute the extrapolation of every sample's inputs for each of its leads (in place)."""
-    from nowcast_core.extrapolation import extrapolate_batch
+def add_conditioning(samples: Samples, smoothing_px_per_lead: float = 0.0, growth: bool = False) -> Samples:
+    """Compute the extrapolation of every sample's inputs for each of its leads (in place); with
+    ``growth`` the growth tendency for each lead follows (the direct network's ``growth`` input)."""
+    from nowcast_core.extrapolation import extrapolate_batch, growth_batch
+    from nowcast_core.rainnet.direct import conditioning_channels
 
     rain = log_to_rain_rate(np.moveaxis(samples.frames[..., :N_INPUTS], -1, 1))
     extrap = extrapolate_batch(rain, samples.n_leads, smoothing_px_per_lead)
-    samples.conditioning = stack_scans(rain_rate_to_log(extrap))
+    samples.conditioning = conditioning_channels(extrap, growth_batch(rain, samples.n_leads) if growth else None)
     return samples
 
 
@@ -100,6 +101,7 @@ def samples_from_frames(
     conditioning: bool = True,
     smoothing_px_per_lead: float = 0.0,
     max_samples: int | None = None,
+    growth: bool = False,
 ) -> Samples:
     """Every run of ``4 + n_leads`` consecutive scans among ``frames`` is a sample.
 
@@ -112,6 +114,7 @@ def samples_from_frames(
     conditioning : also compute the optical-flow extrapolation (see :func:`add_conditioning`).
     smoothing_px_per_lead : smoothing of the extrapolation (see ``extrapolation.smooth_leads``).
     max_samples : keep at most this many windows, evenly spread over the span (memory bound).
+    growth : add the growth tendency to the conditioning (see :func:`add_conditioning`).
     """
     length = N_INPUTS + n_leads
     starts = consecutive_windows([f.scan_time for f in frames], length)
@@ -127,29 +130,29 @@ def samples_from_frames(
         issue_times=[frames[s + N_INPUTS - 1].scan_time.isoformat() for s in starts],
     )
     if conditioning and len(samples):
-        add_conditioning(samples, smoothing_px_per_lead)
+        add_conditioning(samples, smoothing_px_per_lead, growth)
     elif conditioning:
-        samples.conditioning = np.zeros((0, 120, 120, n_leads), np.float32)
+        samples.conditioning = np.zeros((0, 120, 120, n_leads * (2 if growth else 1)), np.float32)
     return samples
 
 
 def samples_from_folder(
     folder: str | Path, n_leads: int = 6, conditioning: bool = True, smoothing_px_per_lead: float = 0.0,
-    max_samples: int | None = None,
+    max_samples: int | None = None, growth: bool = False,
 ) -> Samples:
     """:func:`samples_from_frames` of the valid scans of one folder (invalid files are skipped);
     the event is the folder's name without its ``-wK`` suffix."""
     return samples_from_frames(read_folder(folder), event_name(folder), n_leads, conditioning, smoothing_px_per_lead,
-                               max_samples)
+                               max_samples, growth)
 
 
 def samples_from_folders(
     folders, n_leads: int = 6, conditioning: bool = True, smoothing_px_per_lead: float = 0.0,
-    max_samples_per_folder: int | None = None,
+    max_samples_per_folder: int | None = None, growth: bool = False,
 ) -> Samples:
     """:func:`samples_from_folder` over many folders, joined."""
-    return concat_samples([samples_from_folder(f, n_leads, conditioning, smoothing_px_per_lead, max_samples_per_folder)
-                           for f in folders])
+    return concat_samples([samples_from_folder(f, n_leads, conditioning, smoothing_px_per_lead, max_samples_per_folder,
+                                               growth) for f in folders])
 
 
 def samples_from_competition(

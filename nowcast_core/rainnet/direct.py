@@ -53,16 +53,35 @@ def split_outputs(output: np.ndarray, n_leads: int) -> tuple[np.ndarray, np.ndar
     return from_model_outputs(y[..., :n_leads]), prob.astype(np.float32)
 
 
+def network_inputs(model, frames: np.ndarray, conditioning: np.ndarray) -> list:
+    """The model's inputs from padded scans (b, 128, 128, 4) and padded conditioning channels: the
+    extrapolation for every lead, then, for a network with a ``growth`` input, the growth for every lead."""
+    if len(model.inputs) == 3:
+        n_leads = conditioning.shape[-1] // 2
+        return [frames, conditioning[..., :n_leads], conditioning[..., n_leads:]]
+    return [frames, conditioning]
+
+
+def conditioning_channels(extrapolation_mm_h: np.ndarray, growth: np.ndarray | None = None) -> np.ndarray:
+    """A direct RainNet's conditioning (n, 120, 120, L or 2 L): the extrapolation (n, L, 120, 120) on
+    ln(R + 0.01), then with ``growth`` (n, L, 120, 120) the growth tendency as it is."""
+    from nowcast_core.rainnet.preprocess import rain_rate_to_log, stack_scans
+
+    channels = stack_scans(rain_rate_to_log(extrapolation_mm_h))
+    return channels if growth is None else np.concatenate([channels, stack_scans(growth)], axis=-1)
+
+
 def direct_outputs(model, rain_rate_mm_h: np.ndarray, conditioning_log: np.ndarray,
                    batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """(rate mm/h (n, L, 120, 120), exceedance probabilities (n, thresholds, L, 120, 120)) of a direct
-    RainNet for scans ``rain_rate_mm_h`` (n, 4, 120, 120) and their conditioning (n, 120, 120, L), ln(R + 0.01)."""
-    n_leads = conditioning_log.shape[-1]
+    RainNet for scans ``rain_rate_mm_h`` (n, 4, 120, 120) and their conditioning (n, 120, 120, L or 2 L;
+    :func:`conditioning_channels`)."""
+    n_leads = conditioning_log.shape[-1] // (2 if len(model.inputs) == 3 else 1)
     rates, probs = [], []
     for start in range(0, len(rain_rate_mm_h), batch_size):
         frames = to_model_inputs(rain_rate_mm_h[start : start + batch_size])
         cond = pad(np.asarray(conditioning_log[start : start + batch_size], np.float32))
-        rate, prob = split_outputs(np.asarray(model([frames, cond], training=False)), n_leads)
+        rate, prob = split_outputs(np.asarray(model(network_inputs(model, frames, cond), training=False)), n_leads)
         rates.append(rate)
         probs.append(prob)
     return np.concatenate(rates), np.concatenate(probs)
@@ -157,8 +176,9 @@ def _flip_rotate(x: np.ndarray, rng) -> np.ndarray:
     return x[:, ::-1] if rng.integers(2) else x
 
 
-def _batches(samples, batch_size: int, augment: bool, seed: int):
-    """A Keras ``PyDataset`` of shuffled, randomly flipped and rotated batches (NumPy)."""
+def _batches(samples, batch_size: int, augment: bool, seed: int, growth: bool = False):
+    """A Keras ``PyDataset`` of shuffled, randomly flipped and rotated batches (NumPy); with ``growth``
+    the conditioning's second half is the network's ``growth`` input."""
     import keras
 
     class Batches(keras.utils.PyDataset):
@@ -181,6 +201,8 @@ def _batches(samples, batch_size: int, augment: bool, seed: int):
                 data = np.stack([_flip_rotate(x, rng) for x in data])
             n_frames = samples.frames.shape[-1]
             inputs = (pad(data[..., :N_INPUTS]), pad(data[..., n_frames:]))
+            if growth:
+                inputs = (inputs[0], inputs[1][..., :samples.n_leads], inputs[1][..., samples.n_leads:])
             return inputs, np.ascontiguousarray(data[..., N_INPUTS:n_frames])
 
         def on_epoch_end(self):
@@ -200,6 +222,10 @@ def train_direct(train_samples, val_samples, config, initial_model=None):
 
     if train_samples.conditioning is None:
         raise ValueError("the direct RainNet needs the extrapolation (conditioning) of every sample")
+    channels = train_samples.n_leads * (2 if config.growth_input else 1)
+    if train_samples.conditioning.shape[-1] != channels:
+        raise ValueError(f"the samples' conditioning has {train_samples.conditioning.shape[-1]} channels, the network "
+                         f"needs {channels} (growth_input={config.growth_input})")
     keras.utils.set_random_seed(config.seed)
     model_config = config.model_config()
     model = model_config.build()
@@ -226,7 +252,8 @@ def train_direct(train_samples, val_samples, config, initial_model=None):
             if config.progress:
                 print(f"epoch {epoch + 1} (direct) loss {record['loss']:.4f} [{record['seconds']:.0f} s]", flush=True)
 
-    model.fit(_batches(train_samples, config.batch_size, config.augment, config.seed), epochs=config.epochs,
+    model.fit(_batches(train_samples, config.batch_size, config.augment, config.seed, config.growth_input),
+              epochs=config.epochs,
               verbose=0, callbacks=[Record()])
     inputs = log_to_rain_rate(unstack_scans(train_samples.frames[..., :N_INPUTS]))
     observed = log_to_rain_rate(unstack_scans(train_samples.frames[..., N_INPUTS:]))

@@ -132,6 +132,7 @@ def build_direct_rainnet(
     upsampling: str = "nearest",
     dropout: float = 0.5,
     logit_softness: float = 0.5,
+    growth_input: bool = False,
     name: str | None = None,
 ) -> keras.Model:
     """The six leads at once: a RainNet U-Net with a rain-rate and an exceedance head per lead.
@@ -142,13 +143,23 @@ def build_direct_rainnet(
     then, threshold by threshold, the logit of P(R >= threshold) (the conditioning's distance to the
     threshold over ``logit_softness`` plus the network's correction). Both corrections start at zero,
     so the untrained network returns its conditioning. No recursion: each lead has its own channels.
+
+    With ``growth_input`` a third input ``growth`` (128, 128, ``n_leads``) holds how fast the rain grew
+    along its motion, carried to each lead (:func:`nowcast_core.extrapolation.growth_tendency`): the
+    U-Net reads it with the rest, and the heads' 1 x 1 corrections also read it directly, so a weight
+    per lead (what the bench's ceiling chose) is one linear step away.
     """
     height, width = 128, 128
     f = base_filters
     frames = keras.Input(shape=(height, width, 4), name="frames")
     conditioning = keras.Input(shape=(height, width, n_leads), name="conditioning")
-    x = layers.Concatenate(name="stack_inputs")([frames, conditioning])
+    inputs = [frames, conditioning]
+    if growth_input:
+        inputs.append(keras.Input(shape=(height, width, n_leads), name="growth"))
+    x = layers.Concatenate(name="stack_inputs")(inputs)
     x = _unet(x, f, upsampling, dropout)
+    if growth_input:
+        x = layers.Concatenate(name="features_and_growth")([x, inputs[-1]])
     base = layers.Activation("linear", dtype="float32", name="conditioning_float32")(conditioning)
     rate = layers.Conv2D(n_leads, 1, kernel_initializer="zeros", dtype="float32", name="rate_correction")(x)
     rate = layers.Add(dtype="float32", name="rate_log")([rate, base])
@@ -160,4 +171,4 @@ def build_direct_rainnet(
         delta = layers.Conv2D(n_leads, 1, kernel_initializer="zeros", dtype="float32", name=f"logit_correction_{i}")(x)
         outputs.append(layers.Add(dtype="float32", name=f"exceedance_logit_{i}")([prior, delta]))
     out = layers.Concatenate(dtype="float32", name="forecast")(outputs)
-    return keras.Model(inputs=[frames, conditioning], outputs=out, name=name or f"rainnet{f}-direct")
+    return keras.Model(inputs=inputs, outputs=out, name=name or f"rainnet{f}-direct{'-growth' if growth_input else ''}")

@@ -27,6 +27,10 @@
 - ``loeo-direct-learned-smoothing``: ``loeo-direct-exceedance`` conditioned on the unsmoothed,
   persistence-filled extrapolation: the smoothing is the network's to learn (the fixed-smoothing
   network's probabilities ranked the rain no better than its smoothed input did).
+- ``loeo-direct-growth``: ``loeo-direct-exceedance`` that also reads how fast the rain grew along its
+  motion (``nowcast_core.extrapolation.growth_tendency``): information its input does not hold, and
+  which, weighted per lead and chosen on other events, beat that input at +10 and +20 minutes
+  (``bench/conditioning_ceiling.py``).
 - ``loeo-fss``: the recipe of the leave-one-event-out test (``bench/loeo.py``): fixed epochs and
   no validation events (the held-out event chooses nothing), every window capped at 15 samples,
   the neighbourhood (1 - FSS) loss term added.
@@ -86,6 +90,7 @@ RECIPES["loeo-direct-exceedance"] = {
     "seed": 42,
 }
 RECIPES["loeo-direct-learned-smoothing"] = {**RECIPES["loeo-direct-exceedance"], "smoothing_px_per_lead": 0.0}
+RECIPES["loeo-direct-growth"] = {**RECIPES["loeo-direct-exceedance"], "growth_input": True}
 
 
 def get_recipe(name: str) -> dict:

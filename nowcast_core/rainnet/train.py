@@ -364,6 +364,7 @@ def train_from_folders(
     matching_smoothing_px_per_lead: float = 0.0,
     head_activation: str = "relu",
     direct: bool = False,
+    growth_input: bool = False,
     exceedance_weight: float = 1.0,
     monitor: str = "val_loss",
     max_samples_per_folder: int | None = None,
@@ -399,6 +400,8 @@ def train_from_folders(
     head_activation : of the network's head convolution (``RainNetConfig``).
     direct : the six leads at once with exceedance heads (:mod:`nowcast_core.rainnet.direct`): fixed
         ``epochs`` of Keras ``fit``, no unrolling, no early stopping (validation events are only scored).
+    growth_input : (direct only) the network also reads the rain's growth along its motion
+        (:func:`nowcast_core.extrapolation.growth_tendency`).
     exceedance_weight : weight of the exceedance heads' cross-entropy in the direct network's loss.
     max_samples_per_folder : keep at most this many samples of a folder, evenly spread over its
         span (long, strongly autocorrelated folders would otherwise dominate).
@@ -418,7 +421,7 @@ def train_from_folders(
     folders = [Path(f) for f in folders]
     samples = samples_from_folders(
         folders, n_leads=N_LEADS, conditioning=conditioning, smoothing_px_per_lead=smoothing_px_per_lead,
-        max_samples_per_folder=max_samples_per_folder,
+        max_samples_per_folder=max_samples_per_folder, growth=growth_input and direct,
     )
     unknown = set(val_events) - set(samples.events)
     if unknown:
@@ -456,6 +459,7 @@ def train_from_folders(
         matching_smoothing_px_per_lead=matching_smoothing_px_per_lead,
         head_activation=head_activation,
         direct=direct,
+        growth_input=growth_input,
         exceedance_weight=exceedance_weight,
         monitor=monitor,
         seed=seed,

@@ -173,9 +173,7 @@ def move_link(link: Path, dest: Path) -> str:
 def stored_path(root: Path, path: Path) -> str:
     """How the database records a file: relative to ``root`` (its configured folder) when it lies
     inside it, so that the installation can be moved or restored elsewhere; absolute otherwise."""
-    path, root = Path(path), Path(root)
-    if path.is_absolute() != root.is_absolute():
-        path, root = path.resolve(), root.resolve()
+    path = Path(path)
     return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
 

@@ -53,13 +53,18 @@ def split_outputs(output: np.ndarray, n_leads: int) -> tuple[np.ndarray, np.ndar
     return from_model_outputs(y[..., :n_leads]), prob.astype(np.float32)
 
 
-def network_inputs(model, frames: np.ndarray, conditioning: np.ndarray) -> list:
-    """The model's inputs from padded scans (b, 128, 128, 4) and padded conditioning channels: the
-    extrapolation for every lead, then, for a network with a ``growth`` input, the growth for every lead."""
-    if len(model.inputs) == 3:
+def split_inputs(frames: np.ndarray, conditioning: np.ndarray, growth: bool) -> list:
+    """A direct RainNet's inputs from padded scans (b, 128, 128, 4) and padded conditioning channels: the
+    extrapolation for every lead, then, with ``growth`` (a network with a ``growth`` input), the growth."""
+    if growth:
         n_leads = conditioning.shape[-1] // 2
         return [frames, conditioning[..., :n_leads], conditioning[..., n_leads:]]
     return [frames, conditioning]
+
+
+def network_inputs(model, frames: np.ndarray, conditioning: np.ndarray) -> list:
+    """:func:`split_inputs` for ``model``."""
+    return split_inputs(frames, conditioning, len(model.inputs) == 3)
 
 
 def conditioning_channels(extrapolation_mm_h: np.ndarray, growth: np.ndarray | None = None) -> np.ndarray:
@@ -200,9 +205,7 @@ def _batches(samples, batch_size: int, augment: bool, seed: int, growth: bool = 
                 rng = np.random.default_rng([seed, self.epoch, index])
                 data = np.stack([_flip_rotate(x, rng) for x in data])
             n_frames = samples.frames.shape[-1]
-            inputs = (pad(data[..., :N_INPUTS]), pad(data[..., n_frames:]))
-            if growth:
-                inputs = (inputs[0], inputs[1][..., :samples.n_leads], inputs[1][..., samples.n_leads:])
+            inputs = tuple(split_inputs(pad(data[..., :N_INPUTS]), pad(data[..., n_frames:]), growth))
             return inputs, np.ascontiguousarray(data[..., N_INPUTS:n_frames])
 
         def on_epoch_end(self):

@@ -33,6 +33,7 @@ all folds. ``check`` tests the issue's criteria per fold and pooled; ``table`` p
     python bench/loeo.py check docs/bench/loeo.json
     python bench/loeo.py table docs/bench/loeo.json [--scope pooled|EVENT] [--methods ...]
     python bench/loeo.py criteria docs/bench/loeo.json --methods rainnet
+    python bench/loeo.py decisions docs/bench/loeo-direct-growth.json   # could any decision beat the input?
 """
 
 from __future__ import annotations
@@ -301,7 +302,10 @@ class Pool:
 
 
 def score_event(event: str, model_path: Path, folders: list[Path], steps_stride: int,
-                matching: tuple[float, float], max_starts: int) -> tuple[Pool, int]:
+                matching: tuple[float, float], max_starts: int) -> tuple[Pool, int, np.ndarray | None]:
+    """The pooled counts of every method on the held-out event's starts, the number of starts, and for a
+    direct network its exceedance heads' decision counts there for every grid probability
+    (:func:`nowcast_core.rainnet.direct.decision_counts`; a diagnostic, nothing is chosen with it)."""
     from nowcast_core import extrapolation
     from nowcast_core.contract import N_LEADS
     from nowcast_core.forecasters import get_method
@@ -313,7 +317,7 @@ def score_event(event: str, model_path: Path, folders: list[Path], steps_stride:
     model, config = load_model(model_path)
     references = {name: get_method(name) for name in ("sprog", "extrapolation-filled", "pysteps", "persistence")}
     steps = get_method("steps-mean", n_members=12, seed=42)
-    pool, n_starts = Pool(), 0
+    pool, n_starts, held_out_decisions = Pool(), 0, None
     for folder in folders:
         _, inputs, observed = folder_sequences(folder, N_LEADS)
         if not len(inputs):
@@ -329,12 +333,15 @@ def score_event(event: str, model_path: Path, folders: list[Path], steps_stride:
             from nowcast_core.rainnet.direct import (
                 categorical_rates,
                 conditioning_channels,
+                decision_counts,
                 direct_outputs,
             )
 
             growth = extrapolation.growth_batch(inputs, N_LEADS) if config.growth_input else None
             rate, prob = direct_outputs(model, inputs, conditioning_channels(conditioning, growth))
             pool.add("rainnet-rate-head", rate, observed, upstream)
+            counts = decision_counts(prob, observed, config.exceedance_thresholds_mm_h)
+            held_out_decisions = counts if held_out_decisions is None else held_out_decisions + counts
             raw = categorical_rates(rate, prob, config.exceedance_thresholds_mm_h, config.decision_probability)
         else:
             raw = network_forecast(model, config, inputs, extrapolation_mm_h=conditioning)
@@ -353,7 +360,7 @@ def score_event(event: str, model_path: Path, folders: list[Path], steps_stride:
             pick = np.arange(0, len(inputs), steps_stride)
             pool.add("steps-mean", steps.forecast(inputs[pick]), observed[pick], upstream[pick])
         print(f"  {folder.name}: {len(inputs)} starts", flush=True)
-    return pool, n_starts
+    return pool, n_starts, held_out_decisions
 
 
 def score(data: Path, models: Path, out: Path, windows: int, steps_stride: int, events: list[str] | None,
@@ -379,7 +386,8 @@ def score(data: Path, models: Path, out: Path, windows: int, steps_stride: int, 
         folders = [f for f in by_event[event] if int(f.name.rsplit("-w", 1)[1]) < windows]
         started = time.perf_counter()
         print(f"{event}: scoring {model_path.name} on {len(folders)} windows", flush=True)
-        pool, n_starts = score_event(event, model_path, folders, steps_stride, matching, max_starts)
+        pool, n_starts, held_out_decisions = score_event(event, model_path, folders, steps_stride, matching,
+                                                         max_starts)
         report_path = model_path.with_suffix(".report.json")
         trained = json.loads(report_path.read_text()) if report_path.exists() else {}
         result["folds"][event] = {
@@ -390,6 +398,8 @@ def score(data: Path, models: Path, out: Path, windows: int, steps_stride: int, 
             "seconds": round(time.perf_counter() - started, 1),
             "rows": pool.rows(), "counts": pool.to_json(),
         }
+        if held_out_decisions is not None:
+            result["folds"][event]["held_out_decision_counts"] = held_out_decisions.tolist()
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1))
     result["pooled"] = pooled_rows(result)
@@ -493,6 +503,48 @@ def print_table(result: dict, methods: list[str], pixels: str, scope: str) -> No
                       f"{r.get('fss_5_5km', '-')} | {r.get('area_ratio_5', '-')} | {r['n_forecasts']} |")
 
 
+def print_decisions(result: dict) -> None:
+    """Per threshold, fold and lead: the CSI of the conditioning input; of the direct network at the decision
+    probability its training chose; at the one best on the *other* folds' held-out events (out-of-sample
+    behaviour of models that saw this event in training: a near-nested choice); and the best it could have
+    had on the held-out event with any grid probability (a diagnostic: could a decision rule beat the input
+    at all?). The last line per threshold counts the (fold, lead) pairs where each choice beats the input."""
+    from nowcast_core.rainnet.direct import DECISION_GRID
+
+    folds = {e: f for e, f in result["folds"].items() if "held_out_decision_counts" in f}
+    if not folds:
+        raise SystemExit("no held-out decision counts in this result: score a direct network with this version")
+    for i, threshold in enumerate(folds[next(iter(folds))]["config"]["exceedance_thresholds_mm_h"]):
+        print(f"\nCSI {threshold:g} mm/h: conditioning / network at its decision probability (p) / at the "
+              "other folds' best (p) / best on the held-out event (p)\n")
+        print("| held-out event | " + " | ".join(f"+{10 * (k + 1)}" for k in range(6)) + " |")
+        print("|---|" + "---|" * 6)
+        counts = {e: np.asarray(f["held_out_decision_counts"], float)[i] for e, f in folds.items()}  # (L, grid, 3)
+        wins = np.zeros(3, int)
+        for event, fold in folds.items():
+            csi = _csi(counts[event])
+            others = _csi(sum((c for e, c in counts.items() if e != event), np.zeros_like(counts[event])))
+            conditioning = _by_key(fold["rows"], "all")
+            cells = []
+            for k in range(csi.shape[0]):
+                chosen = fold["config"]["decision_probability"][i][k]
+                picks = (int(np.argmin(np.abs(np.asarray(DECISION_GRID) - chosen))), int(np.argmax(others[k])),
+                         int(np.argmax(csi[k])))
+                base = conditioning[("conditioning", 10 * (k + 1))][f"csi_{threshold:g}"]
+                wins += [csi[k, g] > base and (j != 1 or len(folds) > 1) for j, g in enumerate(picks)]
+                cells.append(f"{base:.3f} / " + " / ".join(
+                    "-" if j == 1 and len(folds) == 1 else f"{csi[k, g]:.3f} ({DECISION_GRID[g]:g})"
+                    for j, g in enumerate(picks)))
+            print(f"| {event} | " + " | ".join(cells) + " |")
+        print(f"\nabove the input, of {len(folds) * 6}: its decision {wins[0]}, the other folds' {wins[1]}, "
+              f"the held-out event's best {wins[2]}")
+
+
+def _csi(counts: np.ndarray) -> np.ndarray:
+    """CSI from (..., 3) counts of hits, misses and false alarms (0 where there is nothing)."""
+    return counts[..., 0] / np.maximum(counts.sum(axis=-1), 1)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -529,6 +581,9 @@ def main(argv=None) -> None:
     g = sub.add_parser("merge", help="join the folds of several score outputs into one")
     g.add_argument("out", type=Path)
     g.add_argument("parts", nargs="+", type=Path)
+    d = sub.add_parser("decisions", help="a direct network's decision probabilities against the best on "
+                                          "each held-out event (a diagnostic)")
+    d.add_argument("result", type=Path)
     for name in ("check", "table", "criteria"):
         c = sub.add_parser(name)
         c.add_argument("result", type=Path)
@@ -559,6 +614,8 @@ def main(argv=None) -> None:
         for method in args.methods.split(","):
             print(f"\n{method}:\n")
             print_check_table(json.loads(args.result.read_text()), method, args.pixels)
+    elif args.command == "decisions":
+        print_decisions(json.loads(args.result.read_text()))
     else:
         print_table(json.loads(args.result.read_text()), args.methods.split(","), args.pixels, args.scope)
 

@@ -177,3 +177,43 @@ def test_a_tiny_direct_training_run_saves_its_decisions_and_forecasts_through_th
     rain = np.random.default_rng(0).gamma(0.3, 3.0, size=(3, 4, 120, 120)).astype(np.float32)
     y = forecaster.forecast(rain)
     assert y.shape == (3, 6, 120, 120) and np.all(np.isfinite(y)) and np.all(y >= 0)
+
+
+def test_intensity_augmentation_scales_scans_targets_and_extrapolation_alike_but_not_growth():
+    """A factor s per sample: every rain channel becomes s R (exactly, through ln(R + 0.01)); the growth
+    channels are untouched; without augmentation the batch is the samples as they are."""
+    from nowcast_core.rainnet.dataset import Samples
+    from nowcast_core.rainnet.direct import _batches, scale_intensity
+    from nowcast_core.rainnet.preprocess import log_to_rain_rate, rain_rate_to_log
+
+    rain = np.array([[0.0, 0.5], [2.0, 40.0]], np.float32)
+    np.testing.assert_allclose(log_to_rain_rate(scale_intensity(rain_rate_to_log(rain), 2.0)), 2 * rain, rtol=1e-5)
+
+    rng = np.random.default_rng(1)
+    rates = np.zeros((2, 120, 120, 16), np.float32)
+    rates[:, 40:80, 40:80] = rng.gamma(1.0, 5.0, (2, 40, 40, 16))  # one patch: any rotation or flip keeps its sum
+    frames = rain_rate_to_log(rates[..., :10])
+    growth = np.full((2, 120, 120, 6), 0.3, np.float32)
+    samples = Samples(frames, np.concatenate([rain_rate_to_log(rates[..., 10:]), growth], -1), ["a", "a"], ["", ""])
+
+    def batch(log_range, augment=True):
+        (scans, extrapolation, growth_in), targets = _batches(samples, 2, augment, 7, True, log_range)[0]
+        return (log_to_rain_rate(scans[:, 4:-4, 4:-4]), log_to_rain_rate(targets),
+                log_to_rain_rate(extrapolation[:, 4:-4, 4:-4]), growth_in)
+
+    plain = batch(0.0, augment=False)
+    np.testing.assert_allclose(plain[0], rates[..., :4], rtol=1e-5, atol=1e-6)
+    scans, targets, extrapolation, growth_in = batch(math.log(2.0))
+    for i in range(2):  # the same factor on every rain channel of a sample, and within [1/2, 2]
+        factors = [x[i].sum() / y[i].sum() for x, y in ((scans, plain[0]), (targets, plain[1]), (extrapolation, plain[2]))]
+        assert 0.5 <= factors[0] <= 2.0 and factors[0] != pytest.approx(1.0, abs=1e-3)
+        np.testing.assert_allclose(factors, factors[0], rtol=1e-3)
+    np.testing.assert_array_equal(growth_in[:, 4:-4, 4:-4], growth)
+
+
+def test_intensity_augmentation_is_refused_for_a_recursive_network():
+    from nowcast_core.rainnet.config import TrainConfig
+    from nowcast_core.rainnet.train import train
+
+    with pytest.raises(ValueError, match="intensity_log_range is a setting of the direct RainNet"):
+        train(None, None, TrainConfig(intensity_log_range=0.5))

@@ -128,6 +128,7 @@ class TrainConfig:
     direct: bool = False
     growth_input: bool = False
     exceedance_weight: float = 1.0
+    intensity_log_range: float = 0.0
     monitor: str = "val_loss"
     seed: int = 42
     progress: bool = True

@@ -181,9 +181,21 @@ def _flip_rotate(x: np.ndarray, rng) -> np.ndarray:
     return x[:, ::-1] if rng.integers(2) else x
 
 
-def _batches(samples, batch_size: int, augment: bool, seed: int, growth: bool = False):
+def scale_intensity(log_rain: np.ndarray, factor: float) -> np.ndarray:
+    """Channels on ln(R + 0.01) with every rain rate multiplied by ``factor``."""
+    from nowcast_core.rainnet.preprocess import log_to_rain_rate, rain_rate_to_log
+
+    return rain_rate_to_log(log_to_rain_rate(log_rain) * np.float32(factor))
+
+
+def _batches(samples, batch_size: int, augment: bool, seed: int, growth: bool = False,
+             intensity_log_range: float = 0.0):
     """A Keras ``PyDataset`` of shuffled, randomly flipped and rotated batches (NumPy); with ``growth``
-    the conditioning's second half is the network's ``growth`` input."""
+    the conditioning's second half is the network's ``growth`` input. With ``intensity_log_range`` a > 0
+    every sample's rain rates (scans, targets and extrapolation alike) are also multiplied by a random
+    factor exp(U(-a, a)): how rain moves, grows and decays must then be learned apart from how strong it
+    is. The growth tendency is left as it is: a difference of ln(1 + R), nearly unchanged by a factor
+    where the rain is heavy."""
     import keras
 
     class Batches(keras.utils.PyDataset):
@@ -201,10 +213,15 @@ def _batches(samples, batch_size: int, augment: bool, seed: int, growth: bool = 
         def __getitem__(self, index):
             pick = np.sort(self.order[index * batch_size : (index + 1) * batch_size])
             data = np.concatenate([samples.frames[pick], samples.conditioning[pick]], axis=-1)
+            n_frames = samples.frames.shape[-1]
             if augment:
                 rng = np.random.default_rng([seed, self.epoch, index])
                 data = np.stack([_flip_rotate(x, rng) for x in data])
-            n_frames = samples.frames.shape[-1]
+                if intensity_log_range:
+                    n_rain = n_frames + samples.n_leads  # scans, targets, then the extrapolation per lead
+                    for x in data:
+                        x[..., :n_rain] = scale_intensity(
+                            x[..., :n_rain], math.exp(rng.uniform(-intensity_log_range, intensity_log_range)))
             inputs = tuple(split_inputs(pad(data[..., :N_INPUTS]), pad(data[..., n_frames:]), growth))
             return inputs, np.ascontiguousarray(data[..., N_INPUTS:n_frames])
 
@@ -255,7 +272,8 @@ def train_direct(train_samples, val_samples, config, initial_model=None):
             if config.progress:
                 print(f"epoch {epoch + 1} (direct) loss {record['loss']:.4f} [{record['seconds']:.0f} s]", flush=True)
 
-    model.fit(_batches(train_samples, config.batch_size, config.augment, config.seed, config.growth_input),
+    model.fit(_batches(train_samples, config.batch_size, config.augment, config.seed, config.growth_input,
+                       config.intensity_log_range),
               epochs=config.epochs,
               verbose=0, callbacks=[Record()])
     inputs = log_to_rain_rate(unstack_scans(train_samples.frames[..., :N_INPUTS]))

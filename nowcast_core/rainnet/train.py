@@ -230,6 +230,8 @@ def train(
         model, history = train_direct(train_samples, val_samples, config, initial_model)
         history.update(config=asdict(config), hardware=hardware)
         return model, history
+    if config.intensity_log_range:
+        raise ValueError("intensity_log_range is a setting of the direct RainNet (direct=True)")
     keras.utils.set_random_seed(config.seed)
     if config.conditioning and train_samples.conditioning is None:
         raise ValueError("config.conditioning is set but the samples carry no extrapolation")
@@ -366,6 +368,7 @@ def train_from_folders(
     direct: bool = False,
     growth_input: bool = False,
     exceedance_weight: float = 1.0,
+    intensity_log_range: float = 0.0,
     monitor: str = "val_loss",
     max_samples_per_folder: int | None = None,
     init_model: str | Path | None = None,
@@ -403,6 +406,8 @@ def train_from_folders(
     growth_input : (direct only) the network also reads the rain's growth along its motion
         (:func:`nowcast_core.extrapolation.growth_tendency`).
     exceedance_weight : weight of the exceedance heads' cross-entropy in the direct network's loss.
+    intensity_log_range : (direct only) with ``augment``, every training sample's rain rates are multiplied
+        by a random factor exp(U(-a, a)) (0: not).
     max_samples_per_folder : keep at most this many samples of a folder, evenly spread over its
         span (long, strongly autocorrelated folders would otherwise dominate).
     monitor : early-stopping criterion, ``"val_loss"`` or ``"val_score"`` (see :func:`train`).
@@ -461,6 +466,7 @@ def train_from_folders(
         direct=direct,
         growth_input=growth_input,
         exceedance_weight=exceedance_weight,
+        intensity_log_range=intensity_log_range,
         monitor=monitor,
         seed=seed,
         progress=progress,

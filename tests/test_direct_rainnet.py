@@ -147,8 +147,9 @@ def test_the_direct_loss_is_its_terms_and_rewards_the_right_exceedance():
     np.testing.assert_allclose(float(bce(tf.constant(target), tf.constant(wrong))), math.log1p(math.exp(4)), rtol=1e-4)
 
 
-@pytest.mark.parametrize("growth_input", [False, True])
-def test_a_tiny_direct_training_run_saves_its_decisions_and_forecasts_through_the_interface(tmp_path, growth_input):
+@pytest.mark.parametrize("growth_input, thresholds", [(False, (1.0, 5.0)), (True, (1.0, 5.0)), (True, (1.0, 5.0, 10.0))])
+def test_a_tiny_direct_training_run_saves_its_decisions_and_forecasts_through_the_interface(tmp_path, growth_input,
+                                                                                             thresholds):
     if not RADAR.is_dir():
         pytest.skip(f"real radar data not found at {RADAR}")
     from nowcast_core.forecasters import get_method
@@ -160,13 +161,13 @@ def test_a_tiny_direct_training_run_saves_its_decisions_and_forecasts_through_th
                                  direct=True, epochs=1, smoothing_px_per_lead=2.0, rain_mae_weight=1.0,
                                  logcosh_weight=0.3, exceedance_weight=2.0, max_samples_per_folder=4,
                                  val_events=["fmi-20160928"], batch_size=4, progress=False, with_baselines=False,
-                                 growth_input=growth_input)
+                                 growth_input=growth_input, exceedance_thresholds_mm_h=thresholds)
     assert history["n_train_samples"] == 4 and [e["stage"] for e in history["epochs"]] == ["direct"]
     with zipfile.ZipFile(out) as archive:
         saved = json.loads(archive.read(CONFIG_MEMBER))
-    assert saved["direct"] is True and saved["exceedance_thresholds_mm_h"] == [1.0, 5.0]
+    assert saved["direct"] is True and saved["exceedance_thresholds_mm_h"] == list(thresholds)
     assert saved["growth_input"] is growth_input
-    assert np.array(saved["decision_probability"]).shape == (2, 6)
+    assert np.array(saved["decision_probability"]).shape == (len(thresholds), 6)
     report = json.loads(report_path_for(out).read_text())
     assert report["decision_probability"] == saved["decision_probability"]
     assert [r["lead_minutes"] for r in report["final_validation"]["rainnet"]] == [10, 20, 30, 40, 50, 60]

@@ -129,6 +129,7 @@ class TrainConfig:
     growth_input: bool = False
     exceedance_weight: float = 1.0
     intensity_log_range: float = 0.0
+    exceedance_thresholds_mm_h: tuple = THRESHOLDS_MM_H
     monitor: str = "val_loss"
     seed: int = 42
     progress: bool = True
@@ -143,6 +144,6 @@ class TrainConfig:
                              matching_smoothing_px_per_lead=self.matching_smoothing_px_per_lead,
                              head_activation=self.head_activation, direct=self.direct,
                              growth_input=self.growth_input and self.direct,
-                             exceedance_thresholds_mm_h=THRESHOLDS_MM_H if self.direct else (),
+                             exceedance_thresholds_mm_h=tuple(self.exceedance_thresholds_mm_h) if self.direct else (),
                              decision_probability=tuple(tuple(row) for row in decision_probability))
 

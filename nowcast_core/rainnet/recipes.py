@@ -35,6 +35,8 @@
   multiplied by a random factor between 1/2 and 2: trained on four events, the growth network learned
   that heavy rain fades, and on the rainiest held-out event (bom) no decision probability let its
   5 mm/h forecast reach its input's CSI.
+- ``loeo-direct-growth-intensity-10``: ``loeo-direct-growth-intensity`` with a third exceedance head, at
+  10 mm/h (each head's cross-entropy weighted as before): its rain above 10 mm/h faded by +30.
 - ``loeo-fss``: the recipe of the leave-one-event-out test (``bench/loeo.py``): fixed epochs and
   no validation events (the held-out event chooses nothing), every window capped at 15 samples,
   the neighbourhood (1 - FSS) loss term added.
@@ -98,6 +100,9 @@ RECIPES["loeo-direct-exceedance"] = {
 RECIPES["loeo-direct-learned-smoothing"] = {**RECIPES["loeo-direct-exceedance"], "smoothing_px_per_lead": 0.0}
 RECIPES["loeo-direct-growth"] = {**RECIPES["loeo-direct-exceedance"], "growth_input": True}
 RECIPES["loeo-direct-growth-intensity"] = {**RECIPES["loeo-direct-growth"], "intensity_log_range": math.log(2.0)}
+RECIPES["loeo-direct-growth-intensity-10"] = {**RECIPES["loeo-direct-growth-intensity"],
+                                              "exceedance_thresholds_mm_h": (1.0, 5.0, 10.0),
+                                              "exceedance_weight": 3.0}  # 1.0 per head, as with two heads at 2.0
 
 
 def get_recipe(name: str) -> dict:

@@ -36,7 +36,7 @@ from nowcast_core.rainnet.dataset import (
     samples_from_folders,
     split_by_event,
 )
-from nowcast_core.rainnet.direct import train_direct
+from nowcast_core.rainnet.direct import THRESHOLDS_MM_H, train_direct
 from nowcast_core.rainnet.losses import logcosh, rain_mae
 from nowcast_core.rainnet.preprocess import LOG_OFFSET, crop_tf, log_to_rain_rate, pad
 from nowcast_core.verification.scores import scores_per_lead
@@ -369,6 +369,7 @@ def train_from_folders(
     growth_input: bool = False,
     exceedance_weight: float = 1.0,
     intensity_log_range: float = 0.0,
+    exceedance_thresholds_mm_h: tuple = THRESHOLDS_MM_H,
     monitor: str = "val_loss",
     max_samples_per_folder: int | None = None,
     init_model: str | Path | None = None,
@@ -408,6 +409,7 @@ def train_from_folders(
     exceedance_weight : weight of the exceedance heads' cross-entropy in the direct network's loss.
     intensity_log_range : (direct only) with ``augment``, every training sample's rain rates are multiplied
         by a random factor exp(U(-a, a)) (0: not).
+    exceedance_thresholds_mm_h : (direct only) ascending thresholds of the exceedance heads (mm/h).
     max_samples_per_folder : keep at most this many samples of a folder, evenly spread over its
         span (long, strongly autocorrelated folders would otherwise dominate).
     monitor : early-stopping criterion, ``"val_loss"`` or ``"val_score"`` (see :func:`train`).
@@ -467,6 +469,7 @@ def train_from_folders(
         growth_input=growth_input,
         exceedance_weight=exceedance_weight,
         intensity_log_range=intensity_log_range,
+        exceedance_thresholds_mm_h=tuple(exceedance_thresholds_mm_h),
         monitor=monitor,
         seed=seed,
         progress=progress,

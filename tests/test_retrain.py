@@ -109,13 +109,15 @@ def test_a_challenger_made_worse_on_purpose_is_not_promoted(archived, monkeypatc
     assert {"id", "created", "decision", "metrics"} <= set(listed[0])
 
 
-def test_a_direct_champion_is_fine_tuned_as_a_direct_network(archived, shared_radar, tmp_path):
+@pytest.mark.parametrize("thresholds", [(1.0, 5.0), (1.0, 5.0, 10.0)])
+def test_a_direct_champion_is_fine_tuned_as_a_direct_network(archived, shared_radar, tmp_path, thresholds):
     from nowcast_core.forecasters import get_method
     from nowcast_core.rainnet.train import train_from_folders
 
     direct = tmp_path / "direct.keras"
     train_from_folders([shared_radar / "mch-20170131-w0"], direct, base_filters=4, direct=True, epochs=1,
-                       smoothing_px_per_lead=2.0, max_samples_per_folder=4, batch_size=4, progress=False)
+                       smoothing_px_per_lead=2.0, max_samples_per_folder=4, batch_size=4, progress=False,
+                       exceedance_thresholds_mm_h=thresholds)
     with archived.sessions() as s:
         record = registry.register_model(s, direct, home=archived.settings.home, decision="promoted", reason="a direct champion")
         registry.promote(s, record, "a direct champion")
@@ -123,7 +125,8 @@ def test_a_direct_champion_is_fine_tuned_as_a_direct_network(archived, shared_ra
     entry = retrain(archived.settings, epochs=1)
     challenger = get_method("rainnet", model_path=entry["path"])
     assert challenger.config.direct and challenger.config.base_filters == 4
-    assert np.array(challenger.config.decision_probability).shape == (2, 6)  # chosen again on the archive
+    assert challenger.config.exceedance_thresholds_mm_h == thresholds  # the champion's heads
+    assert np.array(challenger.config.decision_probability).shape == (len(thresholds), 6)  # chosen again
     assert entry["metrics"]["champion_version"] == record.version
     assert entry["decision"] in ("promoted", "rejected") and entry["metrics"]["epochs"] == 1
 

@@ -48,10 +48,6 @@ GROWTH_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 GROWTH_SMOOTHING_PX = 3.0
 
 
-def _csi(counts: np.ndarray) -> np.ndarray:
-    return counts[..., 0] / np.maximum(counts.sum(axis=-1), 1)
-
-
 def event_counts(samples, growth_weights=GROWTH_WEIGHTS) -> tuple[list[str], np.ndarray]:
     """(events, counts (event, growth weight, smoothing, threshold, lead, multiplier, 3)): hits, misses,
     false alarms."""
@@ -85,6 +81,8 @@ def ceiling(names: list[str], counts: np.ndarray, growth_weights=GROWTH_WEIGHTS)
     """Per held-out event, threshold and lead: the choice (growth weight, smoothing, multiplier) made on
     the other events, its held-out CSI and the fixed input's (growth weight 0, the first); wins and losses
     per threshold; the pooled CSI of both. ``counts`` as :func:`event_counts` gives them."""
+    from nowcast_core.rainnet.direct import decision_csi
+
     fixed = (0, SMOOTHINGS_PX_PER_LEAD.index(FIXED[0]), MULTIPLIERS.index(FIXED[1]))
     n_leads = counts.shape[4]
     rows, chosen_pool, fixed_pool = [], np.zeros((len(THRESHOLDS_MM_H), n_leads, 3)), np.zeros((len(THRESHOLDS_MM_H), n_leads, 3))
@@ -92,23 +90,23 @@ def ceiling(names: list[str], counts: np.ndarray, growth_weights=GROWTH_WEIGHTS)
         others = np.delete(counts, e, axis=0).sum(axis=0)  # (growth, smoothing, threshold, lead, multiplier, 3)
         for t, threshold in enumerate(THRESHOLDS_MM_H):
             for k in range(n_leads):
-                csi = _csi(others[:, :, t, k])  # (growth, smoothing, multiplier)
+                csi = decision_csi(others[:, :, t, k])  # (growth, smoothing, multiplier)
                 g, s, m = np.unravel_index(np.argmax(csi), csi.shape)
                 chosen, fixed_counts = counts[e, g, s, t, k, m], counts[e, fixed[0], fixed[1], t, k, fixed[2]]
                 chosen_pool[t, k] += chosen
                 fixed_pool[t, k] += fixed_counts
                 rows.append({"held_out": name, "threshold_mm_h": threshold, "lead_minutes": 10 * (k + 1),
                              "growth_weight": growth_weights[g], "smoothing_px_per_lead": SMOOTHINGS_PX_PER_LEAD[s],
-                             "multiplier": MULTIPLIERS[m], "csi_chosen": round(float(_csi(chosen)), 4),
-                             "csi_fixed": round(float(_csi(fixed_counts)), 4)})
+                             "multiplier": MULTIPLIERS[m], "csi_chosen": round(float(decision_csi(chosen)), 4),
+                             "csi_fixed": round(float(decision_csi(fixed_counts)), 4)})
     summary = {}
     for t, threshold in enumerate(THRESHOLDS_MM_H):
         mine = [r for r in rows if r["threshold_mm_h"] == threshold]
         summary[f"{threshold:g}"] = {
             "wins": sum(r["csi_chosen"] > r["csi_fixed"] for r in mine),
             "losses": sum(r["csi_chosen"] < r["csi_fixed"] for r in mine), "checks": len(mine),
-            "pooled_csi_chosen": [round(float(v), 4) for v in _csi(chosen_pool[t])],
-            "pooled_csi_fixed": [round(float(v), 4) for v in _csi(fixed_pool[t])]}
+            "pooled_csi_chosen": [round(float(v), 4) for v in decision_csi(chosen_pool[t])],
+            "pooled_csi_fixed": [round(float(v), 4) for v in decision_csi(fixed_pool[t])]}
     return {"summary": summary, "rows": rows}
 
 

@@ -328,7 +328,8 @@ def score_event(event: str, model_path: Path, folders: list[Path], steps_stride:
         n_starts += len(inputs)
         upstream = np.stack([extrapolation.upstream_source(seq, N_LEADS) for seq in inputs])
         newest = inputs[:, -1]
-        conditioning = extrapolation.extrapolate_batch(inputs, N_LEADS, config.smoothing_px_per_lead)
+        conditioning, growth = extrapolation.extrapolate_with_growth(inputs, N_LEADS, config.smoothing_px_per_lead,
+                                                                     config.direct and config.growth_input)
         if config.direct:  # its forecast, and its rate head alone, before the exceedance decisions
             from nowcast_core.rainnet.direct import (
                 categorical_rates,
@@ -337,7 +338,6 @@ def score_event(event: str, model_path: Path, folders: list[Path], steps_stride:
                 direct_outputs,
             )
 
-            growth = extrapolation.growth_batch(inputs, N_LEADS) if config.growth_input else None
             rate, prob = direct_outputs(model, inputs, conditioning_channels(conditioning, growth))
             pool.add("rainnet-rate-head", rate, observed, upstream)
             counts = decision_counts(prob, observed, config.exceedance_thresholds_mm_h)
@@ -509,7 +509,7 @@ def print_decisions(result: dict) -> None:
     behaviour of models that saw this event in training: a near-nested choice); and the best it could have
     had on the held-out event with any grid probability (a diagnostic: could a decision rule beat the input
     at all?). The last line per threshold counts the (fold, lead) pairs where each choice beats the input."""
-    from nowcast_core.rainnet.direct import DECISION_GRID
+    from nowcast_core.rainnet.direct import DECISION_GRID, decision_csi
 
     folds = {e: f for e, f in result["folds"].items() if "held_out_decision_counts" in f}
     if not folds:
@@ -522,8 +522,8 @@ def print_decisions(result: dict) -> None:
         counts = {e: np.asarray(f["held_out_decision_counts"], float)[i] for e, f in folds.items()}  # (L, grid, 3)
         wins = np.zeros(3, int)
         for event, fold in folds.items():
-            csi = _csi(counts[event])
-            others = _csi(sum((c for e, c in counts.items() if e != event), np.zeros_like(counts[event])))
+            csi = decision_csi(counts[event])
+            others = decision_csi(sum((c for e, c in counts.items() if e != event), np.zeros_like(counts[event])))
             conditioning = _by_key(fold["rows"], "all")
             cells = []
             for k in range(csi.shape[0]):
@@ -540,9 +540,6 @@ def print_decisions(result: dict) -> None:
               f"the held-out event's best {wins[2]}")
 
 
-def _csi(counts: np.ndarray) -> np.ndarray:
-    """CSI from (..., 3) counts of hits, misses and false alarms (0 where there is nothing)."""
-    return counts[..., 0] / np.maximum(counts.sum(axis=-1), 1)
 
 
 def main(argv=None) -> None:

@@ -44,11 +44,13 @@ def motion_field(rain_rate_mm_h: np.ndarray) -> np.ndarray:
         return motion.get_method("LK")(log_seq, verbose=False)
 
 
-def extrapolate(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS, fill_inflow: bool = False) -> np.ndarray:
+def extrapolate(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS, fill_inflow: bool = False,
+                velocity: np.ndarray | None = None) -> np.ndarray:
     """Lucas-Kanade + semi-Lagrangian nowcast of one sequence (4, H, W) -> (n_leads, H, W).
 
     NaN (no data) input pixels are left out of the motion estimate; ``fill_inflow`` gives
-    areas with no upstream source the last scan's value instead of 0 mm/h.
+    areas with no upstream source the last scan's value instead of 0 mm/h. ``velocity``: the
+    sequence's :func:`motion_field`, if already computed.
     """
     from pysteps import nowcasts
 
@@ -56,7 +58,7 @@ def extrapolate(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS, fill_inflow:
     last = np.nan_to_num(seq[-1], nan=0.0)
     if not np.any(last > 0):
         return np.zeros((n_leads,) + last.shape, dtype=np.float32)
-    out = nowcasts.get_method("extrapolation")(last, motion_field(seq), n_leads)
+    out = nowcasts.get_method("extrapolation")(last, motion_field(seq) if velocity is None else velocity, n_leads)
     out = np.where(np.isfinite(out), out, last[None] if fill_inflow else 0.0)
     return np.clip(out, 0.0, None).astype(np.float32)
 
@@ -76,14 +78,16 @@ def upstream_source(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS) -> np.nd
     return np.isfinite(nowcasts.get_method("extrapolation")(ones, motion_field(seq), n_leads))
 
 
-def growth_tendency(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS, smoothing_px: float = 3.0) -> np.ndarray:
+def growth_tendency(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS, smoothing_px: float = 3.0,
+                    velocity: np.ndarray | None = None) -> np.ndarray:
     """How fast the rain grew along its motion, carried forward: (n_leads, H, W) for one sequence (4, H, W).
 
     ln(1 + R) of the newest scan minus that of the scan before it advected one step along the
     Lucas-Kanade motion (R in mm/h: per 10 minutes), Gaussian-smoothed by ``smoothing_px`` (the
     growth of cells, not of pixels), then advected 1 .. ``n_leads`` steps like the rain. 0 where
     the scan before has no upstream source or the result leaves the grid, and everywhere for a dry
-    newest scan. :func:`apply_growth` lets the extrapolation go on growing or decaying by it."""
+    newest scan. :func:`apply_growth` lets the extrapolation go on growing or decaying by it. ``velocity``:
+    the sequence's :func:`motion_field`, if already computed."""
     from pysteps import extrapolation
     from scipy.ndimage import gaussian_filter
 
@@ -91,19 +95,11 @@ def growth_tendency(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS, smoothin
     if not np.any(seq[-1] > 0):
         return np.zeros((n_leads,) + seq.shape[1:], dtype=np.float32)
     advect = extrapolation.get_method("semilagrangian")
-    velocity = motion_field(seq)
+    velocity = motion_field(seq) if velocity is None else velocity
     before = advect(np.log1p(seq[-2]), velocity, 1)[0]
     growth = np.where(np.isfinite(before), np.log1p(seq[-1]) - before, 0.0)
     carried = advect(gaussian_filter(growth, smoothing_px, mode="reflect"), velocity, n_leads)
     return np.where(np.isfinite(carried), carried, 0.0).astype(np.float32)
-
-
-def growth_batch(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS) -> np.ndarray:
-    """:func:`growth_tendency` over a batch: (n, 4, H, W) -> (n, n_leads, H, W)."""
-    x = np.asarray(rain_rate_mm_h)
-    if len(x) == 0:
-        return np.zeros((0, n_leads) + x.shape[2:], dtype=np.float32)
-    return np.stack([growth_tendency(seq, n_leads) for seq in x])
 
 
 def apply_growth(rain_rate_mm_h: np.ndarray, growth: np.ndarray, weight: float) -> np.ndarray:
@@ -121,6 +117,26 @@ def smooth_leads(rain_rate_mm_h: np.ndarray, smoothing_px_per_lead: float) -> np
         for k in range(len(out)):
             out[k] = gaussian_filter(out[k], smoothing_px_per_lead * (k + 1), mode="reflect")
     return np.maximum(out, 0.0)
+
+
+def extrapolate_with_growth(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS, smoothing_px_per_lead: float = 0.0,
+                            growth: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """A direct RainNet's conditioning over a batch (n, 4, H, W): the :func:`extrapolate_batch` default
+    (inflow filled, smoothed) and, with ``growth``, the :func:`growth_tendency`, both (n, n_leads, H, W)
+    from one motion field per sequence; None instead of the growth without ``growth``."""
+    if not growth:
+        return extrapolate_batch(rain_rate_mm_h, n_leads, smoothing_px_per_lead), None
+    x = np.asarray(rain_rate_mm_h)
+    extrapolations = np.zeros((len(x), n_leads) + x.shape[2:], dtype=np.float32)
+    tendencies = np.zeros_like(extrapolations)
+    for i, seq in enumerate(x):
+        seq = np.maximum(np.nan_to_num(np.asarray(seq, dtype=np.float64), nan=0.0), 0.0)
+        if not np.any(seq[-1] > 0):  # dry: no motion, nothing to extrapolate or grow
+            continue
+        velocity = motion_field(seq)
+        extrapolations[i] = smooth_leads(extrapolate(seq, n_leads, True, velocity), smoothing_px_per_lead)
+        tendencies[i] = growth_tendency(seq, n_leads, velocity=velocity)
+    return extrapolations, tendencies
 
 
 def extrapolate_batch(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS, smoothing_px_per_lead: float = 0.0,

@@ -58,6 +58,25 @@ def test_the_growth_tendency_is_how_fast_the_rain_grew_carried_forward():
     assert apply_growth(np.full((1, 1), 2.0), np.full((1, 1), -10.0), 1.0)[0, 0] == 0.0
 
 
+def test_extrapolation_and_growth_from_one_motion_field_are_those_computed_apart():
+    """The conditioning of a growth network, from one motion field per sequence, is the extrapolation and
+    the growth tendency each computed on its own; a dry sequence gives zeros."""
+    if not RADAR.is_dir():
+        pytest.skip(f"real radar data not found at {RADAR}")
+    from nowcast_core.extrapolation import extrapolate_batch, extrapolate_with_growth, growth_tendency
+    from nowcast_core.io.sequences import folder_sequences
+
+    _, inputs, _ = folder_sequences(RADAR / "knmi-w0")
+    batch = np.concatenate([inputs[10:14], np.zeros_like(inputs[:1])])
+    extrapolation, growth = extrapolate_with_growth(batch, 6, 2.0)
+    np.testing.assert_array_equal(extrapolation, extrapolate_batch(batch, 6, 2.0))
+    np.testing.assert_array_equal(growth, np.stack([growth_tendency(seq, 6) for seq in batch]))
+    assert np.abs(growth[:4]).max() > 0 and not growth[4].any() and not extrapolation[4].any()
+    alone, none = extrapolate_with_growth(batch, 6, 2.0, growth=False)
+    assert none is None
+    np.testing.assert_array_equal(alone, extrapolation)
+
+
 def test_with_a_growth_input_the_untrained_network_still_returns_its_conditioning():
     from nowcast_core.rainnet.direct import network_inputs
     from nowcast_core.rainnet.model import build_direct_rainnet

@@ -60,14 +60,16 @@ def network_forecast(model, config, rain_rate_mm_h: np.ndarray, batch_size: int 
                      extrapolation_mm_h: np.ndarray | None = None) -> np.ndarray:
     """A RainNet's own forecast (n, 6, 120, 120) mm/h before probability matching: recursive, or the
     direct network's six leads at once (``config.direct``). ``extrapolation_mm_h``: its conditioning
-    (n, 6, 120, 120), if already computed (the configuration's smoothing)."""
+    (n, 6, 120, 120), if already computed (the configuration's smoothing); a network with a growth input
+    computes it again with the growth, from the same motion field."""
     if config.direct:
-        from nowcast_core.extrapolation import extrapolate_batch, growth_batch
+        from nowcast_core.extrapolation import extrapolate_with_growth
         from nowcast_core.rainnet.direct import conditioning_channels, direct_forecast
 
-        if extrapolation_mm_h is None:
-            extrapolation_mm_h = extrapolate_batch(rain_rate_mm_h, N_LEADS, config.smoothing_px_per_lead)
-        growth = growth_batch(rain_rate_mm_h, N_LEADS) if config.growth_input else None
+        growth = None
+        if extrapolation_mm_h is None or config.growth_input:
+            extrapolation_mm_h, growth = extrapolate_with_growth(rain_rate_mm_h, N_LEADS, config.smoothing_px_per_lead,
+                                                                 config.growth_input)
         return direct_forecast(model, config, rain_rate_mm_h, conditioning_channels(extrapolation_mm_h, growth),
                                batch_size)
     from nowcast_core.rainnet.recursive import recursive_forecast

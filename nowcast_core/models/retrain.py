@@ -154,7 +154,6 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
         samples_from_folder,
         samples_from_frames,
     )
-    from nowcast_core.rainnet.direct import THRESHOLDS_MM_H
     from nowcast_core.rainnet.recipes import get_recipe
     from nowcast_core.rainnet.train import TrainConfig, train
 
@@ -192,7 +191,7 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
                              upsampling=arch.upsampling, conditioning=arch.conditioning,
                              head_activation=arch.head_activation, direct=arch.direct,
                              growth_input=arch.growth_input,
-                             exceedance_thresholds_mm_h=tuple(arch.exceedance_thresholds_mm_h) or THRESHOLDS_MM_H,
+                             exceedance_thresholds_mm_h=tuple(arch.exceedance_thresholds_mm_h),
                              smoothing_px_per_lead=arch.smoothing_px_per_lead,
                              probability_matching=arch.probability_matching,
                              matching_smoothing_px_per_lead=arch.matching_smoothing_px_per_lead,

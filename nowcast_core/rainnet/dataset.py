@@ -71,12 +71,12 @@ def event_name(folder: str | Path) -> str:
 def add_conditioning(samples: Samples, smoothing_px_per_lead: float = 0.0, growth: bool = False) -> Samples:
     """Compute the extrapolation of every sample's inputs for each of its leads (in place); with
     ``growth`` the growth tendency for each lead follows (the direct network's ``growth`` input)."""
-    from nowcast_core.extrapolation import extrapolate_batch, growth_batch
+    from nowcast_core.extrapolation import extrapolate_with_growth
     from nowcast_core.rainnet.direct import conditioning_channels
 
     rain = log_to_rain_rate(np.moveaxis(samples.frames[..., :N_INPUTS], -1, 1))
-    extrap = extrapolate_batch(rain, samples.n_leads, smoothing_px_per_lead)
-    samples.conditioning = conditioning_channels(extrap, growth_batch(rain, samples.n_leads) if growth else None)
+    samples.conditioning = conditioning_channels(*extrapolate_with_growth(rain, samples.n_leads, smoothing_px_per_lead,
+                                                                          growth))
     return samples
 
 

@@ -133,12 +133,17 @@ def decision_counts(probability: np.ndarray, observed_mm_h: np.ndarray, threshol
     return out
 
 
+def decision_csi(counts: np.ndarray) -> np.ndarray:
+    """CSI of :func:`decision_counts` (..., 3): hits over hits, misses and false alarms; 0 where all are 0."""
+    counts = np.asarray(counts)
+    return counts[..., 0] / np.maximum(counts.sum(axis=-1), 1)
+
+
 def choose_decision_probability(counts: np.ndarray, grid=DECISION_GRID) -> tuple:
     """Per threshold and lead, the grid probability with the highest CSI in ``counts``
     (:func:`decision_counts`); 0.5 where the threshold was never reached nor forecast."""
-    hits, misses, false = counts[..., 0], counts[..., 1], counts[..., 2]
-    denom = hits + misses + false
-    csi = np.where(denom > 0, hits / np.maximum(denom, 1), -1.0)
+    denom = counts.sum(axis=-1)
+    csi = np.where(denom > 0, decision_csi(counts), -1.0)
     best = np.asarray(grid)[np.argmax(csi, axis=-1)]
     best = np.where(denom.max(axis=-1) > 0, best, 0.5)
     return tuple(tuple(float(v) for v in row) for row in best)

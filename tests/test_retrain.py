@@ -4,6 +4,7 @@ promoted only when measurably better; the running service picks up a promotion a
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -109,15 +110,20 @@ def test_a_challenger_made_worse_on_purpose_is_not_promoted(archived, monkeypatc
     assert {"id", "created", "decision", "metrics"} <= set(listed[0])
 
 
-@pytest.mark.parametrize("thresholds", [(1.0, 5.0), (1.0, 5.0, 10.0)])
-def test_a_direct_champion_is_fine_tuned_as_a_direct_network(archived, shared_radar, tmp_path, thresholds):
+@pytest.mark.parametrize(("thresholds", "intensity_log_range"), [((1.0, 5.0), 0.0), ((1.0, 5.0, 10.0), math.log(2.0))])
+def test_a_direct_champion_is_fine_tuned_as_a_direct_network(archived, shared_radar, tmp_path, thresholds,
+                                                              intensity_log_range):
     from nowcast_core.forecasters import get_method
+    from nowcast_core.rainnet.config import read_config
     from nowcast_core.rainnet.train import train_from_folders
 
     direct = tmp_path / "direct.keras"
     train_from_folders([shared_radar / "mch-20170131-w0"], direct, base_filters=4, direct=True, epochs=1,
                        smoothing_px_per_lead=2.0, max_samples_per_folder=4, batch_size=4, progress=False,
-                       exceedance_thresholds_mm_h=thresholds)
+                       exceedance_thresholds_mm_h=thresholds, exceedance_weight=3.0,
+                       intensity_log_range=intensity_log_range)
+    trained_with = read_config(direct).fine_tuning
+    assert trained_with["exceedance_weight"] == 3.0 and trained_with["intensity_log_range"] == intensity_log_range
     with archived.sessions() as s:
         record = registry.register_model(s, direct, home=archived.settings.home, decision="promoted", reason="a direct champion")
         registry.promote(s, record, "a direct champion")
@@ -126,6 +132,7 @@ def test_a_direct_champion_is_fine_tuned_as_a_direct_network(archived, shared_ra
     challenger = get_method("rainnet", model_path=entry["path"])
     assert challenger.config.direct and challenger.config.base_filters == 4
     assert challenger.config.exceedance_thresholds_mm_h == thresholds  # the champion's heads
+    assert challenger.config.fine_tuning == trained_with  # fine-tuned with the champion's loss and augmentation
     assert np.array(challenger.config.decision_probability).shape == (len(thresholds), 6)  # chosen again
     assert entry["metrics"]["champion_version"] == record.version
     assert entry["decision"] in ("promoted", "rejected") and entry["metrics"]["epochs"] == 1

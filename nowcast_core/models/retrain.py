@@ -148,7 +148,7 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
     validation_fraction, max_validation : the most recent share of the archive's span, at
         most ``max_validation``, validates.
     """
-    from nowcast_core.rainnet.config import save_model
+    from nowcast_core.rainnet.config import FINE_TUNING_FIELDS, save_model
     from nowcast_core.rainnet.dataset import (
         concat_samples,
         samples_from_folder,
@@ -185,8 +185,11 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
         train_samples = concat_samples(parts)  # raises ValueError when there is no window at all
 
         # The challenger keeps the champion's configuration (post-processing included) and is
-        # fine-tuned with the loss of the champion's kind of recipe (recursive: the shipped one).
-        recipe = get_recipe("loeo-direct-exceedance" if arch.direct else "shipped")
+        # fine-tuned with the champion's own loss and augmentation; a model saved without them gets
+        # those of its kind's recipe (recursive: the shipped one).
+        fine_tuning = dict(arch.fine_tuning) or {
+            name: value for name, value in get_recipe("loeo-direct-exceedance" if arch.direct else "shipped").items()
+            if name in FINE_TUNING_FIELDS}
         config = TrainConfig(epochs=epochs or settings.retrain_epochs, base_filters=arch.base_filters,
                              upsampling=arch.upsampling, conditioning=arch.conditioning,
                              head_activation=arch.head_activation, direct=arch.direct,
@@ -195,10 +198,7 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
                              smoothing_px_per_lead=arch.smoothing_px_per_lead,
                              probability_matching=arch.probability_matching,
                              matching_smoothing_px_per_lead=arch.matching_smoothing_px_per_lead,
-                             rain_mae_weight=recipe["rain_mae_weight"], fss_weight=recipe.get("fss_weight", 0.0),
-                             logcosh_weight=recipe.get("logcosh_weight", 1.0),
-                             exceedance_weight=recipe.get("exceedance_weight", 1.0),
-                             learning_rate=settings.retrain_learning_rate, progress=False)
+                             **fine_tuning, learning_rate=settings.retrain_learning_rate, progress=False)
         # No validation samples here: the recent scans judge the challenger and must not also pick its epoch.
         model, history = train(train_samples, None, config, initial_model=champion_forecaster.model)
         models_dir = settings.home / "models"

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nowcast_core.rainnet.direct import THRESHOLDS_MM_H
 
 #: The member of the ``.keras`` zip that holds :class:`RainNetConfig` as JSON (Keras ignores it).
 CONFIG_MEMBER = "nowcast_rainnet.json"
+#: The :class:`TrainConfig` fields a model keeps in ``RainNetConfig.fine_tuning``: its loss and its
+#: augmentation, with which retraining fine-tunes it.
+FINE_TUNING_FIELDS = ("logcosh_weight", "rain_mae_weight", "fss_weight", "exceedance_weight", "intensity_log_range")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class RainNetConfig:
     probability from which the forecast at lead k+1 is put at or above threshold i (chosen in training).
     ``growth_input`` (direct only): the network also reads the rain's growth along its motion
     (:func:`nowcast_core.extrapolation.growth_tendency`), after the extrapolation in its conditioning.
+    ``fine_tuning``: the loss weights and augmentation it was trained with (:data:`FINE_TUNING_FIELDS`);
+    empty for a model saved before they were kept.
     """
 
     base_filters: int = 16
@@ -47,6 +52,7 @@ class RainNetConfig:
     growth_input: bool = False
     exceedance_thresholds_mm_h: tuple = ()
     decision_probability: tuple = ()
+    fine_tuning: dict = field(default_factory=dict)
 
     def build(self):
         """A fresh, untrained network of this configuration."""
@@ -145,5 +151,6 @@ class TrainConfig:
                              head_activation=self.head_activation, direct=self.direct,
                              growth_input=self.growth_input and self.direct,
                              exceedance_thresholds_mm_h=tuple(self.exceedance_thresholds_mm_h) if self.direct else (),
-                             decision_probability=tuple(tuple(row) for row in decision_probability))
+                             decision_probability=tuple(tuple(row) for row in decision_probability),
+                             fine_tuning={name: getattr(self, name) for name in FINE_TUNING_FIELDS})
 

@@ -455,6 +455,8 @@ def check(result: dict, method: str = "rainnet", pixels: str = "all") -> dict:
         for lead in sorted({lead for m, lead in table if m == method}):
             mine = table[method, lead]
             for name, key, op, ref in CRITERIA:
+                if key not in mine:  # not measured on this pixel set (the area: all pixels only)
+                    continue
                 a = mine[key]
                 b = ref if isinstance(ref, float) else table.get((ref, lead), {}).get(key)
                 if a is None or b is None:
@@ -480,13 +482,15 @@ def print_check_table(result: dict, method: str, pixels: str) -> None:
     """One Markdown row per fold (and pooled): per criterion, the leads where ``method`` fails it."""
     failures = check(result, method, pixels)
     scopes = list(result["folds"]) + ["pooled"]
+    measured = {key for row in _by_key(result["pooled"], pixels).values() for key in row}
     print(f"| held-out event ({pixels} pixels) | " + " | ".join(name for name, *_ in CRITERIA) + " |")
     print("|---|" + "---|" * len(CRITERIA))
     for scope in scopes:
         cells = []
-        for name, *_ in CRITERIA:
+        for name, key, *_ in CRITERIA:
             leads = [f"+{lead}" for s, lead, _, _ in failures[name] if s == scope]
-            cells.append("pass" if not leads else "**fails " + ", ".join(leads) + "**")
+            cells.append("not measured" if key not in measured else
+                         "pass" if not leads else "**fails " + ", ".join(leads) + "**")
         print(f"| {scope} | " + " | ".join(cells) + " |")
 
 

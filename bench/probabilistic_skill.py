@@ -10,7 +10,7 @@ E's windows. Scores, pixel by pixel, against the scans observed at each lead:
   deviation from the diagonal where it holds at least ``--min-bin-pixels`` pixels.
 
 ``--fold-models DIR`` holds ``<event>.keras`` per held-out event (trained without it). Without it,
-the shipped model is used for the events it was not trained on (knmi, mch-20150515), calibrated on
+the shipped model is used for the events it was not trained on (its training report names them), calibrated on
 the events it was trained on. ``--write-calibration`` stores the calibration of the shipped model
 (on its training events) as the production calibration ``nowcast_core/data/ensemble_calibration.json``.
 
@@ -29,7 +29,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = ("bom", "fmi-20160928", "knmi", "mch-20150515", "mch-20170131")
-SHIPPED_TRAINED_ON = ("bom", "fmi-20160928", "mch-20170131")
 EVAL_THRESHOLDS_MM_H = (1.0, 5.0)
 
 
@@ -123,7 +122,7 @@ def main(argv=None) -> None:
     from nowcast_core.ensembles.perturbed import CALIBRATION_FILE, Perturbations
     from nowcast_core.ensembles.products import exceedance_probability
     from nowcast_core.ensembles.recalibration import member_shares
-    from nowcast_core.rainnet import bundled_model_path
+    from nowcast_core.rainnet import bundled_model_path, training_events
     from nowcast_core.verification.probabilistic import (
         ProbCounts,
         reliability_deviations,
@@ -150,7 +149,11 @@ def main(argv=None) -> None:
         protocol = "leave-one-event-out with fold models"
     else:
         shipped = bundled_model_path()
-        folds = {e: (shipped, list(SHIPPED_TRAINED_ON)) for e in wanted if e not in SHIPPED_TRAINED_ON}
+        trained_on = training_events(shipped)  # from its training report
+        folds = {e: (shipped, trained_on) for e in wanted if e not in trained_on}
+        if not folds and not args.map_events:
+            raise SystemExit(f"the shipped model was trained on {', '.join(trained_on)}: no event is left to score "
+                             "it on; give --fold-models (or --map-events with --write-calibration)")
         protocol = "shipped model on the events it was not trained on; calibrated on its training events"
 
     earlier: dict[str, Perturbations] = {}

@@ -571,7 +571,7 @@ def retrain(epochs: Annotated[Optional[int], typer.Option(help="fine-tuning epoc
 
 @app.command()
 def train(folders: Annotated[list[Path], typer.Argument(exists=True, file_okay=False)], out: Annotated[Path, typer.Option("--out", help="MODEL.keras")],
-          recipe: Annotated[Optional[str], typer.Option(help="a named recipe (shipped: how the bundled model was trained; loeo-fss: the leave-one-event-out test's); options given override it")] = None,
+          recipe: Annotated[Optional[str], typer.Option(help="a named recipe (shipped: how the bundled model was trained; recursive: the model bundled before it); options given override it")] = None,
           width: Annotated[Optional[int], typer.Option(help="RainNet base filters (64: the paper's 31.4 M parameters) [16]")] = None,
           epochs: Annotated[Optional[int], typer.Option(help="one-step epochs [15]")] = None,
           unroll_epochs: Annotated[Optional[int], typer.Option(help="multi-step epochs [0]")] = None,

@@ -14,14 +14,12 @@ pytest.importorskip("tensorflow")
 
 @pytest.fixture(scope="module")
 def shipped_and_inputs(shared_radar):
-    from nowcast_core.extrapolation import extrapolate_batch
     from nowcast_core.forecasters import get_method
     from nowcast_core.io.sequences import folder_sequences
+
     forecaster = get_method("rainnet")
     _, inputs, _ = folder_sequences(shared_radar / "mch-20150515-w0")
-    inputs = inputs[:6]
-    extrapolation = extrapolate_batch(inputs, 6, forecaster.config.smoothing_px_per_lead)
-    return forecaster, inputs, extrapolation
+    return forecaster, inputs[:6]
 
 
 def _close(a: np.ndarray, b: np.ndarray, mae_tol: float, csi_tol: float) -> None:
@@ -33,33 +31,48 @@ def _close(a: np.ndarray, b: np.ndarray, mae_tol: float, csi_tol: float) -> None
 
 
 def test_xla_compiled_forecast_equals_the_plain_one(shipped_and_inputs):
+    """XLA compiles a recursive network's six steps (on a GPU by default). The shipped network is direct
+    (one call, never compiled), so a recursive network of the same width, with random weights in its head
+    so that it changes its input, is compiled here."""
+    import keras
+
+    from nowcast_core.extrapolation import extrapolate_batch
+    from nowcast_core.rainnet.config import RainNetConfig
     from nowcast_core.rainnet.recursive import recursive_forecast
 
-    forecaster, inputs, extrapolation = shipped_and_inputs
-    model = forecaster.model
+    _, inputs = shipped_and_inputs
+    keras.utils.set_random_seed(0)
+    config = RainNetConfig(base_filters=16, conditioning=True, smoothing_px_per_lead=2.0)
+    model = config.build()
+    head = next(layer for layer in reversed(model.layers) if layer.weights)
+    kernel, bias = head.get_weights()[:2]
+    head.set_weights([np.random.default_rng(0).normal(0.0, 0.05, kernel.shape).astype(np.float32), bias])
+    extrapolation = extrapolate_batch(inputs, 6, config.smoothing_px_per_lead)
     plain = recursive_forecast(model, inputs, 6, 6, extrapolation, jit_compile=False)
     xla = recursive_forecast(model, inputs, 6, 6, extrapolation, jit_compile=True)
     assert plain.max() > 1.0  # a wet event
+    assert np.abs(plain - recursive_forecast(config.build(), inputs, 6, 6, extrapolation, jit_compile=False)).max() > 0.01
     _close(xla, plain, mae_tol=1e-4, csi_tol=1e-3)
 
 
 def test_mixed_precision_forecast_equals_float32_within_tolerance(shipped_and_inputs):
+    """The shipped network rebuilt under the GPU training policy (mixed float16) forecasts as in float32."""
     import keras
 
-    from nowcast_core.rainnet.recursive import recursive_forecast
+    from nowcast_core.forecasters.rainnet import network_forecast
 
-    forecaster, inputs, extrapolation = shipped_and_inputs
-    model = forecaster.model
+    forecaster, inputs = shipped_and_inputs
+    model, config = forecaster.model, forecaster.config
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        half = forecaster.config.build()
+        half = config.build()
         half.set_weights(model.get_weights())
         assert half.get_layer("enc1_conv1").compute_dtype == "float16"
-        assert half.output.dtype == "float32"  # the output head stays float32
-        mixed = recursive_forecast(half, inputs, 6, 6, extrapolation, jit_compile=False)
+        mixed = network_forecast(half, config, inputs)
     finally:
         keras.mixed_precision.set_global_policy(policy)
-    plain = recursive_forecast(model, inputs, 6, 6, extrapolation, jit_compile=False)
-    # float16 keeps ~3 significant digits; six recursive steps compound it
+    plain = network_forecast(model, config, inputs)
+    assert plain.max() > 1.0
+    # float16 keeps ~3 significant digits; a direct network's decisions flip where a probability sits at one
     _close(mixed, plain, mae_tol=0.02, csi_tol=0.02)

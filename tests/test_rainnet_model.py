@@ -31,8 +31,8 @@ def test_full_width_has_paper_parameter_count_and_trains_one_step():
     assert any(not np.allclose(b, w.numpy()) for b, w in zip(before, model.trainable_variables[:2]))
 
 
-def test_shared_loss_terms_equal_the_tensorflow_expressions_the_shipped_model_was_trained_with():
-    """Bit for bit, values and gradients: so ``nowcast train --recipe shipped`` still reproduces it."""
+def test_shared_loss_terms_equal_the_tensorflow_expressions_the_recursive_model_was_trained_with():
+    """Bit for bit, values and gradients: so ``nowcast train --recipe recursive`` still reproduces it."""
     rng = np.random.default_rng(3)
     target = tf.constant(rng.normal(-1.0, 2.5, (2, 120, 120, 6)).astype(np.float32))
     pred = tf.Variable(rng.normal(-1.0, 2.5, (2, 120, 120, 6)).astype(np.float32))

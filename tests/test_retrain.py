@@ -85,10 +85,12 @@ def test_a_challenger_made_worse_on_purpose_is_not_promoted(archived, monkeypatc
 
     def train_then_spoil(*args, **kwargs):
         model, history = real_train(*args, **kwargs)
-        out = model.layers[-1] if model.layers[-1].weights else next(
-            layer for layer in reversed(model.layers) if layer.weights)
-        kernel, bias = out.get_weights()[:2]
-        out.set_weights([kernel, bias + 3.0])  # +3 on ln(R + 0.01): rain everywhere
+        # the 1 x 1 output heads (a recursive network's one; a direct network's rate and exceedance heads)
+        heads = [layer for layer in model.layers if layer.weights and tuple(layer.weights[0].shape[:2]) == (1, 1)]
+        assert heads
+        for head in heads:
+            kernel, bias = head.get_weights()[:2]
+            head.set_weights([kernel, bias + 3.0])  # +3 on ln(R + 0.01) and on the logits: heavy rain everywhere
         return model, history
 
     monkeypatch.setattr(training, "train", train_then_spoil)

@@ -90,7 +90,9 @@ def test_recipes_are_data_and_unknown_names_are_refused():
     shipped = get_recipe("shipped")
     shipped["epochs"] = -1
     assert get_recipe("shipped")["epochs"] != -1  # a copy
-    assert {"shipped", "loeo-direct-exceedance", "loeo-direct-growth"} <= set(RECIPES)
+    assert {"shipped", "recursive", "loeo-direct-exceedance", "loeo-direct-growth"} <= set(RECIPES)
+    # the bundled model's recipe is the one the leave-one-event-out test chose (docs/MODEL_CARD.md)
+    assert get_recipe("shipped") == get_recipe("loeo-direct-growth-intensity-10")
     with pytest.raises(ValueError, match=f"unknown recipe 'nope'; known: {', '.join(sorted(RECIPES))}$"):
         get_recipe("nope")
 

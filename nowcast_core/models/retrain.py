@@ -186,9 +186,9 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
 
         # The challenger keeps the champion's configuration (post-processing included) and is
         # fine-tuned with the champion's own loss and augmentation; a model saved without them gets
-        # those of its kind's recipe (recursive: the shipped one).
+        # those of its kind's recipe.
         fine_tuning = dict(arch.fine_tuning) or {
-            name: value for name, value in get_recipe("loeo-direct-exceedance" if arch.direct else "shipped").items()
+            name: value for name, value in get_recipe("loeo-direct-exceedance" if arch.direct else "recursive").items()
             if name in FINE_TUNING_FIELDS}
         config = TrainConfig(epochs=epochs or settings.retrain_epochs, base_filters=arch.base_filters,
                              upsampling=arch.upsampling, conditioning=arch.conditioning,

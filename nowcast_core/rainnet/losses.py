@@ -1,8 +1,8 @@
 """The loss terms both RainNet trainers share, in ``keras.ops`` (any Keras backend).
 
 On TensorFlow these are the same operations, in the same order, as the TensorFlow expressions the
-shipped model was trained with (``tests/test_rainnet_model.py`` checks the values are identical), so
-``nowcast train --recipe shipped`` still reproduces it bit for bit.
+recursive model bundled before 2026-11-30 was trained with (``tests/test_rainnet_model.py`` checks the
+values are identical), so ``nowcast train --recipe recursive`` still reproduces it bit for bit.
 """
 
 from __future__ import annotations

@@ -103,7 +103,13 @@ def main() -> int:
     if bundled is not None and not bundled.config.direct:
         models["shipped"] = bundled.model
     elif bundled is not None:  # a direct network: the whole forecaster (motion, extrapolation, growth, network)
-        network = best_time(lambda: bundled.model(bundled_inputs(bundled, one), training=False), args.repeats)
+        from nowcast_core.extrapolation import extrapolate_with_growth
+        from nowcast_core.rainnet.direct import conditioning_channels, direct_outputs
+
+        config = bundled.config
+        conditioning = conditioning_channels(*extrapolate_with_growth(one, 6, config.smoothing_px_per_lead,
+                                                                      config.growth_input))
+        network = best_time(lambda: direct_outputs(bundled.model, one, conditioning), args.repeats)
         whole = best_time(lambda: bundled.forecast(one), args.repeats)
         results["shipped-direct"] = {"parameters": int(bundled.model.count_params()), "s_per_forecast": whole,
                                      "network_s_per_forecast": network,
@@ -146,20 +152,6 @@ def main() -> int:
               f"| {r['gflop_per_forecast']:.1f} | {r['batched_forecasts_per_s']:.2f} | {r['fraction_of_matmul_flops']:.0%} "
               f"| {r['xla_speedup_batched']:.2f} | {results['training'][name]:.1f} |")
     return 0
-
-
-def bundled_inputs(forecaster, scans_mm_h: np.ndarray) -> list:
-    """A direct forecaster's network inputs for ``scans_mm_h`` (n, 4, H, W), as its forecast builds them."""
-    from nowcast_core.contract import N_LEADS
-    from nowcast_core.extrapolation import extrapolate_with_growth
-    from nowcast_core.rainnet.direct import conditioning_channels, network_inputs
-    from nowcast_core.rainnet.preprocess import pad, to_model_inputs
-
-    config = forecaster.config
-    extrapolation, growth = extrapolate_with_growth(scans_mm_h, N_LEADS, config.smoothing_px_per_lead,
-                                                    growth=config.growth_input)
-    return network_inputs(forecaster.model, to_model_inputs(scans_mm_h),
-                          pad(conditioning_channels(extrapolation, growth)))
 
 
 def train_speed(models: dict, repeats: int, batch_size: int = 8) -> dict:

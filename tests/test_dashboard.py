@@ -201,6 +201,13 @@ def test_phone_layout_and_skill_page(browser, site, tmp_path):
     first = rows.first.locator("td").all_inner_texts()
     assert first[0] == skill[0]["method"] and first[3] == f"{skill[0]['csi_0.1']:.3f}"
     assert page.locator("#chart-csi polyline").count() == len({r["method"] for r in skill})
+    for chart in ("#chart-csi", "#chart-mae"):  # y labels 0, half the top, the top: each readable as itself
+        zero, half, top = (float(t) for t in page.locator(f"{chart} text.axis").all_text_contents()[:3])
+        assert zero == 0 and top > 0 and abs(2 * half - top) <= 0.05 * top, (chart, half, top)
+    # small values (a dry day's MAE) keep two significant digits: the top is 1.1 x the largest value
+    labels = page.evaluate("""() => [...NC.lineChart([{name: "m", colour: "#fff", points: [[10, 0.021], [60, 0.042]]}])
+        .querySelectorAll("text.axis")].slice(0, 3).map(t => t.textContent)""")
+    assert labels == ["0", "0.023", "0.046"]
     _shot(page, tmp_path, "skill-phone", full_page=True)
     page.goto(f"{url}docs")
     page.wait_for_selector(".endpoint")

@@ -43,7 +43,7 @@ const NC = {
     svg.append(NC.svg("line", {x1: pad.l, y1: pad.t, x2: pad.l, y2: height - pad.b, class: "axisline"}));
     for (const v of [0, y1 / 2, y1]) {
       const t = NC.svg("text", {x: pad.l - 4, y: Y(v) + 4, class: "axis", "text-anchor": "end"});
-      t.textContent = v.toFixed(v < 1 ? 2 : 1); svg.append(t);
+      t.textContent = v === 0 ? "0" : String(Number(v.toPrecision(2))); svg.append(t);  // 2 significant digits: 0.023, not 0.02
     }
     for (const x of [...new Set(xs)].sort((a, b) => a - b)) {
       const t = NC.svg("text", {x: X(x), y: height - pad.b + 14, class: "axis", "text-anchor": "middle"});

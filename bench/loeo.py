@@ -29,10 +29,12 @@ all folds. ``check`` tests the issue's criteria per fold and pooled; ``table`` p
     KERAS_BACKEND=jax python bench/loeo.py train-packed --samples .devdata/samples.npz --out DIR \
         --recipe loeo-direct-exceedance --all      # any Keras backend: a GPU machine without TensorFlow
     python bench/loeo.py score --models /work/loeo/models --out docs/bench/loeo.json [--events E ...]
+    python bench/loeo.py decide --models DIR --out DIR2 --recipe loeo-direct-heads-or-rate   # weights kept
     python bench/loeo.py merge docs/bench/loeo.json part1.json part2.json ...
     python bench/loeo.py check docs/bench/loeo.json
     python bench/loeo.py table docs/bench/loeo.json [--scope pooled|EVENT] [--methods ...]
     python bench/loeo.py criteria docs/bench/loeo.json --methods rainnet
+    python bench/loeo.py robustness docs/bench/loeo.json --methods rainnet   # does a verdict rest on one event?
     python bench/loeo.py decisions docs/bench/loeo-direct-growth.json   # could any decision beat the input?
 """
 
@@ -195,6 +197,56 @@ def train_packed(samples_path: Path, out: Path, recipe: str, events: list[str] |
         (out / "training.json").write_text(json.dumps(timings, indent=1, default=float))
 
 
+def decide(data: Path, models: Path, out: Path, recipe: str, events: list[str] | None) -> None:
+    """Fold models of a direct ``recipe`` that differs from the one they were trained with only in its
+    decision rule: each model's weights kept, its decision probabilities chosen again under the recipe's
+    rule on the samples it was trained on (``all.keras``: every event). Training is deterministic, so
+    ``train`` with the recipe gives these weights again, at 10 minutes a fold instead of 1."""
+    from dataclasses import replace
+
+    from nowcast_core.contract import N_LEADS
+    from nowcast_core.io.files import file_sha256
+    from nowcast_core.rainnet import model_version
+    from nowcast_core.rainnet.config import load_model, save_model
+    from nowcast_core.rainnet.dataset import samples_from_folders
+    from nowcast_core.rainnet.direct import choose_decisions
+    from nowcast_core.rainnet.recipes import get_recipe
+
+    settings = get_recipe(recipe)
+    rule = settings.get("decision_rule", "heads")
+    by_event = events_of(data)
+    out.mkdir(parents=True, exist_ok=True)
+    names = events or sorted(p.stem for p in models.glob("*.keras"))
+    for held_out in names:
+        model, config = load_model(models / f"{held_out}.keras")
+        same = (config.direct, config.growth_input, tuple(config.exceedance_thresholds_mm_h),
+                config.smoothing_px_per_lead)
+        wanted = (True, bool(settings.get("growth_input")), tuple(settings.get("exceedance_thresholds_mm_h", ())),
+                  settings.get("smoothing_px_per_lead", 0.0))
+        if same != wanted or any(config.fine_tuning.get(k, v) != v for k, v in settings.items()):
+            raise SystemExit(f"{held_out}: the model was not trained with recipe {recipe}'s settings")
+        folders = [f for e, fs in sorted(by_event.items()) if e != held_out for f in fs]
+        started = time.perf_counter()
+        samples = samples_from_folders(folders, n_leads=N_LEADS, conditioning=True,
+                                       smoothing_px_per_lead=config.smoothing_px_per_lead,
+                                       max_samples_per_folder=settings.get("max_samples_per_folder"),
+                                       growth=config.growth_input)
+        decision = choose_decisions(model, samples, config.exceedance_thresholds_mm_h, rule)
+        path = save_model(model, out / f"{held_out}.keras",
+                          replace(config, decision_rule=rule, decision_probability=decision))
+        report = models / f"{held_out}.report.json"
+        if report.exists():
+            history = json.loads(report.read_text())
+            history.update(decision_probability=[list(r) for r in decision], decision_rule=rule,
+                           decided_from=model_version(file_sha256(models / f"{held_out}.keras")),
+                           model_bytes=path.stat().st_size)
+            if isinstance(history.get("config"), dict):
+                history["config"]["decision_rule"] = rule
+            (out / report.name).write_text(json.dumps(history, indent=1))
+        print(f"{held_out}: {len(samples)} samples, {rule} decisions {decision} "
+              f"({time.perf_counter() - started:.0f} s) -> {path}", flush=True)
+
+
 def split_reports(models: Path) -> None:
     """``<fold>.report.json`` beside each model, from the ``training.json`` of ``train-packed``."""
     training = json.loads((models / "training.json").read_text())
@@ -340,9 +392,11 @@ def score_event(event: str, model_path: Path, folders: list[Path], steps_stride:
 
             rate, prob = direct_outputs(model, inputs, conditioning_channels(conditioning, growth))
             pool.add("rainnet-rate-head", rate, observed, upstream)
-            counts = decision_counts(prob, observed, config.exceedance_thresholds_mm_h)
+            counts = decision_counts(prob, observed, config.exceedance_thresholds_mm_h,
+                                     rate_mm_h=rate if config.decision_rule == "heads-or-rate" else None)
             held_out_decisions = counts if held_out_decisions is None else held_out_decisions + counts
-            raw = categorical_rates(rate, prob, config.exceedance_thresholds_mm_h, config.decision_probability)
+            raw = categorical_rates(rate, prob, config.exceedance_thresholds_mm_h, config.decision_probability,
+                                    config.decision_rule)
         else:
             raw = network_forecast(model, config, inputs, extrapolation_mm_h=conditioning)
         raw = np.nan_to_num(raw, nan=0.0).clip(0.0)
@@ -494,6 +548,63 @@ def print_check_table(result: dict, method: str, pixels: str) -> None:
         print(f"| {scope} | " + " | ".join(cells) + " |")
 
 
+def robustness(result: dict, method: str = "rainnet", pixels: str = "all", n_boot: int = 2000,
+               seed: int = 0) -> list[dict]:
+    """How much each pooled criterion's verdict rests on which events were held out: per criterion and
+    lead, the pooled margin (``method`` minus the reference; for MAE the reference minus ``method``, so a
+    pass is always > 0, or >= 0 where the criterion allows a tie), its smallest value with any one event
+    left out of the pool, and over ``n_boot`` resamples of the held-out events with replacement the
+    5th .. 95th percentile of the margin and the share of resamples in which the criterion holds."""
+    folds = sorted(result["folds"])
+    pools = {e: Pool.from_json(result["folds"][e]["counts"]) for e in folds}
+
+    def scores(events) -> dict:
+        pool = Pool()
+        for e in events:
+            pool.merge(pools[e])
+        return _by_key(pool.rows(), pixels)
+
+    def margin(table, key, op, ref, lead):
+        mine = table.get((method, lead), {}).get(key)
+        other = ref if isinstance(ref, float) else table.get((ref, lead), {}).get(key)
+        if mine is None or other is None:
+            return None
+        return (other - mine) if op == "<=" else (mine - other)
+
+    full = scores(folds)
+    rng = np.random.default_rng(seed)
+    boots = [scores([folds[i] for i in rng.integers(len(folds), size=len(folds))]) for _ in range(n_boot)]
+    jack = [scores([e for e in folds if e != out]) for out in folds]
+    rows = []
+    for name, key, op, ref in CRITERIA:
+        for lead in sorted({lead for m, lead in full if m == method}):
+            m = margin(full, key, op, ref, lead)
+            if m is None:
+                continue
+            holds = (lambda v: v >= 0) if op in (">=", "<=") else (lambda v: v > 0)
+            b = np.array([v for v in (margin(t, key, op, ref, lead) for t in boots) if v is not None])
+            j = [margin(t, key, op, ref, lead) for t in jack]
+            rows.append({"criterion": name, "lead_minutes": lead, "margin": m,
+                         "min_margin_one_event_out": min(v for v in j if v is not None),
+                         "margin_p05": float(np.percentile(b, 5)), "margin_p95": float(np.percentile(b, 95)),
+                         "share_holding": float(np.mean([holds(v) for v in b]))})
+    return rows
+
+
+def print_robustness(result: dict, method: str, pixels: str) -> None:
+    rows = robustness(result, method, pixels)
+    print(f"{method} ({pixels} pixels): pooled margin over the criterion's reference (> 0: passes), its smallest "
+          "value with one event left out, its 5th .. 95th percentile over resamples of the held-out events, "
+          "and the share of resamples in which the criterion holds\n")
+    print("| criterion | lead | margin | one event out, smallest | resampled 5 .. 95 % | holds in |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        if r["criterion"].startswith("area"):
+            continue  # a ratio against a fixed 0.5: see the table
+        print(f"| {r['criterion']} | +{r['lead_minutes']} | {r['margin']:+.4f} | {r['min_margin_one_event_out']:+.4f} | "
+              f"{r['margin_p05']:+.4f} .. {r['margin_p95']:+.4f} | {100 * r['share_holding']:.0f} % |")
+
+
 def print_table(result: dict, methods: list[str], pixels: str, scope: str) -> None:
     rows = result["pooled"] if scope == "pooled" else result["folds"][scope]["rows"]
     print("| method | lead | CSI 1 | CSI 5 | CSI 10 | MAE mm/h | FSS 5 mm/h 5 km | area ratio 5 mm/h | forecasts |")
@@ -582,10 +693,17 @@ def main(argv=None) -> None:
     g = sub.add_parser("merge", help="join the folds of several score outputs into one")
     g.add_argument("out", type=Path)
     g.add_argument("parts", nargs="+", type=Path)
+    dc = sub.add_parser("decide", help="fold models' decisions chosen again under a recipe's decision rule, "
+                                         "weights kept")
+    dc.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    dc.add_argument("--models", type=Path, required=True)
+    dc.add_argument("--out", type=Path, required=True)
+    dc.add_argument("--recipe", required=True)
+    dc.add_argument("--events", nargs="*", help="fold names (all: the model of every event)")
     d = sub.add_parser("decisions", help="a direct network's decision probabilities against the best on "
                                           "each held-out event (a diagnostic)")
     d.add_argument("result", type=Path)
-    for name in ("check", "table", "criteria"):
+    for name in ("check", "table", "criteria", "robustness"):
         c = sub.add_parser(name)
         c.add_argument("result", type=Path)
         c.add_argument("--methods", default=",".join(["rainnet"] + [v[0] for v in VARIANTS]))
@@ -607,6 +725,8 @@ def main(argv=None) -> None:
         train_packed(args.samples, args.out, args.recipe, args.events, args.all, args.epochs)
     elif args.command == "split-reports":
         split_reports(args.models)
+    elif args.command == "decide":
+        decide(args.data, args.models, args.out, args.recipe, args.events)
     elif args.command == "merge":
         merge(args.out, args.parts)
     elif args.command == "check":
@@ -615,6 +735,9 @@ def main(argv=None) -> None:
         for method in args.methods.split(","):
             print(f"\n{method}:\n")
             print_check_table(json.loads(args.result.read_text()), method, args.pixels)
+    elif args.command == "robustness":
+        for method in args.methods.split(","):
+            print_robustness(json.loads(args.result.read_text()), method, args.pixels)
     elif args.command == "decisions":
         print_decisions(json.loads(args.result.read_text()))
     else:

@@ -115,6 +115,43 @@ def test_categorical_rates_raise_and_lower_the_rate_to_agree_with_nested_decisio
     np.testing.assert_allclose(out.ravel(), [5.0, 0.3, 3.0, 0.999, 8.0, 4.999], atol=1e-6)
 
 
+def test_under_heads_or_rate_a_rate_at_a_threshold_is_a_yes_the_heads_cannot_erase():
+    from nowcast_core.rainnet.direct import categorical_rates, decision_counts
+
+    rate = np.array([0.3, 3.0, 8.0, 8.0, 0.3], np.float32).reshape(1, 1, 1, 5)
+    p1 = np.array([0.1, 0.1, 0.1, 0.9, 0.9], np.float32).reshape(1, 1, 1, 5)
+    p5 = np.array([0.1, 0.1, 0.1, 0.1, 0.9], np.float32).reshape(1, 1, 1, 5)
+    prob = np.stack([p1, p5], axis=1)
+    heads = categorical_rates(rate, prob, (1.0, 5.0), ((0.5,), (0.5,)), "heads")
+    either = categorical_rates(rate, prob, (1.0, 5.0), ((0.5,), (0.5,)), "heads-or-rate")
+    # the heads alone lower 3 and 8 below 1 (p1 no); with the rate they stay, and a head still raises 0.3 to 5
+    np.testing.assert_allclose(heads.ravel(), [0.3, 0.999, 0.999, 4.999, 5.0], atol=1e-6)
+    np.testing.assert_allclose(either.ravel(), [0.3, 3.0, 8.0, 8.0, 5.0], atol=1e-6)
+    # the counts the rule is chosen on see the same yes: at 5 mm/h the two 8s are yes at every probability
+    observed = np.array([0.0, 0.0, 9.0, 0.0, 6.0], np.float32).reshape(1, 1, 1, 5)
+    grid = (0.5, 0.95)
+    counts = decision_counts(prob, observed, (1.0, 5.0), grid, rate_mm_h=rate)
+    assert counts[1, 0].tolist() == [[2, 0, 1], [1, 1, 1]]  # (hits, misses, false alarms) at 0.5 and 0.95
+    assert decision_counts(prob, observed, (1.0, 5.0), grid)[1, 0].tolist() == [[1, 1, 0], [0, 2, 0]]
+    with pytest.raises(ValueError, match="unknown decision rule"):
+        categorical_rates(rate, prob, (1.0, 5.0), ((0.5,), (0.5,)), "rate")
+
+
+def test_the_decision_rule_is_saved_with_the_model_and_older_files_read_as_heads(tmp_path):
+    from dataclasses import asdict
+
+    from nowcast_core.rainnet.config import CONFIG_MEMBER, RainNetConfig, read_config
+
+    config = RainNetConfig(direct=True, growth_input=True, exceedance_thresholds_mm_h=(1.0, 5.0),
+                           decision_probability=((0.4,) * 6, (0.2,) * 6), decision_rule="heads-or-rate")
+    older = {k: v for k, v in asdict(config).items() if k != "decision_rule"}
+    for name, saved in (("new", asdict(config)), ("old", older)):
+        with zipfile.ZipFile(tmp_path / f"{name}.keras", "w") as archive:
+            archive.writestr(CONFIG_MEMBER, json.dumps(saved))
+    assert read_config(tmp_path / "new.keras") == config
+    assert read_config(tmp_path / "old.keras").decision_rule == "heads"  # how it decided before the rule was kept
+
+
 def test_the_decision_probability_is_the_one_with_the_best_csi_on_the_counts():
     from nowcast_core.rainnet.direct import (
         DECISION_GRID,

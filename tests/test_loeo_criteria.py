@@ -46,3 +46,42 @@ def test_criteria_name_each_failure_and_skip_what_a_pixel_set_does_not_measure(l
     loeo.print_check_table(_result(), "rainnet", "upstream")
     ev_row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| ev |"))
     assert ev_row.split(" | ")[4] == "not measured" and "**fails +10**" in ev_row
+
+
+def _counts(loeo, forecasts: dict, observed):
+    """A fold's additive counts as ``score`` stores them, for hand-made fields (1, 6, 32, 32) mm/h."""
+    import numpy as np
+
+    pool = loeo.Pool()
+    for method, forecast in forecasts.items():
+        pool.add(method, forecast, observed, np.ones(observed.shape, bool))
+    return pool.to_json()
+
+
+def test_robustness_shows_when_a_pooled_verdict_rests_on_one_event(loeo):
+    import numpy as np
+
+    block = np.zeros((1, 6, 32, 32), np.float32)
+    wet_obs = block.copy()
+    wet_obs[..., 4:20, 4:20] = 6.0
+    shifted = block.copy()
+    shifted[..., 8:24, 8:24] = 6.0
+    dry_obs = block.copy()
+    dry_obs[..., 2:6, 2:6] = 6.0
+    false_alarm = block.copy()
+    false_alarm[..., 2:6, 2:10] = 6.0  # the 4 x 4 cell found, with as much again of false alarm
+    folds = {  # the network wins clearly on the wet event and loses on the dry one
+        "wet": _counts(loeo, {"rainnet": wet_obs, "conditioning": shifted, "sprog": block}, wet_obs),
+        "dry": _counts(loeo, {"rainnet": false_alarm, "conditioning": dry_obs, "sprog": block}, dry_obs),
+    }
+    result = {"folds": {e: {"counts": c} for e, c in folds.items()}}
+    rows = {(r["criterion"], r["lead_minutes"]): r for r in loeo.robustness(result, "rainnet", "all", n_boot=2000)}
+    r = rows["CSI 5 > conditioning", 10]
+    # pooled: network 16*16 + 16 hits, 16 false alarms over 272; input 144 + 16 hits over 368 + 16
+    assert r["margin"] == pytest.approx((256 + 16) / (256 + 32) - (144 + 16) / (368 + 16), abs=1e-4)
+    # one event out leaves the dry event alone, where the network's CSI 5 is 0.5 against 1
+    assert r["min_margin_one_event_out"] == pytest.approx(0.5 - 1.0, abs=1e-4)
+    assert r["margin_p05"] == pytest.approx(-0.5, abs=1e-4) and r["margin_p95"] > 0.4
+    # resampled pairs: wet + wet and the two mixed orders pass, dry + dry fails: about 3 in 4
+    assert 0.70 < r["share_holding"] < 0.80
+    assert rows["MAE <= S-PROG", 10]["margin"] > 0  # a pass is > 0 for MAE too (S-PROG's minus the network's)

@@ -112,9 +112,10 @@ def test_a_challenger_made_worse_on_purpose_is_not_promoted(archived, monkeypatc
     assert {"id", "created", "decision", "metrics"} <= set(listed[0])
 
 
-@pytest.mark.parametrize(("thresholds", "intensity_log_range"), [((1.0, 5.0), 0.0), ((1.0, 5.0, 10.0), math.log(2.0))])
+@pytest.mark.parametrize(("thresholds", "intensity_log_range", "decision_rule"),
+                         [((1.0, 5.0), 0.0, "heads"), ((1.0, 5.0, 10.0), math.log(2.0), "heads-or-rate")])
 def test_a_direct_champion_is_fine_tuned_as_a_direct_network(archived, shared_radar, tmp_path, thresholds,
-                                                              intensity_log_range):
+                                                              intensity_log_range, decision_rule):
     from nowcast_core.forecasters import get_method
     from nowcast_core.rainnet.config import read_config
     from nowcast_core.rainnet.train import train_from_folders
@@ -123,7 +124,8 @@ def test_a_direct_champion_is_fine_tuned_as_a_direct_network(archived, shared_ra
     train_from_folders([shared_radar / "mch-20170131-w0"], direct, base_filters=4, direct=True, epochs=1,
                        smoothing_px_per_lead=2.0, max_samples_per_folder=4, batch_size=4, progress=False,
                        exceedance_thresholds_mm_h=thresholds, exceedance_weight=3.0,
-                       intensity_log_range=intensity_log_range)
+                       intensity_log_range=intensity_log_range, decision_rule=decision_rule)
+    assert read_config(direct).decision_rule == decision_rule
     trained_with = read_config(direct).fine_tuning
     assert trained_with["exceedance_weight"] == 3.0 and trained_with["intensity_log_range"] == intensity_log_range
     with archived.sessions() as s:
@@ -135,6 +137,7 @@ def test_a_direct_champion_is_fine_tuned_as_a_direct_network(archived, shared_ra
     assert challenger.config.direct and challenger.config.base_filters == 4
     assert challenger.config.exceedance_thresholds_mm_h == thresholds  # the champion's heads
     assert challenger.config.fine_tuning == trained_with  # fine-tuned with the champion's loss and augmentation
+    assert challenger.config.decision_rule == decision_rule  # and decides as the champion does
     assert np.array(challenger.config.decision_probability).shape == (len(thresholds), 6)  # chosen again
     assert entry["metrics"]["champion_version"] == record.version
     assert entry["decision"] in ("promoted", "rejected") and entry["metrics"]["epochs"] == 1

@@ -92,7 +92,8 @@ def test_recipes_are_data_and_unknown_names_are_refused():
     assert get_recipe("shipped")["epochs"] != -1  # a copy
     assert {"shipped", "recursive", "loeo-direct-exceedance", "loeo-direct-growth"} <= set(RECIPES)
     # the bundled model's recipe is the one the leave-one-event-out test chose (docs/MODEL_CARD.md)
-    assert get_recipe("shipped") == get_recipe("loeo-direct-growth-intensity-10")
+    assert get_recipe("shipped") == get_recipe("loeo-direct-heads-or-rate")
+    assert get_recipe("shipped") == {**get_recipe("loeo-direct-growth-intensity-10"), "decision_rule": "heads-or-rate"}
     with pytest.raises(ValueError, match=f"unknown recipe 'nope'; known: {', '.join(sorted(RECIPES))}$"):
         get_recipe("nope")
 

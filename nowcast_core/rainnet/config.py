@@ -39,6 +39,8 @@ class RainNetConfig:
     (:func:`nowcast_core.extrapolation.growth_tendency`), after the extrapolation in its conditioning.
     ``fine_tuning``: the loss weights and augmentation it was trained with (:data:`FINE_TUNING_FIELDS`);
     empty for a model saved before they were kept.
+    ``decision_rule`` (direct only): how its decisions put a pixel at or above a threshold
+    (:data:`nowcast_core.rainnet.direct.DECISION_RULES`); ``heads`` for a model saved before it was kept.
     """
 
     base_filters: int = 16
@@ -53,6 +55,7 @@ class RainNetConfig:
     exceedance_thresholds_mm_h: tuple = ()
     decision_probability: tuple = ()
     fine_tuning: dict = field(default_factory=dict)
+    decision_rule: str = "heads"
 
     def build(self):
         """A fresh, untrained network of this configuration."""
@@ -136,6 +139,7 @@ class TrainConfig:
     exceedance_weight: float = 1.0
     intensity_log_range: float = 0.0
     exceedance_thresholds_mm_h: tuple = THRESHOLDS_MM_H
+    decision_rule: str = "heads"
     monitor: str = "val_loss"
     seed: int = 42
     progress: bool = True
@@ -152,5 +156,6 @@ class TrainConfig:
                              growth_input=self.growth_input and self.direct,
                              exceedance_thresholds_mm_h=tuple(self.exceedance_thresholds_mm_h) if self.direct else (),
                              decision_probability=tuple(tuple(row) for row in decision_probability),
-                             fine_tuning={name: getattr(self, name) for name in FINE_TUNING_FIELDS})
+                             fine_tuning={name: getattr(self, name) for name in FINE_TUNING_FIELDS},
+                             decision_rule=self.decision_rule if self.direct else "heads")
 

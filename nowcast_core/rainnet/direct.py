@@ -11,6 +11,9 @@ The forecast is therefore the rate field made to agree with the exceedance decis
 (:func:`categorical_rates`): where the network gives P(R >= t) at least the decision probability
 chosen for that threshold and lead on the training data (:func:`choose_decision_probability`,
 the probability that maximises CSI there), the rate is raised to t, and elsewhere lowered below t.
+Under the decision rule ``heads-or-rate`` (:data:`DECISION_RULES`) a pixel whose rate head already
+reaches t stays there too: the decisions add the heavy rain a median-like rate misses and erase none
+it forecasts.
 
 Everything here uses ``keras.ops`` and NumPy only, so the same code trains on any Keras backend
 (TensorFlow in the product; JAX on a GPU machine without TensorFlow).
@@ -41,6 +44,10 @@ THRESHOLDS_MM_H = (1.0, 5.0)
 DECISION_GRID = tuple(round(p, 2) for p in np.arange(0.05, 0.951, 0.05))
 #: How far below a threshold a "no" decision puts the rate (mm/h).
 BELOW_THRESHOLD_MM_H = 1e-3
+#: How a pixel is put at or above a threshold t. ``heads``: where its exceedance head's probability
+#: reaches the decision probability, and nowhere else (a rate head at or above t is lowered below it).
+#: ``heads-or-rate``: there, and also where the rate head already is at or above t.
+DECISION_RULES = ("heads", "heads-or-rate")
 
 
 def split_outputs(output: np.ndarray, n_leads: int) -> tuple[np.ndarray, np.ndarray]:
@@ -92,7 +99,13 @@ def direct_outputs(model, rain_rate_mm_h: np.ndarray, conditioning_log: np.ndarr
     return np.concatenate(rates), np.concatenate(probs)
 
 
-def categorical_rates(rate_mm_h: np.ndarray, probability: np.ndarray, thresholds_mm_h, decision) -> np.ndarray:
+def _check_rule(rule: str) -> None:
+    if rule not in DECISION_RULES:
+        raise ValueError(f"unknown decision rule {rule!r}; known: {', '.join(DECISION_RULES)}")
+
+
+def categorical_rates(rate_mm_h: np.ndarray, probability: np.ndarray, thresholds_mm_h, decision,
+                      rule: str = "heads") -> np.ndarray:
     """The rate field made to agree with the exceedance decisions.
 
     Parameters
@@ -101,25 +114,32 @@ def categorical_rates(rate_mm_h: np.ndarray, probability: np.ndarray, thresholds
     probability : (n, thresholds, L, H, W) exceedance heads.
     thresholds_mm_h : ascending thresholds of the heads.
     decision : ``decision[i][k]``: P(R >= threshold i) from which lead k is put at or above it.
+    rule : :data:`DECISION_RULES`; with ``heads-or-rate`` a rate head at or above a threshold counts as
+        a yes too.
 
-    A pixel is at or above threshold i where its probability reaches the decision probability and it
-    is at or above every lower threshold (so the categories nest). There the rate is raised to the
-    threshold if it was below; elsewhere it is lowered to just below the threshold if it was above.
+    A pixel is at or above threshold i where its probability reaches the decision probability (or under
+    ``heads-or-rate`` its rate already does) and it is at or above every lower threshold (so the
+    categories nest). There the rate is raised to the threshold if it was below; elsewhere it is lowered
+    to just below the threshold if it was above.
     """
-    out = np.asarray(rate_mm_h, np.float32).copy()
+    _check_rule(rule)
+    rate = np.asarray(rate_mm_h, np.float32)
+    out = rate.copy()
     above = np.ones(out.shape, bool)
     for i, thr in enumerate(thresholds_mm_h):
         tau = np.asarray(decision[i], np.float32)[None, :, None, None]
-        above &= probability[:, i] >= tau
+        yes = probability[:, i] >= tau
+        above &= (yes | (rate >= thr)) if rule == "heads-or-rate" else yes
         out = np.where(above, np.maximum(out, thr), np.minimum(out, thr - BELOW_THRESHOLD_MM_H))
     return np.maximum(out, 0.0)
 
 
 def decision_counts(probability: np.ndarray, observed_mm_h: np.ndarray, thresholds_mm_h,
-                    grid=DECISION_GRID) -> np.ndarray:
+                    grid=DECISION_GRID, rate_mm_h: np.ndarray | None = None) -> np.ndarray:
     """(hits, misses, false alarms) per (threshold, lead, grid probability): int64 (thresholds, L, grid, 3).
 
-    Pixels without an observation (NaN) are left out."""
+    With ``rate_mm_h`` (n, L, H, W) a pixel whose rate reaches the threshold counts as a yes at every grid
+    probability (the ``heads-or-rate`` rule). Pixels without an observation (NaN) are left out."""
     obs = np.asarray(observed_mm_h)
     valid = np.isfinite(obs)
     out = np.zeros((len(thresholds_mm_h), obs.shape[1], len(grid), 3), np.int64)
@@ -127,8 +147,9 @@ def decision_counts(probability: np.ndarray, observed_mm_h: np.ndarray, threshol
         wet = np.where(valid, obs >= thr, False)
         for k in range(obs.shape[1]):
             o, v, p = wet[:, k], valid[:, k], probability[:, i, k]
+            rate_yes = np.zeros(p.shape, bool) if rate_mm_h is None else np.asarray(rate_mm_h)[:, k] >= thr
             for g, tau in enumerate(grid):
-                f = (p >= tau) & v
+                f = ((p >= tau) | rate_yes) & v
                 out[i, k, g] = (np.count_nonzero(f & o), np.count_nonzero(o & ~f), np.count_nonzero(f & ~o))
     return out
 
@@ -237,10 +258,26 @@ def _batches(samples, batch_size: int, augment: bool, seed: int, growth: bool = 
     return Batches()
 
 
+def choose_decisions(model, samples, thresholds_mm_h, rule: str = "heads") -> tuple:
+    """The decision probabilities (``[threshold][lead]``, :func:`choose_decision_probability`) of a trained
+    direct RainNet under the decision ``rule``, on its own training ``samples`` (with their conditioning)."""
+    _check_rule(rule)
+    inputs = log_to_rain_rate(unstack_scans(samples.frames[..., :N_INPUTS]))
+    observed = log_to_rain_rate(unstack_scans(samples.frames[..., N_INPUTS:]))
+    counts = np.zeros((len(thresholds_mm_h), samples.n_leads, len(DECISION_GRID), 3), np.int64)
+    for start in range(0, len(inputs), 64):
+        sl = slice(start, start + 64)
+        rate, prob = direct_outputs(model, inputs[sl], samples.conditioning[sl])
+        counts += decision_counts(prob, observed[sl], thresholds_mm_h,
+                                  rate_mm_h=rate if rule == "heads-or-rate" else None)
+    return choose_decision_probability(counts)
+
+
 def train_direct(train_samples, val_samples, config, initial_model=None):
     """Train a direct RainNet (``config.direct``): fixed epochs of Keras ``fit``, then the decision
-    probabilities chosen on the training samples. Returns (model, history) like
-    :func:`nowcast_core.rainnet.train.train`, the decision probabilities in ``history["decision_probability"]``
+    probabilities chosen on the training samples under ``config.decision_rule`` (:func:`choose_decisions`).
+    Returns (model, history) like :func:`nowcast_core.rainnet.train.train`, the decision probabilities in
+    ``history["decision_probability"]``
     (they belong in the saved :class:`~nowcast_core.rainnet.config.RainNetConfig`); validation samples, if
     any, are only scored."""
     import keras
@@ -281,14 +318,7 @@ def train_direct(train_samples, val_samples, config, initial_model=None):
                        config.intensity_log_range),
               epochs=config.epochs,
               verbose=0, callbacks=[Record()])
-    inputs = log_to_rain_rate(unstack_scans(train_samples.frames[..., :N_INPUTS]))
-    observed = log_to_rain_rate(unstack_scans(train_samples.frames[..., N_INPUTS:]))
-    counts = np.zeros((len(thresholds), n_leads, len(DECISION_GRID), 3), np.int64)
-    for start in range(0, len(inputs), 64):
-        sl = slice(start, start + 64)
-        _, prob = direct_outputs(model, inputs[sl], train_samples.conditioning[sl])
-        counts += decision_counts(prob, observed[sl], thresholds)
-    decision = choose_decision_probability(counts)
+    decision = choose_decisions(model, train_samples, thresholds, config.decision_rule)
     history["decision_probability"] = [list(row) for row in decision]
     if val_samples is not None and len(val_samples):
         from nowcast_core.verification.scores import scores_per_lead
@@ -305,4 +335,5 @@ def direct_forecast(model, config, rain_rate_mm_h: np.ndarray, conditioning_log:
     """The direct RainNet's forecast (n, L, 120, 120) mm/h: its rate head made to agree with its
     exceedance decisions (:func:`categorical_rates`)."""
     rate, prob = direct_outputs(model, rain_rate_mm_h, conditioning_log, batch_size)
-    return categorical_rates(rate, prob, config.exceedance_thresholds_mm_h, config.decision_probability)
+    return categorical_rates(rate, prob, config.exceedance_thresholds_mm_h, config.decision_probability,
+                             config.decision_rule)

@@ -370,6 +370,7 @@ def train_from_folders(
     exceedance_weight: float = 1.0,
     intensity_log_range: float = 0.0,
     exceedance_thresholds_mm_h: tuple = THRESHOLDS_MM_H,
+    decision_rule: str = "heads",
     monitor: str = "val_loss",
     max_samples_per_folder: int | None = None,
     init_model: str | Path | None = None,
@@ -410,6 +411,8 @@ def train_from_folders(
     intensity_log_range : (direct only) with ``augment``, every training sample's rain rates are multiplied
         by a random factor exp(U(-a, a)) (0: not).
     exceedance_thresholds_mm_h : (direct only) ascending thresholds of the exceedance heads (mm/h).
+    decision_rule : (direct only) how its decisions put a pixel at or above a threshold
+        (:data:`nowcast_core.rainnet.direct.DECISION_RULES`).
     max_samples_per_folder : keep at most this many samples of a folder, evenly spread over its
         span (long, strongly autocorrelated folders would otherwise dominate).
     monitor : early-stopping criterion, ``"val_loss"`` or ``"val_score"`` (see :func:`train`).
@@ -470,6 +473,7 @@ def train_from_folders(
         exceedance_weight=exceedance_weight,
         intensity_log_range=intensity_log_range,
         exceedance_thresholds_mm_h=tuple(exceedance_thresholds_mm_h),
+        decision_rule=decision_rule,
         monitor=monitor,
         seed=seed,
         progress=progress,

@@ -585,7 +585,7 @@ def robustness(result: dict, method: str = "rainnet", pixels: str = "all", n_boo
             b = np.array([v for v in (margin(t, key, op, ref, lead) for t in boots) if v is not None])
             j = [margin(t, key, op, ref, lead) for t in jack]
             rows.append({"criterion": name, "lead_minutes": lead, "margin": m,
-                         "min_margin_one_event_out": min(v for v in j if v is not None),
+                         "min_margin_one_event_out": min((v for v in j if v is not None), default=float("nan")),
                          "margin_p05": float(np.percentile(b, 5)), "margin_p95": float(np.percentile(b, 95)),
                          "share_holding": float(np.mean([holds(v) for v in b]))})
     return rows

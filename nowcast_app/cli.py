@@ -196,8 +196,9 @@ def db_downgrade(revision: str) -> None:
 
 @app.command()
 def run(once: Annotated[bool, typer.Option("--once", help="run one cycle and exit")] = False,
-        demo: Annotated[bool, typer.Option("--demo", help="also replay a real event the shipped model was not "
-                                           "trained on (../shared/data/radar), else a generated sequence")] = False,
+        demo: Annotated[bool, typer.Option("--demo", help="also replay a real event of ../shared/data/radar "
+                                           "the model was not trained on, else (as for the shipped model, "
+                                           "trained on all of them) a generated sequence")] = False,
         web: Annotated[bool, typer.Option("--web/--no-web", help="serve the web page, API and /metrics "
                                           "(NOWCAST_WEB_HOST:NOWCAST_WEB_PORT) while running")] = True,
         verbose: VerboseOpt = False) -> None:

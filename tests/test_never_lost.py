@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import time
 from pathlib import Path
 
@@ -48,6 +49,14 @@ def test_a_scan_written_in_two_parts_with_a_pause_is_archived_whole(make_service
     assert second.registered == [t] and second.rejected == []
     assert _registered(svc)[t].archived_file(svc.settings.archive).read_bytes() == whole
     assert not path.exists() and _rejected(svc) == []
+
+
+def test_a_short_grace_names_the_age_in_seconds(make_service, shared_radar):
+    svc = make_service(incomplete_grace_s=1)
+    [src] = hf.event_files(shared_radar, 0, 1)
+    hf.write_file(svc.settings.inbox, src.name, src.read_bytes()[:300], age_s=14)
+    [(_, kind, reason)] = svc.ingest().rejected
+    assert kind == "corrupt" and re.search(r"\(unchanged for 1[45] s\)", reason), reason  # not "0 min"
 
 
 def test_an_incomplete_file_is_quarantined_once_it_is_older_than_the_grace(make_service, shared_radar):

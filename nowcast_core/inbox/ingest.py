@@ -238,7 +238,7 @@ def _judge_file(session: Session, entry: Entry, folders: _Folders, now: datetime
                           entry.name, exc.kind, age_s)
                 report.waiting.append(entry.name)
                 return None
-            reason += f" (unchanged for {age_s / 60:.0f} min)"
+            reason += f" (unchanged for {age_s:.0f} s)" if age_s < 60 else f" (unchanged for {age_s / 60:.0f} min)"
         quarantine_file(session, entry, folders.quarantine, exc.kind, reason, report)
         return None
     except OSError:

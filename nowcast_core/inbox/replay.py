@@ -40,13 +40,17 @@ def replay_folder(folder: str | Path, inbox: str | Path, *, speed: float = 60.0)
 def demo_source(home: Path, exclude_events: set[str] = frozenset()) -> Path:
     """Scans for the demo: the wettest window of a real event in ``../shared/data/radar`` that is not
     in ``exclude_events`` (the events the model was trained on, so the skill shown is honest),
-    else a generated sequence."""
+    else a generated sequence, saying why."""
     shared = Path("../shared/data/radar")
     if shared.is_dir():
         events = sorted(p for p in shared.iterdir() if p.is_dir() and p.name.endswith("-w0")
                         and p.name.removesuffix("-w0") not in exclude_events and any(p.glob("RDR_*.npz")))
         if events:
             return events[0]
+        log.info("demo: the model was trained on every event in %s, so it replays a generated sequence "
+                 "(its skill on an event it has seen would flatter it)", shared.resolve())
+    else:
+        log.info("demo: no %s here, so it replays a generated sequence", shared)
     from nowcast_core.io.sample import write_sequence
 
     target = Path(home) / "sample"

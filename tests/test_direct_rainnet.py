@@ -130,9 +130,9 @@ def test_under_heads_or_rate_a_rate_at_a_threshold_is_a_yes_the_heads_cannot_era
     # the counts the rule is chosen on see the same yes: at 5 mm/h the two 8s are yes at every probability
     observed = np.array([0.0, 0.0, 9.0, 0.0, 6.0], np.float32).reshape(1, 1, 1, 5)
     grid = (0.5, 0.95)
-    counts = decision_counts(prob, observed, (1.0, 5.0), grid, rate_mm_h=rate)
+    counts = decision_counts(prob, observed, (1.0, 5.0), grid, rate_mm_h=rate, rule="heads-or-rate")
     assert counts[1, 0].tolist() == [[2, 0, 1], [1, 1, 1]]  # (hits, misses, false alarms) at 0.5 and 0.95
-    assert decision_counts(prob, observed, (1.0, 5.0), grid)[1, 0].tolist() == [[1, 1, 0], [0, 2, 0]]
+    assert decision_counts(prob, observed, (1.0, 5.0), grid, rate_mm_h=rate)[1, 0].tolist() == [[1, 1, 0], [0, 2, 0]]
     with pytest.raises(ValueError, match="unknown decision rule"):
         categorical_rates(rate, prob, (1.0, 5.0), ((0.5,), (0.5,)), "rate")
 

@@ -135,11 +135,14 @@ def categorical_rates(rate_mm_h: np.ndarray, probability: np.ndarray, thresholds
 
 
 def decision_counts(probability: np.ndarray, observed_mm_h: np.ndarray, thresholds_mm_h,
-                    grid=DECISION_GRID, rate_mm_h: np.ndarray | None = None) -> np.ndarray:
+                    grid=DECISION_GRID, rate_mm_h: np.ndarray | None = None, rule: str = "heads") -> np.ndarray:
     """(hits, misses, false alarms) per (threshold, lead, grid probability): int64 (thresholds, L, grid, 3).
 
-    With ``rate_mm_h`` (n, L, H, W) a pixel whose rate reaches the threshold counts as a yes at every grid
-    probability (the ``heads-or-rate`` rule). Pixels without an observation (NaN) are left out."""
+    Under ``rule`` ``heads-or-rate`` a pixel whose rate (``rate_mm_h``, (n, L, H, W)) reaches the threshold
+    counts as a yes at every grid probability. Pixels without an observation (NaN) are left out."""
+    _check_rule(rule)
+    if rule == "heads-or-rate" and rate_mm_h is None:
+        raise ValueError("the heads-or-rate rule needs the rate head (rate_mm_h)")
     obs = np.asarray(observed_mm_h)
     valid = np.isfinite(obs)
     out = np.zeros((len(thresholds_mm_h), obs.shape[1], len(grid), 3), np.int64)
@@ -147,7 +150,7 @@ def decision_counts(probability: np.ndarray, observed_mm_h: np.ndarray, threshol
         wet = np.where(valid, obs >= thr, False)
         for k in range(obs.shape[1]):
             o, v, p = wet[:, k], valid[:, k], probability[:, i, k]
-            rate_yes = np.zeros(p.shape, bool) if rate_mm_h is None else np.asarray(rate_mm_h)[:, k] >= thr
+            rate_yes = np.asarray(rate_mm_h)[:, k] >= thr if rule == "heads-or-rate" else False
             for g, tau in enumerate(grid):
                 f = ((p >= tau) | rate_yes) & v
                 out[i, k, g] = (np.count_nonzero(f & o), np.count_nonzero(o & ~f), np.count_nonzero(f & ~o))
@@ -261,15 +264,13 @@ def _batches(samples, batch_size: int, augment: bool, seed: int, growth: bool = 
 def choose_decisions(model, samples, thresholds_mm_h, rule: str = "heads") -> tuple:
     """The decision probabilities (``[threshold][lead]``, :func:`choose_decision_probability`) of a trained
     direct RainNet under the decision ``rule``, on its own training ``samples`` (with their conditioning)."""
-    _check_rule(rule)
     inputs = log_to_rain_rate(unstack_scans(samples.frames[..., :N_INPUTS]))
     observed = log_to_rain_rate(unstack_scans(samples.frames[..., N_INPUTS:]))
     counts = np.zeros((len(thresholds_mm_h), samples.n_leads, len(DECISION_GRID), 3), np.int64)
     for start in range(0, len(inputs), 64):
         sl = slice(start, start + 64)
         rate, prob = direct_outputs(model, inputs[sl], samples.conditioning[sl])
-        counts += decision_counts(prob, observed[sl], thresholds_mm_h,
-                                  rate_mm_h=rate if rule == "heads-or-rate" else None)
+        counts += decision_counts(prob, observed[sl], thresholds_mm_h, rate_mm_h=rate, rule=rule)
     return choose_decision_probability(counts)
 
 

@@ -524,6 +524,9 @@ def check(result: dict, method: str = "rainnet", pixels: str = "all") -> dict:
 
 def print_check(result: dict, methods: list[str], pixels: str) -> None:
     for method in methods:
+        if not any(r["method"] == method and r["pixels"] == pixels for r in result["pooled"]):
+            print(f"## {method} ({pixels} pixels): not scored in this result, nothing checked")
+            continue
         failures = check(result, method, pixels)
         n_fail = sum(len(v) for v in failures.values())
         print(f"## {method} ({pixels} pixels): {n_fail} failed (scope, lead) checks")

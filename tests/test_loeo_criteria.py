@@ -48,6 +48,14 @@ def test_criteria_name_each_failure_and_skip_what_a_pixel_set_does_not_measure(l
     assert ev_row.split(" | ")[4] == "not measured" and "**fails +10**" in ev_row
 
 
+def test_a_method_the_result_did_not_score_is_not_reported_as_passing(loeo, capsys):
+    loeo.print_check(_result(), ["rainnet", "rainnet-pm1"], "all")
+    out = capsys.readouterr().out
+    assert "## rainnet (all pixels): 4 failed" in out
+    assert "## rainnet-pm1 (all pixels): not scored in this result, nothing checked" in out
+    assert out.count("passes everywhere") == 4  # rainnet's four passing criteria only
+
+
 def _counts(loeo, forecasts: dict, observed):
     """A fold's additive counts as ``score`` stores them, for hand-made fields (1, 6, 32, 32) mm/h."""
     import numpy as np

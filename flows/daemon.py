@@ -76,10 +76,7 @@ def run_daemon(settings: Settings, *, once: bool = False,
 
     settings.ensure_dirs()
     stop = threading.Event()
-
-    def _stop(signum, _frame):
-        log.info("received %s: stopping after the running cycle", signal.Signals(signum).name)
-        stop.set()
+    _stop = stop_on_signal(stop)
 
     # Before the slow start (migration, model loading): a stop asked for then is honoured at once after it.
     signal.signal(signal.SIGTERM, _stop)
@@ -137,6 +134,22 @@ def run_daemon(settings: Settings, *, once: bool = False,
     if temporary_server_gone():
         _exit_without_prefect_drain()
     return 0
+
+
+def stop_on_signal(stop: threading.Event):
+    """A signal handler that sets ``stop`` and says so; a second signal is told the daemon is already
+    stopping (Ctrl-C pressed twice), not logged as if it were the first."""
+
+    def handler(signum, _frame):
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            log.info("received %s again: already stopping, after the running cycle (SIGKILL stops at once; "
+                     "committed runs are kept and the rest is redone at the next start)", name)
+        else:
+            log.info("received %s: stopping after the running cycle", name)
+        stop.set()
+
+    return handler
 
 
 def _exit_without_prefect_drain() -> None:

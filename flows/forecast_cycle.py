@@ -82,6 +82,9 @@ def forecast_cycle(trigger: str = "sweep") -> dict:
     # An event cycle that found nothing to do (e.g. the settle re-check of a file already taken) stays quiet.
     level = logging.INFO if trigger == "sweep" or not idle(summary) else logging.DEBUG
     log.log(level, describe_cycle(summary, svc.newest_scan_time()))
+    disk = svc.disk_warning()
+    if disk:
+        log.warning(disk)
     return summary
 
 

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(None, description="bearer token every request must carry; "
                                         "required to listen on any address but loopback")
     stale_scan_minutes: float = Field(20.0, gt=0, description="the status turns red when the newest scan is older")
+    min_free_disk_gb: float = Field(5.0, ge=0, description="below this much free space (GB) on a disk holding the "
+                                    "home, inbox, archive, quarantine or forecasts, status, the page, /metrics and "
+                                    "the daemon's log warn (0: never)")
     alert_advisory_3h_mm: float = Field(60.0, gt=0, description="advisory: observed 2 h + forecast 1 h >= this")
     alert_emergency_1h_mm: float = Field(72.0, gt=0, description="emergency: forecast 1 h >= this")
     alert_emergency_combined_1h_mm: float = Field(50.0, gt=0, description="emergency: forecast 1 h >= this ...")

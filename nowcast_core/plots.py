@@ -86,21 +86,30 @@ def plot_skill(rows: Sequence[dict], out: Path, threshold_mm_h: float = 1.0) -> 
 
 
 def plot_forecast(inputs_mm_h, forecast_mm_h, issue_time, dams, out: Path, method: str) -> Path:
-    """The four input scans and six leads of one issue time: rain classes, catchments outlined, dams labelled."""
+    """The four input scans and six leads of one issue time: rain classes, catchments outlined, dam
+    markers in every panel, their names (with leader lines, placed not to overlap) in the first."""
+    from matplotlib import patheffects
+
     cmap, norm = rain_classes()
-    fig, axes = plt.subplots(2, 5, figsize=(17, 7.5))
+    fig, axes = plt.subplots(2, 5, figsize=(17, 7.6), layout="constrained")
     panels = [(f"t{-10 * (3 - k)} min" if k < 3 else "t (issue)", inputs_mm_h[k]) for k in range(4)]
     panels += [(f"+{10 * (k + 1)} min", forecast_mm_h[k]) for k in range(6)]
     shape = tuple(inputs_mm_h.shape[1:])
     outline = catchment_outline(tuple(dams), shape)
-    labels = label_positions(dams, shape)
+    # A panel is about 3 inches for the grid's 120 pixels: an 8-point name is about 2.3 pixels a
+    # character and 5.5 pixels high there.
+    labels = label_positions(dams, shape, char_px=2.3, height_px=5.5)
+    halo = [patheffects.withStroke(linewidth=2.5, foreground="white")]
     image = None
-    for ax, (title, field) in zip(axes.flat, panels, strict=True):
+    for k, (ax, (title, field)) in enumerate(zip(axes.flat, panels, strict=True)):
         image = ax.imshow(np.ma.masked_invalid(field), cmap=cmap, norm=norm, interpolation="nearest")
         ax.contour(outline, levels=[0.5], colors="black", linewidths=0.8)
         for dam, (x, y, ha) in zip(dams, labels, strict=True):
-            ax.plot(dam.pixel[1], dam.pixel[0], "k^", markersize=4)
-            ax.text(x, y, dam.id, fontsize=6, ha=ha, va="center")
+            r, c = dam.pixel
+            ax.plot(c, r, "k^", markersize=4)
+            if k == 0:
+                ax.plot([c, x], [r, y], color="black", linewidth=0.6)
+                ax.text(x, y, dam.id, fontsize=8, ha=ha, va="center", path_effects=halo)
         ax.set_title(title)
         ax.set_xticks([])
         ax.set_yticks([])

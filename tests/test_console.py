@@ -111,6 +111,25 @@ def test_json_log_format_is_one_object_per_line(tmp_path, shared_radar):
     assert all(e["time"].endswith("Z") for e in entries)
 
 
+def test_a_second_ctrl_c_is_told_the_daemon_is_already_stopping(caplog):
+    import logging
+    import threading
+
+    from flows.daemon import stop_on_signal
+
+    stop = threading.Event()
+    handler = stop_on_signal(stop)
+    with caplog.at_level(logging.INFO, logger="nowcast"):
+        handler(signal.SIGINT, None)
+        assert stop.is_set()
+        handler(signal.SIGINT, None)
+        handler(signal.SIGTERM, None)
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0] == "received SIGINT: stopping after the running cycle"
+    assert messages[1].startswith("received SIGINT again: already stopping") and "SIGKILL" in messages[1]
+    assert messages[2].startswith("received SIGTERM again: already stopping") and len(messages) == 3
+
+
 def test_describe_cycle_names_what_an_operator_needs():
     from datetime import UTC, datetime, timedelta
 

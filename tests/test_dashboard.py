@@ -185,6 +185,29 @@ def test_banner_turns_red_when_scans_stop_arriving(browser, site, tmp_path):
     page.close()
 
 
+def test_banner_warns_when_a_disk_runs_low(browser, site, web_home, tmp_path):
+    """(The API test shows the other side: with room on the disk, no warning.)"""
+    _, _, newest = site
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    low = web_home.model_copy(update={"min_free_disk_gb": 1e9})  # more than any disk has: always low
+    web = WebThread(low, "127.0.0.1", port, clock=Clock(newest + timedelta(minutes=5)))
+    assert web.start()
+    try:
+        page, problems = _open(browser, web.url)
+        page.goto(web.url)
+        page.wait_for_selector("#banner[data-disk-low=true]")
+        text = page.locator("#banner").inner_text()
+        assert text.startswith("LOW DISK: ") and "GB free for home, inbox" in text and "(limit 1000000000 GB)" in text
+        assert page.eval_on_selector("#banner", "e => e.className") == "banner warn"
+        _shot(page, tmp_path, "dashboard-low-disk")
+        assert problems == []
+        page.close()
+    finally:
+        web.stop()
+
+
 def test_phone_layout_and_skill_page(browser, site, tmp_path):
     url, clock, newest = site
     page, problems = _open(browser, url, width=390, height=844)

@@ -220,6 +220,33 @@ def test_archive_write_failure_keeps_scan_in_inbox(tmp_path, monkeypatch):
     svc.close()
 
 
+def test_a_forecast_that_cannot_be_written_is_redone_at_the_next_cycle(tmp_path, monkeypatch):
+    import errno
+
+    import nowcast_core.cycle.steps as steps
+
+    svc = _sample_service(tmp_path, ensembles=False)
+    for p in write_sequence(tmp_path / "scans", n_scans=6, seed=2):
+        shutil.copy(p, svc.settings.inbox / p.name)
+    assert len(svc.ingest().registered) == 6
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(steps, "save_field", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        svc.forecast()
+    with svc.sessions() as session:
+        assert session.scalar(select(func.count(ForecastRun.id))) == 0  # nothing half stored
+    monkeypatch.undo()
+    assert svc.forecast().runs == 3  # issue times with three scans before them
+    with svc.sessions() as session:
+        runs = list(session.scalars(select(ForecastRun)))
+        assert len(runs) == 3 and all(load_field(svc.settings.forecasts, r.field_path, r.field_checksum).shape == (6, 120, 120)
+                                      for r in runs)
+    svc.close()
+
+
 def test_500_scans_after_downtime_in_order_with_bounded_memory(tmp_path):
     svc = _sample_service(tmp_path, max_scan_age_h=100)  # 500 scans span 83 hours
     for p in write_sequence(tmp_path / "scans", n_scans=500, seed=7):

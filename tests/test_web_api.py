@@ -224,6 +224,18 @@ def test_status_feed_is_fresh_by_the_given_clock(web_home, svc):
             assert st["feed_stale"] is stale and st["newest_scan_age_minutes"] == minutes
 
 
+def test_status_and_metrics_say_when_a_disk_runs_low(web_home):
+    for limit_gb, low in ((0.0, False), (1e9, True)):  # 0: never; 1e9 GB: more than any disk has
+        with TestClient(create_app(web_home.model_copy(update={"min_free_disk_gb": limit_gb}))) as c:
+            st = c.get("/api/v1/status").json()
+            assert st["disk_low"] is low and st["min_free_disk_gb"] == limit_gb and st["disk_free_gb"] > 0
+            assert "home" in st["disk_free_folders"]
+            families = {f.name: f for f in text_string_to_metric_families(c.get("/metrics").text)}
+            assert families["nowcast_disk_low"].samples[0].value == (1.0 if low else 0.0)
+            free = families["nowcast_disk_free_bytes"].samples
+            assert free and "home" in free[0].labels["folders"] and free[0].value > 0
+
+
 def test_skill_as_the_command_line(client, web_home, svc):
     for by in ("lead", "dam", "method"):
         with svc.sessions() as s:

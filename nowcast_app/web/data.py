@@ -83,6 +83,10 @@ def status(ctx: WebContext) -> dict:
         "fallback_reason": st["fallback_reason"] or st["last_forecast_note"],
         "open_alerts": [a for a in st["alerts"] if a["level"] != "none"],
         "counts": {k: st[k] for k in ("frames", "rejected_files", "forecast_runs", "production_runs")},
+        "disk_free_gb": st["disk_free_gb"],
+        "disk_free_folders": st["disk_free_folders"],
+        "disk_low": st["disk_low"],
+        "min_free_disk_gb": ctx.settings.min_free_disk_gb,
     }
 
 

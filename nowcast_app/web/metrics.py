@@ -92,6 +92,16 @@ class NowcastCollector:
         ok = CounterMetricFamily("nowcast_webhook_deliveries", "Webhook POSTs answered with 2xx")
         ok.add_metric([], delivered or 0)
         yield ok
+        free = GaugeMetricFamily("nowcast_disk_free_bytes", "Free bytes on each disk holding a state folder",
+                                 labels=["folders"])
+        spaces = ctx.service.disk_space()
+        for space in spaces:
+            free.add_metric([",".join(space.folders)], space.free_bytes)
+        yield free
+        low = GaugeMetricFamily("nowcast_disk_low", "1 when a disk holding a state folder has less free space than "
+                                "NOWCAST_MIN_FREE_DISK_GB")
+        low.add_metric([], 0.0 if ctx.service.low_disk(spaces) is None else 1.0)
+        yield low
         level = GaugeMetricFamily("nowcast_alert_level", "Alert level per dam: 0 none, 1 advisory, 2 emergency",
                                   labels=["dam"])
         for dam_id, name in levels:

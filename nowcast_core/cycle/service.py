@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import func, select
@@ -23,12 +24,15 @@ from nowcast_core.inbox.entries import scan_inbox
 from nowcast_core.inbox.ingest import IngestReport, ingest_inbox
 from nowcast_core.inbox.plausibility import QualityThresholds
 from nowcast_core.inbox.watch import ReadyFiles
+from nowcast_core.io.files import DiskSpace, disk_space
 from nowcast_core.models.production import ProductionForecaster, resolve
 from nowcast_core.times import iso_minutes, iso_utc
 
 log = logging.getLogger(__name__)
 
 MAX_NAMES_SHOWN = 20
+#: While a disk stays low on free space the daemon's log repeats its warning this often.
+DISK_WARNING_EVERY = timedelta(hours=1)
 
 
 @dataclass
@@ -55,6 +59,7 @@ class Service:
 
     #: False: open an existing installation only (read-only commands never create a home).
     create: bool = True
+    _disk_warned_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.create:
@@ -177,6 +182,41 @@ class Service:
             log.exception("alert levels could not be assessed; the next cycle retries")
             return 0
 
+    def state_folders(self) -> dict[str, Path]:
+        s = self.settings
+        return {"home": s.home, "inbox": s.inbox, "archive": s.archive, "quarantine": s.quarantine,
+                "forecasts": s.forecasts}
+
+    def disk_space(self) -> list[DiskSpace]:
+        """Free space of each disk holding a state folder, the fullest first (folders named as configured:
+        ``home``, ``inbox``, ...)."""
+        folders = self.state_folders()
+        spaces = disk_space(folders.values())
+        by_path = {str(p): name for name, p in folders.items()}
+        return [DiskSpace(tuple(by_path[f] for f in d.folders), d.free_bytes, d.total_bytes) for d in spaces]
+
+    def low_disk(self, spaces: list[DiskSpace] | None = None) -> DiskSpace | None:
+        """The fullest disk (of ``spaces``, default :meth:`disk_space`) when it has less than
+        ``min_free_disk_gb`` free, else None."""
+        limit = self.settings.min_free_disk_gb
+        fullest = (spaces or self.disk_space())[0]
+        return fullest if limit > 0 and fullest.free_gb < limit else None
+
+    def disk_warning(self, now: datetime | None = None) -> str | None:
+        """The daemon's warning about a disk low on space: when it first goes low, then every
+        :data:`DISK_WARNING_EVERY` while it stays low; None otherwise."""
+        now = now or datetime.now(UTC)
+        low = self.low_disk()
+        if low is None:
+            self._disk_warned_at = None
+            return None
+        if self._disk_warned_at is not None and now - self._disk_warned_at < DISK_WARNING_EVERY:
+            return None
+        self._disk_warned_at = now
+        return (f"low disk space: {low.free_gb:.1f} GB free on the disk of {', '.join(low.folders)} "
+                f"(NOWCAST_MIN_FREE_DISK_GB {self.settings.min_free_disk_gb:g}); a full disk stops archiving "
+                f"and forecasting (scans then wait in the inbox): free or add space")
+
     def record_cycle(self, started_at: datetime, seconds: float) -> None:
         """Remember the last cycle (for /metrics in any process)."""
         from nowcast_core.db.schema import ServiceState
@@ -275,6 +315,9 @@ class Service:
         now = datetime.now(UTC)
         entries = scan_inbox(self.settings.inbox)
         unexpected = [f"{e.shown} ({e.what})" for e in entries if e.kind == "unexpected"]
+        waiting = [f"{e.shown} (modified {_ago(now.timestamp() - e.st.st_mtime)} ago)"
+                   for e in sorted((e for e in entries if e.kind in ("file", "symlink")), key=lambda e: e.st.st_mtime)]
+        spaces = self.disk_space()
         return {
             "now": iso_utc(now, "seconds"),
             "last_scan": iso_utc(last_scan),
@@ -291,13 +334,27 @@ class Service:
             "fallback_reason": choice.note or None,
             "last_forecast_note": (last_run.note or None) if last_run else None,
             "last_forecast_input_quality": last_run.input_quality if last_run else None,
-            "inbox_waiting": sum(1 for e in entries if e.kind in ("file", "symlink")),
+            "inbox_waiting": len(waiting),
+            "inbox_waiting_names": _first(waiting),
             "inbox_in_transfer": sum(1 for e in entries if e.kind == "temporary"),
             "inbox_unexpected": len(unexpected),
-            "inbox_unexpected_names": unexpected[:MAX_NAMES_SHOWN] + (
-                [f"... and {len(unexpected) - MAX_NAMES_SHOWN} more"] if len(unexpected) > MAX_NAMES_SHOWN else []),
+            "inbox_unexpected_names": _first(unexpected),
+            "disk_free_gb": round(spaces[0].free_gb, 1),
+            "disk_free_folders": list(spaces[0].folders),
+            "disk_low": self.low_disk(spaces) is not None,
             **counts,
         }
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _first(names: list[str]) -> list[str]:
+    """At most :data:`MAX_NAMES_SHOWN` names, and how many more there are."""
+    more = len(names) - MAX_NAMES_SHOWN
+    return names[:MAX_NAMES_SHOWN] + ([f"... and {more} more"] if more > 0 else [])
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(seconds, 0.0)
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"

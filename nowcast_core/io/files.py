@@ -5,6 +5,8 @@ A copy is written under a short temporary name (``O_EXCL``, never through a link
 (``fsync``), renamed into place, its folder flushed, and read back: its SHA-256 must be the
 one of the bytes meant. Only then may the caller remove the original, and only if the
 original is still the file that was copied (same inode, size and modification time).
+
+:func:`disk_space` says how much room the file systems holding the state folders have left.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import errno
 import hashlib
 import os
 import secrets
+import shutil
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 _CHUNK_BYTES = 1 << 20
@@ -181,3 +185,38 @@ def resolve_stored(root: Path, stored: str) -> Path:
     """The file a recorded path names now: a relative one under ``root``, an absolute one as it is."""
     path = Path(stored)
     return path if path.is_absolute() else Path(root) / path
+
+
+@dataclass(frozen=True)
+class DiskSpace:
+    """Free space of the file system that holds ``folders`` (the state folders on it, as configured)."""
+
+    folders: tuple[str, ...]
+    free_bytes: int
+    total_bytes: int
+
+    @property
+    def free_gb(self) -> float:
+        return self.free_bytes / 1e9
+
+
+def _existing(path: Path) -> Path:
+    """``path``, or its nearest existing parent (a folder not created yet fills the disk of its parent)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def disk_space(folders) -> list[DiskSpace]:
+    """One :class:`DiskSpace` per file system holding any of ``folders``, the fullest first."""
+    by_device: dict[int, tuple[list[str], object]] = {}
+    for folder in folders:
+        existing = _existing(Path(folder))
+        entry = by_device.setdefault(existing.stat().st_dev, ([], existing))
+        entry[0].append(str(folder))
+    out = []
+    for names, existing in by_device.values():
+        usage = shutil.disk_usage(existing)
+        out.append(DiskSpace(tuple(names), int(usage.free), int(usage.total)))
+    return sorted(out, key=lambda d: d.free_bytes)

@@ -1,0 +1,43 @@
+"""Operators' figures: the forecast panels of ``nowcast predict --plot``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from nowcast_core.dams import load_dams
+from nowcast_core.plots import label_positions, plot_forecast
+
+
+def _boxes(dams, positions, char_px, height_px):
+    out = []
+    for dam, (x, y, ha) in zip(dams, positions, strict=True):
+        width = char_px * len(dam.id)
+        x0 = x if ha == "left" else x - width
+        out.append((x0, y - height_px / 2, x0 + width, y + height_px / 2))
+    return out
+
+
+@pytest.mark.parametrize("char_px, height_px", [(1.9, 4.5), (2.3, 5.5)])  # the web map's and predict's sizes
+def test_the_seven_dam_names_do_not_overlap_and_stay_on_the_grid(char_px, height_px):
+    dams = load_dams()
+    boxes = _boxes(dams, label_positions(dams, (120, 120), char_px, height_px), char_px, height_px)
+    for i, a in enumerate(boxes):
+        assert 0 <= a[0] and a[2] <= 120 and 0 <= a[1] and a[3] <= 120
+        for b in boxes[i + 1:]:
+            assert a[2] < b[0] or a[0] > b[2] or a[3] < b[1] or a[1] > b[3], (a, b)
+
+
+def test_forecast_panels_fill_the_figure(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    inputs = rng.gamma(0.5, 2.0, (4, 120, 120)).astype(np.float32)
+    forecast = rng.gamma(0.5, 2.0, (6, 120, 120)).astype(np.float32)
+    out = plot_forecast(inputs, forecast, datetime(2020, 1, 1, tzinfo=UTC), load_dams(), tmp_path / "f.png", "rainnet")
+    with Image.open(out) as image:
+        assert image.size == (1360, 608)
+        pixels = np.asarray(image.convert("RGB"))
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 12  # the rain classes, outlines and text: not blank

@@ -7,7 +7,12 @@ E's windows. Scores, pixel by pixel, against the scans observed at each lead:
 
 - Brier score at 1 and 5 mm/h per lead (production and STEPS), with the decomposition and ROC area;
 - the production ensemble's reliability diagram (10 bins) pooled over leads, and each bin's
-  deviation from the diagonal where it holds at least ``--min-bin-pixels`` pixels.
+  deviation from the diagonal where it holds at least ``--min-bin-pixels`` pixels;
+- the dam products an operator reads (``nowcast_core.ensembles.products.dam_probabilities``, as the
+  cycle stores them: the members pooled with STEPS at the map's weight): the probability of each
+  catchment's mean rate reaching 1, 5 and 10 mm/h per lead, and of its depth over the next hour reaching
+  5, 10, 20 and 50 mm, against the catchment means of the observed scans; Brier score, its skill over
+  the held-out events' own base rate, and reliability (``dams`` in the result).
 
 ``--fold-models DIR`` holds ``<event>.keras`` per held-out event (trained without it). Without it,
 the shipped model is used for the events it was not trained on (its training report names them), calibrated on
@@ -30,6 +35,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = ("bom", "fmi-20160928", "knmi", "mch-20150515", "mch-20170131")
 EVAL_THRESHOLDS_MM_H = (1.0, 5.0)
+#: A dam reliability bin is drawn with at least this many forecasts (dam x start, and lead where pooled).
+DAM_MIN_BIN_FORECASTS = 30
 
 
 def windows(radar: Path, event: str, first: int, last: int) -> list[Path]:
@@ -77,6 +84,41 @@ def map_models_centres(template: str, held_out: str, train_events: list[str], da
     return np.concatenate(parts), {"models": used, "saw_held_out_or_unknown": leaks}
 
 
+def dam_scores(counts: dict) -> dict:
+    """Per (method, kind, threshold, lead) key of ``counts`` (:class:`ProbCounts`): forecasts, events,
+    Brier score, Brier skill over the sample's base rate (1 - Brier / uncertainty; None without events)
+    and the reliability diagram."""
+    out = {}
+    for key, c in counts.items():
+        decomposition = c.decomposition()
+        uncertainty = decomposition["brier_uncertainty"]
+        out[key] = {"n": c.n, "events": int(sum(c.bin_events)), "brier": round(c.brier(), 5),
+                    "brier_skill": round(1 - c.brier() / uncertainty, 4) if uncertainty > 0 else None,
+                    "reliability": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in b.items()}
+                                    for b in c.reliability_diagram()]}
+    return out
+
+
+def add_dam_counts(counts: dict, method: str, rows: list[dict], observed_mm_h: np.ndarray, dams) -> None:
+    """Add one start's dam products (``dam_probabilities`` rows) to ``counts`` against the observed fields
+    (6, H, W): the catchment-mean rate per lead and the depth over the hour (at +60)."""
+    from nowcast_core.dams import accumulated_depth_mm, catchment_mean_rates
+    from nowcast_core.verification.probabilistic import ProbCounts
+
+    rate = catchment_mean_rates(observed_mm_h, dams)  # (6, n_dams)
+    depth = accumulated_depth_mm(rate)
+    column = {d.id: j for j, d in enumerate(dams)}
+    for r in rows:
+        j, k = column[r["dam_id"]], r["lead_minutes"] // 10 - 1
+        items = [("rate", float(t), p, rate[k, j]) for t, p in r["prob_rate_ge"].items()]
+        if r["lead_minutes"] == 60:
+            items += [("depth_1h", float(t), p, depth[k, j]) for t, p in r["prob_accum_ge"].items()]
+        for kind, threshold, probability, observed in items:
+            key = f"{method}|{kind}|{threshold:g}|{r['lead_minutes']}"
+            counts.setdefault(key, ProbCounts()).add(
+                ProbCounts.of(np.array([probability]), np.array([observed]), threshold))
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--radar", type=Path, default=REPO.parent / "shared" / "data" / "radar")
@@ -117,10 +159,15 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
 
     from nowcast_core.contract import THRESHOLDS_MM_H
+    from nowcast_core.dams import load_dams
     from nowcast_core.ensembles import get_ensemble
     from nowcast_core.ensembles.calibration import calibrate, recalibrate
     from nowcast_core.ensembles.perturbed import CALIBRATION_FILE, Perturbations
-    from nowcast_core.ensembles.products import exceedance_probability
+    from nowcast_core.ensembles.products import (
+        dam_pool_weight,
+        dam_probabilities,
+        exceedance_probability,
+    )
     from nowcast_core.ensembles.recalibration import member_shares
     from nowcast_core.rainnet import bundled_model_path, training_events
     from nowcast_core.verification.probabilistic import (
@@ -186,6 +233,8 @@ def main(argv=None) -> None:
         return cache[event, stride]
 
     methods = ("production", "steps")
+    dams = load_dams()
+    dam_pooled: dict = {}
     pooled = {m: {k: {t: ProbCounts() for t in EVAL_THRESHOLDS_MM_H} for k in range(6)} for m in methods}
     report = {"protocol": protocol, "match_cdf": not args.no_match_cdf, "recalibration": not args.no_recalibration, "gain_grid": args.gain_grid or "default", "windows": args.windows, "stride": args.stride,
               "calibration_stride": args.calibration_stride, "members": args.members,
@@ -265,6 +314,7 @@ def main(argv=None) -> None:
         times, x, y = data(held_out, args.stride)
         fold = {m: {k: {t: ProbCounts() for t in EVAL_THRESHOLDS_MM_H} for k in range(6)} for m in methods}
         c = centres(model_path, x)
+        dam_fold: dict = {}
         for i in range(len(x)):
             t1 = time.perf_counter()
             issued = [times[i][1]]  # each start draws as the cycle would at its issue time
@@ -286,6 +336,13 @@ def main(argv=None) -> None:
                         counts = ProbCounts.of(prob[k, j], y[i, k], thr)
                         fold[m][k][thr].add(counts)
                         pooled[m][k][thr].add(ProbCounts.from_dict(counts.as_dict()))
+            # the dam products as the cycle stores them (pooled with STEPS at the map's weight), and STEPS alone
+            steps_weight = dam_pool_weight(production.probability_map)
+            add_dam_counts(dam_fold, "production", dam_probabilities(
+                c[i], members["production"], dams, steps_members_mm_h=members["steps"] if steps_weight else None,
+                steps_weight=steps_weight), y[i], dams)
+            add_dam_counts(dam_fold, "steps", dam_probabilities(members["steps"].mean(axis=0), members["steps"], dams),
+                           y[i], dams)
         report["folds"][held_out] = {
             "centre_model": str(model_path), "calibrated_on": train_events, "starts": len(x),
             "perturbations": {"displacement_px": params.displacement_px, "log_sigma": params.log_sigma,
@@ -296,7 +353,10 @@ def main(argv=None) -> None:
                           for thr in EVAL_THRESHOLDS_MM_H} for m in methods},
             # the additive counts, so folds scored in separate runs pool exactly
             "counts": {m: {f"{thr:g}": [fold[m][k][thr].as_dict() for k in range(6)]
-                           for thr in EVAL_THRESHOLDS_MM_H} for m in methods}}
+                           for thr in EVAL_THRESHOLDS_MM_H} for m in methods},
+            "dam_counts": {key: value.as_dict() for key, value in dam_fold.items()}}
+        for key, value in dam_fold.items():
+            dam_pooled.setdefault(key, ProbCounts()).add(ProbCounts.from_dict(value.as_dict()))
         print(json.dumps({held_out: report["folds"][held_out]["brier"]}), flush=True)
 
     lead_rows = []
@@ -321,6 +381,7 @@ def main(argv=None) -> None:
             reliability[f"{m}_{thr:g}"] = {"bins": total.reliability_diagram(), "deviations": devs,
                                            "max_abs_deviation": max((abs(d["deviation"]) for d in devs), default=None)}
     n_starts = sum(f["starts"] for f in report["folds"].values())
+    report["dams"] = dam_scores(dam_pooled)
     report.update({"leads": lead_rows, "reliability": reliability, "min_bin_pixels": args.min_bin_pixels,
                    "seconds_per_start": {m: round(s / max(n_starts, 1), 3) for m, s in seconds.items()},
                    "all_better": all(r[f"production_better_{t:g}"] for r in lead_rows for t in EVAL_THRESHOLDS_MM_H)})
@@ -334,6 +395,7 @@ def main(argv=None) -> None:
               f"{r['production_brier_5']:.4f} | {r['steps_brier_5']:.4f} |")
     for key, rel in reliability.items():
         print(key, "max |deviation| over bins with >=", args.min_bin_pixels, "pixels:", rel["max_abs_deviation"])
+    print_dam_table(report["dams"])
     if args.plot:
         from nowcast_core.plots import plot_reliability
 
@@ -343,6 +405,40 @@ def main(argv=None) -> None:
                                  + (f", pooled with STEPS-{args.steps_members}" if args.pool_steps else ""),
                                  "steps": f"STEPS, {args.steps_members} members"})
         print(f"wrote {args.plot}")
+        panels = (("rate", 1.0, "catchment mean >= 1 mm/h, all leads"),
+                  ("rate", 5.0, "catchment mean >= 5 mm/h, all leads"),
+                  ("depth_1h", 5.0, "catchment depth over the hour >= 5 mm"))
+        dam_totals = {}
+        for key, c in dam_pooled.items():
+            method, kind, threshold, _ = key.split("|")
+            if (kind, float(threshold)) in {(k, t) for k, t, _ in panels}:
+                dam_totals.setdefault((method, f"{kind} {threshold}"), ProbCounts()).add(
+                    ProbCounts.from_dict(c.as_dict()))
+        dam_plot = args.plot.with_name(f"{args.plot.stem}_dams{args.plot.suffix}")
+        plot_reliability(dam_totals, dam_plot, thresholds_mm_h=[f"{k} {t:g}" for k, t, _ in panels],
+                         panel_titles=[title for *_, title in panels], min_pixels=DAM_MIN_BIN_FORECASTS,
+                         title=f"Dam products on held-out events ({protocol}); bins with >= {DAM_MIN_BIN_FORECASTS} "
+                         "forecasts (dam x start x lead)",
+                         labels={"production": "production (RainNet ensemble pooled with STEPS, as stored)",
+                                 "steps": f"STEPS, {args.steps_members} members"})
+        print(f"wrote {dam_plot}")
+
+
+def print_dam_table(scores: dict) -> None:
+    """The dam products' Brier score and skill, production against STEPS, per kind, threshold and lead."""
+    print("| dam product | threshold | lead | forecasts (events) | Brier production / STEPS | skill over base rate "
+          "production / STEPS |")
+    print("|---|---|---|---|---|---|")
+    def order(key: str):
+        _, kind, threshold, lead = key.split("|")
+        return kind != "depth_1h", kind, float(threshold), int(lead)
+
+    for key in sorted((k for k in scores if k.startswith("production|")), key=order):
+        _, kind, threshold, lead = key.split("|")
+        mine, ref = scores[key], scores.get(key.replace("production|", "steps|", 1), {})
+        unit = "mm/h" if kind == "rate" else "mm"
+        print(f"| {kind} | {threshold} {unit} | +{lead} | {mine['n']} ({mine['events']}) | {mine['brier']:.4f} / "
+              f"{ref.get('brier', float('nan')):.4f} | {mine['brier_skill']} / {ref.get('brier_skill')} |")
 
 
 if __name__ == "__main__":

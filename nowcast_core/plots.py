@@ -122,26 +122,30 @@ def plot_forecast(inputs_mm_h, forecast_mm_h, issue_time, dams, out: Path, metho
     return Path(out)
 
 
-def plot_reliability(counts: dict, out: Path, *, thresholds_mm_h: Sequence[float] = (1.0, 5.0), min_pixels: int = 1000,
-                     title: str = "", labels: dict[str, str] | None = None) -> None:
+def plot_reliability(counts: dict, out: Path, *, thresholds_mm_h: Sequence = (1.0, 5.0), min_pixels: int = 1000,
+                     title: str = "", labels: dict[str, str] | None = None,
+                     panel_titles: Sequence[str] | None = None) -> None:
     """Reliability diagrams, one panel per threshold, one line per method: ``counts`` maps (method,
     threshold mm/h) to :class:`~nowcast_core.verification.probabilistic.ProbCounts`. Bins with fewer than
-    ``min_pixels`` pixels are left out; the band is +-0.1 around the diagonal."""
+    ``min_pixels`` pixels (or forecasts) are left out; the band is +-0.1 around the diagonal.
+    ``panel_titles``: one per threshold, for events other than a pixel's rain rate (the thresholds are
+    then any keys of ``counts``)."""
     methods = sorted({m for m, _ in counts})
     fig, axes = plt.subplots(1, len(thresholds_mm_h), figsize=(5 * len(thresholds_mm_h), 5.6), squeeze=False)
-    for ax, thr in zip(axes[0], thresholds_mm_h, strict=True):
+    titles = panel_titles or [f"rain rate >= {thr:g} mm/h, all leads" for thr in thresholds_mm_h]
+    for ax, thr, panel_title in zip(axes[0], thresholds_mm_h, titles, strict=True):
         ax.set_aspect("equal")
         ax.plot([0, 1], [0, 1], color="grey", lw=1, label="perfect")
         ax.fill_between([0, 1], [-0.1, 0.9], [0.1, 1.1], color="grey", alpha=0.15, label="±0.1")
         for k, method in enumerate(methods):
-            c = counts.get((method, float(thr)))
+            c = counts.get((method, thr))
             if c is None:
                 continue
             bins = [b for b in c.reliability_diagram() if b["n"] >= min_pixels]
             ax.plot([b["forecast_probability"] for b in bins], [b["observed_frequency"] for b in bins],
                     "o-" if k == 0 else "s--", label=f"{(labels or {}).get(method, method)} (Brier {c.brier():.4f})")
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="forecast probability", ylabel="observed frequency",
-               title=f"rain rate >= {thr:g} mm/h, all leads")
+               title=panel_title)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8)  # below the panel: no curve hidden
     if title:
         fig.suptitle(title, fontsize=9)

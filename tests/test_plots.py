@@ -41,3 +41,18 @@ def test_forecast_panels_fill_the_figure(tmp_path):
         assert image.size == (1360, 608)
         pixels = np.asarray(image.convert("RGB"))
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 12  # the rain classes, outlines and text: not blank
+
+
+def test_reliability_panels_can_be_other_events_than_a_pixels_rate(tmp_path):
+    from nowcast_core.plots import plot_reliability
+    from nowcast_core.verification.probabilistic import ProbCounts
+
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0, 1, 500)
+    observed = (rng.uniform(0, 1, 500) < p) * 10.0  # reliable by construction
+    counts = {("production", "depth 5"): ProbCounts.of(p, observed, 5.0),
+              ("production", "rate 1"): ProbCounts.of(p, observed, 1.0)}
+    out = tmp_path / "dams.png"
+    plot_reliability(counts, out, thresholds_mm_h=["rate 1", "depth 5"], min_pixels=10,
+                     panel_titles=["catchment mean >= 1 mm/h", "depth over the hour >= 5 mm"])
+    assert out.stat().st_size > 20_000

@@ -24,6 +24,9 @@ Every test runs without the caller's ``NOWCAST_*`` and ``PREFECT_*`` environment
 Data
     ``shared_radar`` (session)     Path of the real radar data, ``<repo>/../shared/data/radar``;
                                    skipped when absent (failed when CI is set).
+
+Benchmarks
+    ``bench_module(name)``         a script of ``bench/`` imported as a module (its helpers tested).
 """
 
 from __future__ import annotations
@@ -43,6 +46,17 @@ except ImportError:
     import pg
 
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
+BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
+
+
+def bench_module(name: str):
+    """``bench/<name>.py`` imported as a module (the scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH_DIR / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _unavailable(reason: str) -> None:

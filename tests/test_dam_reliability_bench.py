@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import bench_module
 
 from nowcast_core.dams import catchment_mask, load_dams
-
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "probabilistic_skill.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_probabilistic_skill", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("probabilistic_skill")
 
 
 def _rows(dams, p_rate_5: float, p_depth_5: float) -> list[dict]:

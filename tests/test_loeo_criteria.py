@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "loeo.py"
+from conftest import bench_module
 
 
 @pytest.fixture(scope="module")
 def loeo():
-    spec = importlib.util.spec_from_file_location("bench_loeo", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("loeo")
 
 
 def _row(method, pixels, lead, csi_1, csi_5, mae, area=None):

@@ -296,6 +296,11 @@ _FORECASTS_TABLE_LEFT_OUT = ("valid_time", "wet_fraction", "depth_mm", "model_ve
                              "accum_mm_p10")
 
 
+#: What a narrow terminal keeps of `nowcast forecasts` first: when, where, how much, how likely.
+_FORECASTS_PRIORITY = ["issue_time", "dam", "lead_minutes", "accum_mm", "mean_mm_h", "prob_accum_ge", "prob_rate_ge",
+                       "alert", "input_quality", "accum_mm_p50", "accum_mm_p90", "max_mm_h", "method"]
+
+
 @app.command()
 def forecasts(dam: Optional[str] = None, issue_time: Annotated[Optional[str], typer.Option(help="ISO 8601")] = None,
               since: Optional[str] = None, until: Optional[str] = None,
@@ -314,7 +319,7 @@ def forecasts(dam: Optional[str] = None, issue_time: Annotated[Optional[str], ty
         rows = forecast_rows(session, dam=dam, issue_time=at, since=start, until=end, method=method)
     if fmt == Format.table:
         rows = [{k: v for k, v in r.items() if k not in _FORECASTS_TABLE_LEFT_OUT} for r in rows]
-    render(rows, fmt, title="dam rainfall forecasts (JSON and CSV carry every key)")
+    render(rows, fmt, title="dam rainfall forecasts (JSON and CSV carry every key)", priority=_FORECASTS_PRIORITY)
 
 
 @app.command()

@@ -18,8 +18,13 @@ class Format(str, Enum):
     csv = "csv"
 
 
-def render(rows: list[dict], fmt: Format, *, title: str | None = None, console: Console | None = None) -> None:
-    """Print ``rows`` in ``fmt`` (tables to the terminal, JSON and CSV as plain text)."""
+def render(rows: list[dict], fmt: Format, *, title: str | None = None, console: Console | None = None,
+           priority: list[str] | None = None) -> None:
+    """Print ``rows`` in ``fmt`` (tables to the terminal, JSON and CSV as plain text).
+
+    A table wider than the terminal keeps the columns it can show whole, in ``priority`` order (default:
+    the keys' order; the first two always), in their own order, and names the ones it left out: a
+    squeezed table folds every cell into unreadable slivers."""
     if fmt == Format.json:
         print(json.dumps(rows, indent=2, default=str))
         return
@@ -36,12 +41,30 @@ def render(rows: list[dict], fmt: Format, *, title: str | None = None, console: 
     if not rows:
         console.print(f"[yellow]no rows[/yellow]{f' ({title})' if title else ''}")
         return
-    table = Table(title=title)
-    for key in rows[0]:
+    keys = list(rows[0])
+    shown = _columns_that_fit(keys, rows, console.width, priority)
+    left_out = [k for k in keys if k not in shown]
+    caption = (f"left out for the terminal's width: {', '.join(left_out)} (widen it, or --format json or csv)"
+               if left_out else None)
+    table = Table(title=title, caption=caption)
+    for key in shown:
         table.add_column(key, overflow="fold")
     for row in rows:
-        table.add_row(*(_cell(v) for v in row.values()))
+        table.add_row(*(_cell(row.get(k)) for k in shown))
     console.print(table)
+
+
+def _columns_that_fit(keys: list[str], rows: list[dict], width: int, priority: list[str] | None) -> list[str]:
+    """The keys whose whole columns (header and every cell, with rich's padding and rule) fit in
+    ``width``, taken in ``priority`` order, returned in the keys' order."""
+    need = {k: max(len(k), *(len(_cell(r.get(k))) for r in rows)) + 3 for k in keys}
+    order = [k for k in (priority or []) if k in need] + [k for k in keys if k not in (priority or [])]
+    kept, used = set(order[:2]), 1 + sum(need[k] for k in order[:2])
+    for key in order[2:]:
+        if used + need[key] <= width:
+            kept.add(key)
+            used += need[key]
+    return [k for k in keys if k in kept]
 
 
 def _flat(row: dict) -> dict:

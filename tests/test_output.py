@@ -1,0 +1,39 @@
+"""Tables on a terminal: what a narrow one keeps, and says it left out."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from nowcast_app.output import Format, render
+
+ROWS = [{"issue_time": "2020-10-31T06:40:00Z", "dam": "dam-1", "lead_minutes": lead, "max_mm_h": 12.5,
+         "method": "rainnet", "accum_mm": 3.25, "prob_accum_ge": {"5": 0.4, "10": 0.1, "20": 0.0, "50": 0.0}}
+        for lead in (10, 20)]
+
+
+def _table(width: int, priority=None) -> list[str]:
+    out = io.StringIO()
+    render(ROWS, Format.table, title="t", console=Console(file=out, width=width), priority=priority)
+    return out.getvalue().splitlines()
+
+
+def test_a_wide_terminal_shows_every_column():
+    lines = _table(200)
+    assert all(k in lines[2] for k in ROWS[0]) and not any("left out" in line for line in lines)
+
+
+def test_a_narrow_terminal_keeps_whole_columns_by_priority_and_names_the_rest():
+    lines = _table(100, priority=["issue_time", "dam", "lead_minutes", "accum_mm", "prob_accum_ge"])
+    assert max(len(line) for line in lines) <= 100
+    header = lines[2]
+    assert [k for k in ROWS[0] if k in header] == ["issue_time", "dam", "lead_minutes", "accum_mm", "prob_accum_ge"]
+    assert "2020-10-31T06:40:00Z" in lines[4] and "5:0.40 10:0.10 20:0.00 50:0.00" in lines[4]  # whole, not folded
+    caption = " ".join(line.strip() for line in lines[-2:])
+    assert "left out for the terminal's width: max_mm_h, method" in caption and "--format json or csv" in caption
+
+
+def test_without_a_priority_the_keys_order_decides():
+    header = _table(60)[2]
+    assert "issue_time" in header and "dam" in header and "prob_accum_ge" not in header

@@ -22,9 +22,10 @@ def render(rows: list[dict], fmt: Format, *, title: str | None = None, console: 
            priority: list[str] | None = None) -> None:
     """Print ``rows`` in ``fmt`` (tables to the terminal, JSON and CSV as plain text).
 
-    A table wider than the terminal keeps the columns it can show whole, in ``priority`` order (default:
-    the keys' order; the first two always), in their own order, and names the ones it left out: a
-    squeezed table folds every cell into unreadable slivers."""
+    A table wider than the terminal keeps the columns it can show (whole; text longer than
+    :data:`FOLD_AT` folded), in ``priority`` order (default: the keys' order; the first two always), in
+    their own order, and names the ones it left out: a squeezed table folds every cell into unreadable
+    slivers."""
     if fmt == Format.json:
         print(json.dumps(rows, indent=2, default=str))
         return
@@ -42,22 +43,33 @@ def render(rows: list[dict], fmt: Format, *, title: str | None = None, console: 
         console.print(f"[yellow]no rows[/yellow]{f' ({title})' if title else ''}")
         return
     keys = list(rows[0])
-    shown = _columns_that_fit(keys, rows, console.width, priority)
+    natural = {k: max(len(k), *(len(_cell(r.get(k))) for r in rows)) for k in keys}
+    shown = _columns_that_fit(keys, natural, console.width, priority)
     left_out = [k for k in keys if k not in shown]
     caption = (f"left out for the terminal's width: {', '.join(left_out)} (widen it, or --format json or csv)"
                if left_out else None)
+    squeezed = sum(natural[k] + 3 for k in shown) + 1 > console.width  # then long text folds, the rest stays whole
+    long_text = [k for k in shown if natural[k] > FOLD_AT]
+    spare = console.width - 1 - sum(min(natural[k], FOLD_AT) + 3 for k in shown)
+    fold_width = FOLD_AT + max(spare, 0) // max(len(long_text), 1)  # the room left goes to the folded text
     table = Table(title=title, caption=caption)
     for key in shown:
-        table.add_column(key, overflow="fold")
+        table.add_column(key, overflow="fold", no_wrap=squeezed and key not in long_text,
+                         max_width=fold_width if squeezed and key in long_text else None)
     for row in rows:
         table.add_row(*(_cell(row.get(k)) for k in shown))
     console.print(table)
 
 
-def _columns_that_fit(keys: list[str], rows: list[dict], width: int, priority: list[str] | None) -> list[str]:
-    """The keys whose whole columns (header and every cell, with rich's padding and rule) fit in
-    ``width``, taken in ``priority`` order, returned in the keys' order."""
-    need = {k: max(len(k), *(len(_cell(r.get(k))) for r in rows)) + 3 for k in keys}
+#: A column of longer text (a reason, a quality note) folds its cells at this width rather than being left out.
+FOLD_AT = 30
+
+
+def _columns_that_fit(keys: list[str], natural: dict[str, int], width: int, priority: list[str] | None) -> list[str]:
+    """The keys whose columns (``natural`` width: header or widest cell, whole, or folded at
+    :data:`FOLD_AT` where longer; with rich's padding and rule) fit in ``width``, taken in ``priority``
+    order, in the keys' order."""
+    need = {k: min(natural[k], max(FOLD_AT, len(k))) + 3 for k in keys}
     order = [k for k in (priority or []) if k in need] + [k for k in keys if k not in (priority or [])]
     kept, used = set(order[:2]), 1 + sum(need[k] for k in order[:2])
     for key in order[2:]:

@@ -37,3 +37,13 @@ def test_a_narrow_terminal_keeps_whole_columns_by_priority_and_names_the_rest():
 def test_without_a_priority_the_keys_order_decides():
     header = _table(60)[2]
     assert "issue_time" in header and "dam" in header and "prob_accum_ge" not in header
+
+
+def test_long_text_folds_in_its_column_instead_of_being_left_out():
+    rows = [{**ROWS[0], "input_quality": "t-10 saturated: 3.1 % of covered pixels at p >= 250 (limit 2 %)"}]
+    out = io.StringIO()
+    render(rows, Format.table, console=Console(file=out, width=140),
+           priority=["issue_time", "dam", "lead_minutes", "input_quality"])
+    text = out.getvalue()
+    assert "input_quality" in text and "t-10 saturated: 3.1 % of" in text and "(limit" in text  # folded, all there
+    assert max(len(line) for line in text.splitlines()) <= 140

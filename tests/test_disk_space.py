@@ -68,3 +68,15 @@ def test_status_names_what_waits_in_the_inbox_with_its_age(make_sqlite_service):
     assert st["inbox_waiting_names"][0] == "RDR_202001010000.npz (modified 10 min ago)"  # the oldest first
     assert st["inbox_waiting_names"][1].startswith("RDR_202001010010.npz (modified ")
     assert st["inbox_waiting_names"][1].endswith(" s ago)")
+
+
+def test_a_free_space_reading_that_fails_does_not_fail_the_cycle(make_sqlite_service, monkeypatch):
+    svc = make_sqlite_service(min_free_disk_gb=ALWAYS_LOW_GB)
+
+    def unreadable(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("nowcast_core.cycle.service.disk_space", unreadable)
+    assert svc.disk_warning() is None
+    monkeypatch.undo()
+    assert svc.disk_warning() is not None

@@ -59,7 +59,7 @@ class Service:
 
     #: False: open an existing installation only (read-only commands never create a home).
     create: bool = True
-    _disk_warned_at: datetime | None = None
+    _disk_warned_at: datetime | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.create:
@@ -206,7 +206,11 @@ class Service:
         """The daemon's warning about a disk low on space: when it first goes low, then every
         :data:`DISK_WARNING_EVERY` while it stays low; None otherwise."""
         now = now or datetime.now(UTC)
-        low = self.low_disk()
+        try:
+            low = self.low_disk()
+        except OSError as exc:  # the forecasts are stored; a free-space reading is not worth failing the cycle
+            log.debug("free disk space not read: %s", exc)
+            return None
         if low is None:
             self._disk_warned_at = None
             return None

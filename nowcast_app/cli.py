@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -58,15 +59,39 @@ def _time_range(since: Optional[str], until: Optional[str]) -> tuple[Optional[da
 def _settings(**overrides):
     """Effective settings; a bad setting is a usage error naming it."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from nowcast_core.config import load_settings
 
     try:
-        return load_settings(**overrides)
+        settings = load_settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
         name = ".".join(str(x) for x in first.get("loc", ())) or "settings"
-        raise usage_error(f"setting {name} (NOWCAST_{name.upper()}): {first.get('msg')}") from None
+        message = str(first.get("msg", "")).removeprefix("Value error, ")
+        raise usage_error(f"setting {name} (NOWCAST_{name.upper()}): {message}") from None
+    except SettingsError as exc:  # a list or mapping setting that is not JSON
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = found.group(1) if found else "settings"
+        raise usage_error(f"setting {name} (NOWCAST_{name.upper()}): not valid JSON "
+                          f"(a list is written [\"a\", \"b\"])") from None
+    _check_names(settings)
+    return settings
+
+
+def _check_names(settings) -> None:
+    """The methods and ensemble a setting names must exist: found now, not when the daemon first needs them."""
+    from nowcast_core.ensembles import ensemble_names
+    from nowcast_core.forecasters import method_names
+
+    known = method_names()
+    for name, value in [("method", settings.method)] + [("baselines", b) for b in settings.baselines]:
+        if value is not None and value not in known:
+            raise usage_error(f"setting {name} (NOWCAST_{name.upper()}): unknown forecast method {value!r}; "
+                              f"known: {', '.join(known)}")
+    if settings.reference_ensemble and settings.reference_ensemble not in ensemble_names():
+        raise usage_error(f"setting reference_ensemble (NOWCAST_REFERENCE_ENSEMBLE): unknown ensemble "
+                          f"{settings.reference_ensemble!r}; known: {', '.join(ensemble_names())} or empty for none")
 
 
 def _writable_settings(**overrides):
@@ -296,6 +321,12 @@ _FORECASTS_TABLE_LEFT_OUT = ("valid_time", "wet_fraction", "depth_mm", "model_ve
                              "accum_mm_p10")
 
 
+#: What a narrow terminal keeps first of `frames`, `alerts`, `skill` (and `evaluate`) and `models list`.
+_FRAMES_PRIORITY = ["scan_time", "quality", "mean_mm_h", "arrived_at", "wet_fraction", "nodata_fraction"]
+_ALERTS_PRIORITY = ["dam", "level", "probability", "reason", "issue_time", "forecast_1h_mm", "total_3h_mm"]
+_SKILL_PRIORITY = ["method", "lead_minutes", "n_forecasts", "mae_mm_h", "csi_1", "csi_5", "csi_10", "area_ratio_5",
+                   "fss_5_5km", "fss_1_5km", "csi_0.1", "pod_1", "far_1", "pod_5", "far_5"]
+_MODELS_PRIORITY = ["id", "version", "role", "decision", "reason", "created", "promoted_at"]
 #: What a narrow terminal keeps of `nowcast forecasts` first: when, where, how much, how likely.
 _FORECASTS_PRIORITY = ["issue_time", "dam", "lead_minutes", "accum_mm", "mean_mm_h", "prob_accum_ge", "prob_rate_ge",
                        "alert", "input_quality", "accum_mm_p50", "accum_mm_p90", "max_mm_h", "method"]
@@ -333,7 +364,7 @@ def alerts(dam: Annotated[Optional[str], typer.Option(help="one dam (its id, e.g
     _known(dam, [d.id for d in svc.dams], "dam", "--dam")
     with svc.sessions() as session:
         rows = current_alert_rows(session, dam)
-    render(rows, fmt, title="alert levels (newest run per dam)")
+    render(rows, fmt, title="alert levels (newest run per dam)", priority=_ALERTS_PRIORITY)
 
 
 @app.command()
@@ -345,7 +376,8 @@ def frames(rejected: Annotated[bool, typer.Option("--rejected", help="quarantine
     svc = _existing_service()
     with svc.sessions() as session:
         rows = frame_rows(session, rejected=rejected, archive=svc.settings.archive)
-    render(rows, fmt, title="rejected files" if rejected else "registered scans")
+    render(rows, fmt, title="rejected files" if rejected else "registered scans",
+           priority=None if rejected else _FRAMES_PRIORITY)
 
 
 @app.command()
@@ -473,7 +505,7 @@ def skill(since: Optional[str] = None, until: Optional[str] = None, by: By = By.
         err.print(f"skill plot written to {plot}")
     if fmt == Format.table:
         rows = [{k: v for k, v in r.items() if k not in _SKILL_TABLE_LEFT_OUT} for r in rows]
-    render(rows, fmt, title=f"verified skill by {by.value}")
+    render(rows, fmt, title=f"verified skill by {by.value}", priority=_SKILL_PRIORITY)
 
 
 models_app = typer.Typer(help="The model registry: candidates, champion, promotion, rollback.", no_args_is_help=True,
@@ -494,7 +526,8 @@ def models_list(fmt: FormatOpt = Format.table) -> None:
     if fmt == Format.json:
         print(json.dumps(rows, indent=2))
         return
-    render([_model_summary(r) for r in rows], fmt, title="models (full metrics: --format json)")
+    render([_model_summary(r) for r in rows], fmt, title="models (full metrics: --format json)",
+           priority=_MODELS_PRIORITY)
 
 
 def _model_summary(row: dict) -> dict:
@@ -759,7 +792,7 @@ def evaluate(folders: Annotated[list[Path], typer.Argument(exists=True, file_oka
         keep = ("method", "lead_minutes", "n_forecasts", "csi_0.1", "csi_1", "csi_5", "csi_10", "pod_1", "far_1",
                 "mae_mm_h", "fss_1_5km", "fss_5_5km", "fss_5_15km", "area_ratio_5", "competition_score")
         rows = [{k: r.get(k) for k in keep} for r in rows]
-    render(rows, fmt, title="skill per lead (counts pooled over all forecast starts)")
+    render(rows, fmt, title="skill per lead (counts pooled over all forecast starts)", priority=_SKILL_PRIORITY)
 
 
 @app.command()

@@ -22,7 +22,7 @@ def render(rows: list[dict], fmt: Format, *, title: str | None = None, console: 
            priority: list[str] | None = None) -> None:
     """Print ``rows`` in ``fmt`` (tables to the terminal, JSON and CSV as plain text).
 
-    A table wider than the terminal keeps the columns it can show (whole; text longer than
+    A table wider than the terminal keeps the columns it can show (whole; text with spaces longer than
     :data:`FOLD_AT` folded), in ``priority`` order (default: the keys' order; the first two always), in
     their own order, and names the ones it left out: a squeezed table folds every cell into unreadable
     slivers."""
@@ -44,18 +44,23 @@ def render(rows: list[dict], fmt: Format, *, title: str | None = None, console: 
         return
     keys = list(rows[0])
     natural = {k: max(len(k), *(len(_cell(r.get(k))) for r in rows)) for k in keys}
-    shown = _columns_that_fit(keys, natural, console.width, priority)
+    # Text with spaces (a reason, a quality note) may fold; a checksum, a path or a time is shown whole or not at all.
+    prose = {k for k in keys if any(" " in _cell(r.get(k)) for r in rows)}
+    shown = _columns_that_fit(keys, natural, prose, console.width, priority)
     left_out = [k for k in keys if k not in shown]
     caption = (f"left out for the terminal's width: {', '.join(left_out)} (widen it, or --format json or csv)"
                if left_out else None)
     squeezed = sum(natural[k] + 3 for k in shown) + 1 > console.width  # then long text folds, the rest stays whole
-    long_text = [k for k in shown if natural[k] > FOLD_AT]
-    spare = console.width - 1 - sum(min(natural[k], FOLD_AT) + 3 for k in shown)
-    fold_width = FOLD_AT + max(spare, 0) // max(len(long_text), 1)  # the room left goes to the folded text
+    widths = {k: min(natural[k], max(FOLD_AT, len(k))) if k in prose else natural[k] for k in shown}
+    spare = console.width - 1 - sum(w + 3 for w in widths.values())
+    for key in _by_priority(shown, priority):  # the room left unfolds long text, the most important first
+        grow = min(natural[key] - widths[key], max(spare, 0))
+        widths[key] += grow
+        spare -= grow
     table = Table(title=title, caption=caption)
     for key in shown:
-        table.add_column(key, overflow="fold", no_wrap=squeezed and key not in long_text,
-                         max_width=fold_width if squeezed and key in long_text else None)
+        table.add_column(key, overflow="fold", no_wrap=squeezed and widths[key] >= natural[key],
+                         max_width=widths[key] if squeezed else None)
     for row in rows:
         table.add_row(*(_cell(row.get(k)) for k in shown))
     console.print(table)
@@ -65,12 +70,13 @@ def render(rows: list[dict], fmt: Format, *, title: str | None = None, console: 
 FOLD_AT = 30
 
 
-def _columns_that_fit(keys: list[str], natural: dict[str, int], width: int, priority: list[str] | None) -> list[str]:
-    """The keys whose columns (``natural`` width: header or widest cell, whole, or folded at
+def _columns_that_fit(keys: list[str], natural: dict[str, int], prose: set[str], width: int,
+                      priority: list[str] | None) -> list[str]:
+    """The keys whose columns (``natural`` width: header or widest cell, whole; ``prose`` folded at
     :data:`FOLD_AT` where longer; with rich's padding and rule) fit in ``width``, taken in ``priority``
     order, in the keys' order."""
-    need = {k: min(natural[k], max(FOLD_AT, len(k))) + 3 for k in keys}
-    order = [k for k in (priority or []) if k in need] + [k for k in keys if k not in (priority or [])]
+    need = {k: (min(natural[k], max(FOLD_AT, len(k))) if k in prose else natural[k]) + 3 for k in keys}
+    order = _by_priority(keys, priority)
     kept, used = set(order[:2]), 1 + sum(need[k] for k in order[:2])
     for key in order[2:]:
         if used + need[key] <= width:
@@ -98,3 +104,9 @@ def _cell(value) -> str:
     if isinstance(value, dict):
         return " ".join(f"{k}:{v:.2f}" if isinstance(v, float) else f"{k}:{v}" for k, v in value.items())
     return str(value)
+
+
+def _by_priority(keys: list[str], priority: list[str] | None) -> list[str]:
+    """``keys`` in ``priority`` order, the others after them in their own order."""
+    first = [k for k in (priority or []) if k in keys]
+    return first + [k for k in keys if k not in first]

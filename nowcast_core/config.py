@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -69,6 +70,8 @@ class Settings(BaseSettings):
     max_mean_rate_jump_mm_h: float = Field(10.0, gt=0, description="a larger change of the mean rain rate from the scan "
                                            "10 minutes before is an impossible jump")
     retrain_cron: str = Field("0 3 * * 0", description="cron of the retraining flow (default weekly, Sunday 03:00 UTC)")
+    log_format: Literal["text", "json"] = Field("text", description="console log lines: text, or json (one object "
+                                                "per line)")
     retrain_epochs: int = Field(3, ge=1, description="fine-tuning epochs of a retraining")
     retrain_learning_rate: float = Field(3e-5, gt=0, description="learning rate of the fine-tuning")
     retrain_days: float = Field(14, gt=0, description="days of archived scans (before the newest) a retraining uses")
@@ -116,6 +119,18 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(30.0, gt=0, description="wait after a failed POST; doubles each time, at most 1 h")
     webhook_max_attempts: int = Field(10, ge=1, description="POSTs of one notification before it is marked failed")
     webhook_interval_s: float = Field(5.0, gt=0, description="seconds between the daemon's looks into the outbox")
+
+    @field_validator("retrain_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"not a crontab of five fields (minute hour day month weekday, e.g. '0 3 * * 0'): "
+                             f"{exc}") from None
+        return value
 
     @field_validator("earliest_scan_time")
     @classmethod

@@ -19,6 +19,12 @@ from nowcast_core.verification.scores import score_key  # noqa: E402
 #: Rain-rate classes (mm/h) and their colours: every map, the dashboard and its legend (GET /api/v1/legend).
 LEVELS_MM_H = (0.1, 0.5, 1, 2, 5, 10, 20, 50, 100)
 COLOURS = ("#c6e6ff", "#7cc0ff", "#2f8cf0", "#1ec84b", "#f5e13c", "#f59a23", "#e5322d", "#b0228c", "#5a0f6e")
+#: Below the lowest class (dry), and where the radar saw nothing (no data): far apart in lightness, so an
+#: outage never reads as dry weather.
+DRY_COLOUR = "#18324f"
+NO_DATA_COLOUR = "#8c8c8c"
+#: The colour bar's caption on every map: what the triangle below 0.1 and the grey mean.
+BAR_LABEL = "rain rate (mm/h); triangle: dry (< 0.1); grey: no data"
 
 
 @lru_cache(maxsize=8)
@@ -59,8 +65,9 @@ def label_positions(dams: Sequence[Dam], shape: tuple[int, int], char_px: float 
 
 
 def rain_classes():
-    """(colour map, norm) of :data:`LEVELS_MM_H`: below 0.1 mm/h dark (dry), NaN grey (no data)."""
-    cmap = ListedColormap(COLOURS).with_extremes(under="#18324f", bad="#3a3a3a")
+    """(colour map, norm) of :data:`LEVELS_MM_H`: below 0.1 mm/h :data:`DRY_COLOUR`, NaN
+    :data:`NO_DATA_COLOUR`."""
+    cmap = ListedColormap(COLOURS).with_extremes(under=DRY_COLOUR, bad=NO_DATA_COLOUR)
     return cmap, BoundaryNorm(LEVELS_MM_H + (1000,), cmap.N)
 
 
@@ -114,7 +121,7 @@ def plot_forecast(inputs_mm_h, forecast_mm_h, issue_time, dams, out: Path, metho
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"{method} forecast issued {issue_time:%Y-%m-%d %H:%M} UTC (mm/h)")
-    bar = fig.colorbar(image, ax=axes, shrink=0.8, label="rain rate (mm/h)", extend="min", ticks=LEVELS_MM_H)
+    bar = fig.colorbar(image, ax=axes, shrink=0.8, label=BAR_LABEL, extend="min", ticks=LEVELS_MM_H)
     bar.ax.set_yticklabels([f"{v:g}" for v in LEVELS_MM_H])
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=80)

@@ -145,6 +145,25 @@ def test_malformed_database_url(in_empty_folder, monkeypatch, capsys, url):
     assert "database URL" in lines[0] and "NOWCAST_DATABASE_URL" in lines[-1]
 
 
+@pytest.mark.parametrize("variable, value, words", [
+    ("NOWCAST_METHOD", "foo", ["setting method (NOWCAST_METHOD)", "unknown forecast method 'foo'", "pysteps"]),
+    ("NOWCAST_BASELINES", '["persistence", "foo"]', ["setting baselines (NOWCAST_BASELINES)", "'foo'"]),
+    ("NOWCAST_REFERENCE_ENSEMBLE", "stepz", ["setting reference_ensemble", "unknown ensemble 'stepz'", "steps"]),
+    ("NOWCAST_RETRAIN_CRON", "bad cron", ["setting retrain_cron (NOWCAST_RETRAIN_CRON)", "five fields"]),
+    ("NOWCAST_WEBHOOKS", "notjson", ["setting webhooks (NOWCAST_WEBHOOKS)", "not valid JSON"]),
+    ("NOWCAST_LOG_FORMAT", "xml", ["setting log_format (NOWCAST_LOG_FORMAT)", "'text' or 'json'"]),
+])
+@pytest.mark.parametrize("command", [("config",), ("status",), ("run", "--once")])
+def test_a_bad_setting_is_refused_by_every_command_before_any_work(in_empty_folder, monkeypatch, capsys, variable,
+                                                                    value, words, command):
+    monkeypatch.setenv(variable, value)
+    code, lines = nowcast(capsys, *command)
+    assert code == 2, lines
+    _assert_short(lines)
+    assert all(w in lines[0] for w in words), lines
+    assert not (in_empty_folder / "var").exists()  # nothing was created
+
+
 def test_a_home_that_cannot_be_created(in_empty_folder, tmp_path, monkeypatch, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

@@ -24,7 +24,8 @@ def _daemon(home: Path, **env: str) -> subprocess.Popen:
         port = sock.getsockname()[1]
     full.update(NOWCAST_HOME=str(home), NOWCAST_POLL_INTERVAL_S="1", NOWCAST_SETTLE_SECONDS="0", NOWCAST_WEB_PORT=str(port),
                 NOWCAST_BASELINES='["persistence"]',
-                NOWCAST_REFERENCE_ENSEMBLE="", **env)  # the STEPS reference's seconds would swamp 1-second cycles
+                NOWCAST_REFERENCE_ENSEMBLE="",  # the STEPS reference's seconds would swamp 1-second cycles
+                NOWCAST_MIN_FREE_DISK_GB="0", **env)  # a test machine's full disk would add a warning line
     return subprocess.Popen([sys.executable, "-c", "from nowcast_app.cli import main; main()", "run"], env=full,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 

@@ -135,6 +135,8 @@ def test_dashboard_shows_every_dam_with_the_apis_numbers(browser, site, tmp_path
     banner = page.locator("#banner")
     assert banner.get_attribute("data-stale") == "false" and "method pysteps" in banner.inner_text()
     assert "ok" in banner.get_attribute("class")
+    legend = page.locator("#legend").inner_text()
+    assert legend.startswith("dry") and "no data" in legend  # an outage never reads as dry weather
     _shot(page, tmp_path, "dashboard-wide")
     assert problems == []
     page.close()

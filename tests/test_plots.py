@@ -56,3 +56,15 @@ def test_reliability_panels_can_be_other_events_than_a_pixels_rate(tmp_path):
     plot_reliability(counts, out, thresholds_mm_h=["rate 1", "depth 5"], min_pixels=10,
                      panel_titles=["catchment mean >= 1 mm/h", "depth over the hour >= 5 mm"])
     assert out.stat().st_size > 20_000
+
+
+def test_dry_and_no_data_are_far_apart_on_every_map():
+    from matplotlib.colors import to_rgb
+
+    from nowcast_core.plots import DRY_COLOUR, NO_DATA_COLOUR, rain_classes
+
+    cmap, norm = rain_classes()
+    dry, no_data = cmap(norm(np.array([0.05])))[0][:3], cmap(np.ma.masked_invalid([np.nan]))[0][:3]
+    assert np.allclose(dry, to_rgb(DRY_COLOUR)) and np.allclose(no_data, to_rgb(NO_DATA_COLOUR))
+    lightness = [0.2126 * r + 0.7152 * g + 0.0722 * b for r, g, b in (dry, no_data)]
+    assert lightness[1] - lightness[0] > 0.3

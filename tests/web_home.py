@@ -20,7 +20,9 @@ FIRST_SCAN = 14
 
 
 def fill_home(home: Path, radar: Path, **overrides) -> Service:
+    # min_free_disk_gb 0: the pages do not depend on how full the test machine's disk is
     settings = load_settings(**{"home": home, "settle_seconds": 0, "method": "pysteps", "baselines": ["persistence"],
+                                "min_free_disk_gb": 0,
                                 **overrides})
     svc = Service(settings)
     svc.migrate()

@@ -27,7 +27,7 @@ from nowcast_core.db.schema import ForecastRun, FrameRecord
 from nowcast_core.io import read_frame
 from nowcast_core.io.fields import load_field
 from nowcast_core.io.scale import pixel_to_rain_rate
-from nowcast_core.plots import COLOURS, LEVELS_MM_H
+from nowcast_core.plots import COLOURS, DRY_COLOUR, LEVELS_MM_H, NO_DATA_COLOUR
 from nowcast_core.verification.stored import skill_rows
 
 router = APIRouter(prefix="/api/v1")
@@ -111,7 +111,8 @@ def get_series(ctx: Ctx, hours: Annotated[float, Query(gt=0, le=24)] = 3.0) -> J
 
 @router.get("/legend", summary="Rain-rate classes (mm/h) and colours of the map images")
 def get_legend() -> JSONResponse:
-    return JSONResponse({"levels_mm_h": list(LEVELS_MM_H), "colours": list(COLOURS)},
+    return JSONResponse({"levels_mm_h": list(LEVELS_MM_H), "colours": list(COLOURS), "dry_colour": DRY_COLOUR,
+                         "no_data_colour": NO_DATA_COLOUR},
                         headers={"Cache-Control": f"public, max-age={IMMUTABLE_MAX_AGE_S}"})
 
 

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from nowcast_core.dams import Dam
 from nowcast_core.plots import (
+    BAR_LABEL,
     LEVELS_MM_H,
     catchment_outline,
     label_positions,
@@ -44,7 +45,7 @@ def render_png(field_mm_h: np.ndarray, dams: Sequence[Dam], title: str, *, size_
         cax = fig.add_axes((0.08, 0.075, 0.84, 0.022))
         bar = fig.colorbar(image, cax=cax, orientation="horizontal", extend="min", ticks=LEVELS_MM_H)
         bar.ax.set_xticklabels([f"{v:g}" for v in LEVELS_MM_H])
-        bar.set_label("rain rate (mm/h)", color="white")
+        bar.set_label(BAR_LABEL, color="white")
         bar.ax.tick_params(colors="white", labelsize=8)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", facecolor=fig.get_facecolor())

@@ -157,7 +157,7 @@ def frame_rows(session: Session, *, rejected: bool = False, archive: Path | None
     if rejected:
         return [
             {"file": r.file_name, "reason_kind": r.reason_kind, "reason": r.reason,
-             "quarantine_path": r.quarantine_path, "rejected_at": iso_utc(r.rejected_at)}
+             "quarantine_path": r.quarantine_path, "rejected_at": iso_utc(r.rejected_at, "milliseconds")}
             for r in session.scalars(select(RejectedFile).order_by(RejectedFile.rejected_at, RejectedFile.id))
         ]
     return [

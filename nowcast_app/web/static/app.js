@@ -27,6 +27,10 @@ function banner(st) {
 function legend(lg) {
   const box = document.getElementById("legend");
   box.textContent = "";
+  [[lg.dry_colour, "dry"], [lg.no_data_colour, "no data"]].forEach(([c, label]) => {
+    const sw = NC.el("span", {class: "swatch"}); sw.style.background = c;
+    box.append(NC.el("span", {class: "key"}, sw, label));
+  });
   lg.colours.forEach((c, k) => {
     const sw = NC.el("span", {class: "swatch"}); sw.style.background = c;
     box.append(NC.el("span", {class: "key"}, sw, `${lg.levels_mm_h[k]}`));

@@ -312,6 +312,7 @@ def sample(out: Path, scans: int = 36, seed: int = 0,
     kwargs = {"n_scans": scans, "seed": seed}
     if start:
         kwargs["start"] = parse_time(start)
+    _out_file(out, "OUT")  # OUT itself may be new, the folder it goes in must exist
     paths = write_sequence(out, **kwargs)
     err.print(f"{len(paths)} sample scans written to {out}")
 

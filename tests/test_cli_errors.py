@@ -118,6 +118,16 @@ def test_a_folder_without_scans_says_so(in_empty_folder, tmp_path, capsys):
     assert not (tmp_path / "f.npz").exists()
 
 
+def test_sample_into_a_missing_folder_creates_nothing(in_empty_folder, tmp_path, capsys):
+    target = tmp_path / "no" / "such" / "samples"
+    code, lines = nowcast(capsys, "sample", str(target), "--scans", "4")
+    assert code == 2, lines
+    _assert_short(lines)
+    assert "does not exist" in lines[0] and not (tmp_path / "no").exists()
+    code, lines = nowcast(capsys, "sample", str(tmp_path / "samples"), "--scans", "4")  # a new OUT is fine
+    assert code == 0 and len(list((tmp_path / "samples").glob("RDR_*.npz"))) == 4
+
+
 def test_out_into_a_missing_folder_creates_nothing(in_empty_folder, tmp_path, capsys, shared_radar):
     target = tmp_path / "not" / "there" / "f.npz"
     code, lines = nowcast(capsys, "predict", str(shared_radar / "knmi-w0"), "--out", str(target),

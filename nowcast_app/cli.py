@@ -89,9 +89,10 @@ def _check_names(settings) -> None:
         if value is not None and value not in known:
             raise usage_error(f"setting {name} (NOWCAST_{name.upper()}): unknown forecast method {value!r}; "
                               f"known: {', '.join(known)}")
-    if settings.reference_ensemble and settings.reference_ensemble not in ensemble_names():
+    ensembles = ensemble_names()
+    if settings.reference_ensemble and settings.reference_ensemble not in ensembles:
         raise usage_error(f"setting reference_ensemble (NOWCAST_REFERENCE_ENSEMBLE): unknown ensemble "
-                          f"{settings.reference_ensemble!r}; known: {', '.join(ensemble_names())} or empty for none")
+                          f"{settings.reference_ensemble!r}; known: {', '.join(ensembles)} or empty for none")
 
 
 def _writable_settings(**overrides):

@@ -44,14 +44,15 @@ def render(rows: list[dict], fmt: Format, *, title: str | None = None, console: 
         return
     keys = list(rows[0])
     natural = {k: max(len(k), *(len(_cell(r.get(k))) for r in rows)) for k in keys}
-    # Text with spaces (a reason, a quality note) may fold; a checksum, a path or a time is shown whole or not at all.
-    prose = {k for k in keys if any(" " in _cell(r.get(k)) for r in rows)}
-    shown = _columns_that_fit(keys, natural, prose, console.width, priority)
+    # The least width a column is shown at: text with spaces (a reason, a quality note) may fold at FOLD_AT;
+    # a checksum, a path or a time is shown whole or not at all.
+    least = {k: min(natural[k], max(FOLD_AT, len(k))) if any(" " in _cell(r.get(k)) for r in rows) else natural[k]
+             for k in keys}
+    shown = _columns_that_fit(keys, least, console.width, priority)
     left_out = [k for k in keys if k not in shown]
     caption = (f"left out for the terminal's width: {', '.join(left_out)} (widen it, or --format json or csv)"
                if left_out else None)
-    squeezed = sum(natural[k] + 3 for k in shown) + 1 > console.width  # then long text folds, the rest stays whole
-    widths = {k: min(natural[k], max(FOLD_AT, len(k))) if k in prose else natural[k] for k in shown}
+    widths = {k: least[k] for k in shown}
     spare = console.width - 1 - sum(w + 3 for w in widths.values())
     for key in _by_priority(shown, priority):  # the room left unfolds long text, the most important first
         grow = min(natural[key] - widths[key], max(spare, 0))
@@ -59,8 +60,7 @@ def render(rows: list[dict], fmt: Format, *, title: str | None = None, console: 
         spare -= grow
     table = Table(title=title, caption=caption)
     for key in shown:
-        table.add_column(key, overflow="fold", no_wrap=squeezed and widths[key] >= natural[key],
-                         max_width=widths[key] if squeezed else None)
+        table.add_column(key, overflow="fold", no_wrap=widths[key] >= natural[key], max_width=widths[key])
     for row in rows:
         table.add_row(*(_cell(row.get(k)) for k in shown))
     console.print(table)
@@ -70,12 +70,10 @@ def render(rows: list[dict], fmt: Format, *, title: str | None = None, console: 
 FOLD_AT = 30
 
 
-def _columns_that_fit(keys: list[str], natural: dict[str, int], prose: set[str], width: int,
-                      priority: list[str] | None) -> list[str]:
-    """The keys whose columns (``natural`` width: header or widest cell, whole; ``prose`` folded at
-    :data:`FOLD_AT` where longer; with rich's padding and rule) fit in ``width``, taken in ``priority``
-    order, in the keys' order."""
-    need = {k: (min(natural[k], max(FOLD_AT, len(k))) if k in prose else natural[k]) + 3 for k in keys}
+def _columns_that_fit(keys: list[str], least: dict[str, int], width: int, priority: list[str] | None) -> list[str]:
+    """The keys whose columns (at their ``least`` width, with rich's padding and rule) fit in ``width``,
+    taken in ``priority`` order, in the keys' order."""
+    need = {k: least[k] + 3 for k in keys}
     order = _by_priority(keys, priority)
     kept, used = set(order[:2]), 1 + sum(need[k] for k in order[:2])
     for key in order[2:]:

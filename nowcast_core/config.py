@@ -163,9 +163,14 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
         return tuple(sources)
 
+    def state_folders(self) -> dict[str, Path]:
+        """The folders that hold the installation's state, by name."""
+        return {"home": self.home, "inbox": self.inbox, "archive": self.archive, "quarantine": self.quarantine,
+                "forecasts": self.forecasts}
+
     def ensure_dirs(self) -> None:
         """Create the state folders (never touches their contents)."""
-        for p in (self.home, self.inbox, self.archive, self.quarantine, self.forecasts):
+        for p in self.state_folders().values():
             Path(p).mkdir(parents=True, exist_ok=True)
 
 

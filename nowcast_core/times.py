@@ -18,6 +18,14 @@ def iso_minutes(t: datetime) -> str:
     return f"{t.astimezone(UTC) if t.tzinfo else t:%Y-%m-%dT%H:%MZ}"
 
 
+def duration_text(seconds: float) -> str:
+    """A file's age in messages: ``14 s`` under a minute, ``12 min`` under two hours, then ``3.5 h``."""
+    seconds = max(seconds, 0.0)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
 def parse_iso_utc(value: str) -> datetime:
     """An ISO 8601 string (``Z`` or an offset; naive = UTC) as an aware UTC datetime.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from nowcast_core.cycle.service import DISK_WARNING_EVERY
 from nowcast_core.io.files import disk_space
@@ -15,10 +16,10 @@ ALWAYS_LOW_GB = 1e9
 
 def test_folders_on_one_disk_are_one_entry_and_a_missing_folder_counts_on_its_parent(tmp_path):
     (tmp_path / "a").mkdir()
-    spaces = disk_space([tmp_path / "a", tmp_path / "not-yet" / "deeper"])
+    spaces = disk_space({"a": tmp_path / "a", "deeper": tmp_path / "not-yet" / "deeper"})
     assert len(spaces) == 1
     only = spaces[0]
-    assert only.folders == (str(tmp_path / "a"), str(tmp_path / "not-yet" / "deeper"))
+    assert only.folders == ("a", "deeper")
     usage = os.statvfs(tmp_path)
     assert 0 < only.free_bytes <= only.total_bytes <= usage.f_blocks * usage.f_frsize
 
@@ -29,7 +30,7 @@ def test_two_disks_come_fullest_first(tmp_path):
         import pytest
 
         pytest.skip("no second file system here")
-    spaces = disk_space([tmp_path, shm])
+    spaces = disk_space({"tmp": tmp_path, "shm": Path(shm)})
     assert len(spaces) == 2 and spaces[0].free_bytes <= spaces[1].free_bytes
 
 

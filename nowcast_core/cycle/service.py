@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 from sqlalchemy import func, select
@@ -26,7 +25,7 @@ from nowcast_core.inbox.plausibility import QualityThresholds
 from nowcast_core.inbox.watch import ReadyFiles
 from nowcast_core.io.files import DiskSpace, disk_space
 from nowcast_core.models.production import ProductionForecaster, resolve
-from nowcast_core.times import iso_minutes, iso_utc
+from nowcast_core.times import duration_text, iso_minutes, iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -182,18 +181,9 @@ class Service:
             log.exception("alert levels could not be assessed; the next cycle retries")
             return 0
 
-    def state_folders(self) -> dict[str, Path]:
-        s = self.settings
-        return {"home": s.home, "inbox": s.inbox, "archive": s.archive, "quarantine": s.quarantine,
-                "forecasts": s.forecasts}
-
     def disk_space(self) -> list[DiskSpace]:
-        """Free space of each disk holding a state folder, the fullest first (folders named as configured:
-        ``home``, ``inbox``, ...)."""
-        folders = self.state_folders()
-        spaces = disk_space(folders.values())
-        by_path = {str(p): name for name, p in folders.items()}
-        return [DiskSpace(tuple(by_path[f] for f in d.folders), d.free_bytes, d.total_bytes) for d in spaces]
+        """Free space of each disk holding a state folder (``home``, ``inbox``, ...), the fullest first."""
+        return disk_space(self.settings.state_folders())
 
     def low_disk(self, spaces: list[DiskSpace] | None = None) -> DiskSpace | None:
         """The fullest disk (of ``spaces``, default :meth:`disk_space`) when it has less than
@@ -319,7 +309,7 @@ class Service:
         now = datetime.now(UTC)
         entries = scan_inbox(self.settings.inbox)
         unexpected = [f"{e.shown} ({e.what})" for e in entries if e.kind == "unexpected"]
-        waiting = [f"{e.shown} (modified {_ago(now.timestamp() - e.st.st_mtime)} ago)"
+        waiting = [f"{e.shown} (modified {duration_text(now.timestamp() - e.st.st_mtime)} ago)"
                    for e in sorted((e for e in entries if e.kind in ("file", "symlink")), key=lambda e: e.st.st_mtime)]
         spaces = self.disk_space()
         return {
@@ -357,8 +347,3 @@ def _first(names: list[str]) -> list[str]:
     """At most :data:`MAX_NAMES_SHOWN` names, and how many more there are."""
     more = len(names) - MAX_NAMES_SHOWN
     return names[:MAX_NAMES_SHOWN] + ([f"... and {more} more"] if more > 0 else [])
-
-
-def _ago(seconds: float) -> str:
-    seconds = max(seconds, 0.0)
-    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"

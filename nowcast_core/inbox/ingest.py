@@ -60,7 +60,7 @@ from nowcast_core.io import (
     read_scan,
 )
 from nowcast_core.io import files as durable
-from nowcast_core.times import iso_minutes
+from nowcast_core.times import duration_text, iso_minutes
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ def _judge_file(session: Session, entry: Entry, folders: _Folders, now: datetime
                           entry.name, exc.kind, age_s)
                 report.waiting.append(entry.name)
                 return None
-            reason += f" (unchanged for {age_s:.0f} s)" if age_s < 60 else f" (unchanged for {age_s / 60:.0f} min)"
+            reason += f" (unchanged for {duration_text(age_s)})"
         quarantine_file(session, entry, folders.quarantine, exc.kind, reason, report)
         return None
     except OSError:

@@ -189,7 +189,7 @@ def resolve_stored(root: Path, stored: str) -> Path:
 
 @dataclass(frozen=True)
 class DiskSpace:
-    """Free space of the file system that holds ``folders`` (the state folders on it, as configured)."""
+    """Free space of the file system that holds ``folders`` (their names)."""
 
     folders: tuple[str, ...]
     free_bytes: int
@@ -208,13 +208,12 @@ def _existing(path: Path) -> Path:
     return path
 
 
-def disk_space(folders) -> list[DiskSpace]:
-    """One :class:`DiskSpace` per file system holding any of ``folders``, the fullest first."""
-    by_device: dict[int, tuple[list[str], object]] = {}
-    for folder in folders:
+def disk_space(folders: dict[str, Path]) -> list[DiskSpace]:
+    """One :class:`DiskSpace` per file system holding any of ``folders`` (name -> folder), the fullest first."""
+    by_device: dict[int, tuple[list[str], Path]] = {}
+    for name, folder in folders.items():
         existing = _existing(Path(folder))
-        entry = by_device.setdefault(existing.stat().st_dev, ([], existing))
-        entry[0].append(str(folder))
+        by_device.setdefault(existing.stat().st_dev, ([], existing))[0].append(name)
     out = []
     for names, existing in by_device.values():
         usage = shutil.disk_usage(existing)

@@ -61,15 +61,32 @@ def verify(svc: Service) -> int:
     return svc.verify()
 
 
+@task(cache_policy=NO_CACHE)
+def prune(svc: Service) -> int:
+    """Files of runs past the retention; first in the cycle, so a disk filled by them is freed before
+    this cycle archives and forecasts. A failure is logged and the cycle goes on."""
+    try:
+        report = svc.prune()
+    except Exception:
+        log.exception("old forecast files not pruned; the next cycle retries")
+        return 0
+    if report is None:
+        return 0
+    if report.runs or report.failed:
+        log.log(logging.WARNING if report.failed else logging.INFO, report.describe())
+    return report.files
+
+
 @flow(name="forecast-cycle", log_prints=True, persist_result=False)
 def forecast_cycle(trigger: str = "sweep") -> dict:
-    """One cycle: ingest, the production forecast (each run committed as it is done), then the
+    """One cycle: prune files past the retention, ingest, the production forecast (each run committed as it is done), then the
     baselines and verification. Two cycles never overlap: a second one finds the lock held and
     returns. ``trigger``: ``sweep`` (scheduled) or ``event`` (a scan landed in the inbox)."""
     svc = service()
     started_at, t0 = datetime.now(UTC), time.perf_counter()
     try:
         with file_lock(svc.settings.home / "cycle.lock"):
+            pruned = prune(svc)
             inbox = ingest(svc)
             production = forecast_production(svc)
             baselines = forecast_baselines(svc)
@@ -78,7 +95,8 @@ def forecast_cycle(trigger: str = "sweep") -> dict:
         log.warning("previous cycle still running, this one skipped: %s", exc)
         return {"skipped": str(exc)}
     svc.record_cycle(started_at, time.perf_counter() - t0)  # the last cycle's duration, for /metrics
-    summary = {"inbox": inbox, "production": production, "baselines": baselines, "verified": verified}
+    summary = {"inbox": inbox, "production": production, "baselines": baselines, "verified": verified,
+               "pruned_files": pruned}
     # An event cycle that found nothing to do (e.g. the settle re-check of a file already taken) stays quiet.
     level = logging.INFO if trigger == "sweep" or not idle(summary) else logging.DEBUG
     log.log(level, describe_cycle(summary, svc.newest_scan_time()))

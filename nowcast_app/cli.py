@@ -392,8 +392,9 @@ def export(out: Annotated[Path, typer.Option("--out", help="FILE.npz")], since: 
     """Write stored forecast fields to an .npz: issue_times and rain_rate_mm_h (n x 6 x 120 x 120)."""
     import numpy as np
 
-    from nowcast_core.db.queries import export_fields
+    from nowcast_core.db.queries import export_fields, pruned_runs
     from nowcast_core.forecasters import method_names
+    from nowcast_core.times import iso_minutes
 
     start, end = _time_range(since, until)
     _known(method, method_names(), "method", "--method")
@@ -415,8 +416,14 @@ def export(out: Annotated[Path, typer.Option("--out", help="FILE.npz")], since: 
                     exceedance[k], ensemble_method[k] = by_time[t]
             extra = {"thresholds_mm_h": thresholds.astype(np.float64), "exceedance_probability": exceedance,
                      "ensemble_method": ensemble_method.astype(str)}
+        n_pruned, newest_pruned = pruned_runs(session, since=start, until=end, method=method)
     np.savez_compressed(out, issue_times=np.array(issue_times, dtype=str), rain_rate_mm_h=rain, **extra)
     err.print(f"{len(issue_times)} forecasts written to {out}")
+    if n_pruned:
+        err.print(f"[yellow]note:[/yellow] {n_pruned} older runs of the period (issued up to "
+                  f"{iso_minutes(newest_pruned)}) are left out: their files were deleted after "
+                  f"{svc.settings.keep_forecast_files_days:g} days (NOWCAST_KEEP_FORECAST_FILES_DAYS); "
+                  f"`nowcast forecasts` still has their dam results")
     if probabilistic and method is not None:
         named = sorted({m for m in extra["ensemble_method"] if m})
         err.print(f"[yellow]note:[/yellow] exceedance_probability is the production ensemble's "
@@ -440,6 +447,39 @@ def verify() -> None:
     setup_logging()
     svc = _service()
     err.print(f"{svc.verify()} (run, lead) pairs verified")
+
+
+@app.command()
+def prune(keep_days: Annotated[Optional[float], typer.Option(
+              "--keep-days", help="days of forecast files kept behind the newest scan (default "
+              "NOWCAST_KEEP_FORECAST_FILES_DAYS)")] = None,
+          dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would be deleted; delete nothing")] = False,
+          ) -> None:
+    """Delete the forecast and probability files of runs issued more than --keep-days before the newest
+    scan. Their dam results, alerts and verification stay; the scans in the archive are never deleted.
+    The daemon does this every cycle; run it to make room at once."""
+    settings = _settings()
+    minimum = (settings.max_scan_age_h + 1) / 24
+    if keep_days is not None and keep_days <= minimum:
+        raise usage_error(f"--keep-days {keep_days:g}: must be more than {minimum:g} days (verification and the "
+                          f"ensembles read the files of runs up to max_scan_age_h + 1 h old)")
+    days = settings.keep_forecast_files_days if keep_days is None else keep_days
+    if not days:
+        err.print("NOWCAST_KEEP_FORECAST_FILES_DAYS is 0 (keep every file): nothing deleted; "
+                  "give --keep-days N to prune once")
+        return
+    from nowcast_core.times import iso_minutes
+
+    report = _existing_service().prune(keep_days=days, max_runs=None, dry_run=dry_run)
+    if report.before is None:
+        err.print("no scan registered yet: nothing to prune")
+    elif not report.runs and not report.failed:
+        err.print(f"no forecast files of runs issued before {iso_minutes(report.before)} "
+                  f"({days:g} days before the newest scan) left to delete")
+    else:
+        err.print(report.describe())
+    if report.failed:
+        raise typer.Exit(1)
 
 
 class By(str, Enum):

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     min_free_disk_gb: float = Field(5.0, ge=0, description="below this much free space (GB) on a disk holding the "
                                     "home, inbox, archive, quarantine or forecasts, status, the page, /metrics and "
                                     "the daemon's log warn (0: never)")
+    keep_forecast_files_days: float = Field(
+        30.0, ge=0, description="forecast and probability files of runs issued longer than this before the newest scan "
+        "are deleted (their dam results, alerts and verification stay in the database; 0: keep every file)")
     alert_advisory_3h_mm: float = Field(60.0, gt=0, description="advisory: observed 2 h + forecast 1 h >= this")
     alert_emergency_1h_mm: float = Field(72.0, gt=0, description="emergency: forecast 1 h >= this")
     alert_emergency_combined_1h_mm: float = Field(50.0, gt=0, description="emergency: forecast 1 h >= this ...")
@@ -130,6 +133,15 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError(f"not a crontab of five fields (minute hour day month weekday, e.g. '0 3 * * 0'): "
                              f"{exc}") from None
+        return value
+
+    @field_validator("keep_forecast_files_days")
+    @classmethod
+    def _keep_past_verification(cls, value: float, info: ValidationInfo) -> float:
+        age_h = info.data.get("max_scan_age_h")
+        if value and age_h is not None and value * 24 <= age_h + 1:
+            raise ValueError(f"must be 0 (keep every file) or more than {(age_h + 1) / 24:g} days: verification and "
+                             f"the ensembles read the files of runs up to max_scan_age_h + 1 h ({age_h + 1:g} h) old")
         return value
 
     @field_validator("earliest_scan_time")

@@ -146,7 +146,9 @@ def _observed_png(ctx: WebContext, request: Request, record: FrameRecord) -> Res
 
 
 @router.get("/fields/{issue_time}/{lead_png}", summary="Map of one lead of a stored forecast (lead 0: the observed scan)",
-            response_class=Response, responses={200: {"content": {"image/png": {}}}})
+            response_class=Response, responses={200: {"content": {"image/png": {}}},
+                                                410: {"description": "the forecast's file was deleted by the retention "
+                                                                     "(NOWCAST_KEEP_FORECAST_FILES_DAYS)"}})
 def get_field(ctx: Ctx, request: Request, issue_time: str, lead_png: str, method: str | None = None) -> Response:
     m = _LEAD_PNG.match(lead_png)
     if not m:
@@ -166,6 +168,10 @@ def get_field(ctx: Ctx, request: Request, issue_time: str, lead_png: str, method
         run = session.scalar(q.limit(1))
     if run is None or not run.field_path:
         raise ApiError(404, f"no stored {method or 'production'} forecast issued at {issue_time}")
+    if run.files_pruned_at is not None:
+        raise ApiError(410, f"the map of the {run.method} forecast issued at {issue_time} is no longer kept: forecast "
+                            f"files are deleted {ctx.settings.keep_forecast_files_days:g} days after the newest scan "
+                            f"(NOWCAST_KEEP_FORECAST_FILES_DAYS); its dam results and verification are kept")
     k = LEAD_MINUTES.index(lead)
 
     def make():

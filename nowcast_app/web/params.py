@@ -18,7 +18,7 @@ IMMUTABLE_MAX_AGE_S = 365 * 24 * 3600
 
 
 class ApiError(Exception):
-    """A client mistake: ``status`` (400/404/422), a message and optional extra keys."""
+    """A client mistake: ``status`` (400/404/410/422), a message and optional extra keys."""
 
     def __init__(self, status: int, message: str, **extra):
         super().__init__(message)

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from nowcast_core.config import Settings, load_settings
 from nowcast_core.contract import GRID_SHAPE, N_INPUTS
 from nowcast_core.cycle import steps as cycle
+from nowcast_core.cycle.retention import PruneReport, oldest_kept, prune_forecast_files
 from nowcast_core.dams import load_dams
 from nowcast_core.db import make_engine, session_factory, upgrade
 from nowcast_core.db.schema import ForecastRun, FrameRecord, RejectedFile
@@ -30,6 +31,9 @@ from nowcast_core.times import duration_text, iso_minutes, iso_utc
 log = logging.getLogger(__name__)
 
 MAX_NAMES_SHOWN = 20
+#: Runs whose files one cycle prunes at most: an installation that turns retention on after a year of
+#: history catches up over a few hours of cycles instead of holding one cycle for minutes.
+PRUNE_MAX_RUNS = 2000
 #: While a disk stays low on free space the daemon's log repeats its warning this often.
 DISK_WARNING_EVERY = timedelta(hours=1)
 
@@ -211,6 +215,18 @@ class Service:
                 f"(NOWCAST_MIN_FREE_DISK_GB {self.settings.min_free_disk_gb:g}); a full disk stops archiving "
                 f"and forecasting (scans then wait in the inbox): free or add space")
 
+    def prune(self, *, keep_days: float | None = None, max_runs: int | None = PRUNE_MAX_RUNS,
+              dry_run: bool = False) -> PruneReport | None:
+        """Delete the forecast files of runs issued more than ``keep_days`` (default the setting) before the
+        newest scan, at most ``max_runs`` runs (None: all); None when files are kept for ever (0 days)."""
+        days = self.settings.keep_forecast_files_days if keep_days is None else keep_days
+        if not days:
+            return None
+        with self.sessions() as session:
+            report = prune_forecast_files(session, self.settings.forecasts, timedelta(days=days), max_runs=max_runs,
+                                          dry_run=dry_run)
+        return report
+
     def record_cycle(self, started_at: datetime, seconds: float) -> None:
         """Remember the last cycle (for /metrics in any process)."""
         from nowcast_core.db.schema import ServiceState
@@ -306,6 +322,7 @@ class Service:
             arrived = (session.scalar(select(FrameRecord.arrived_at).where(FrameRecord.scan_time == last_run.issue_time))
                        if last_run else None)
             latency = round((last_run.finished_at - arrived).total_seconds(), 3) if arrived else None
+            files_since = oldest_kept(session)
         now = datetime.now(UTC)
         entries = scan_inbox(self.settings.inbox)
         unexpected = [f"{e.shown} ({e.what})" for e in entries if e.kind == "unexpected"]
@@ -336,6 +353,8 @@ class Service:
             "disk_free_gb": round(spaces[0].free_gb, 1),
             "disk_free_folders": list(spaces[0].folders),
             "disk_low": self.low_disk(spaces) is not None,
+            "keep_forecast_files_days": self.settings.keep_forecast_files_days,
+            "forecast_files_since": iso_utc(files_since),
             **counts,
         }
 

@@ -139,7 +139,8 @@ def export_probabilities(session: Session, forecasts_dir: Path, *, since: dateti
     from nowcast_core.contract import THRESHOLDS_MM_H
     from nowcast_core.io.fields import load_probability
 
-    q = select(EnsembleRun).where(EnsembleRun.is_production).order_by(EnsembleRun.issue_time)
+    q = (select(EnsembleRun).where(EnsembleRun.is_production, EnsembleRun.files_pruned_at.is_(None))
+         .order_by(EnsembleRun.issue_time))
     runs = list(session.scalars(in_period(q, since, until, EnsembleRun.issue_time)))
     fields, thresholds = [], np.asarray(THRESHOLDS_MM_H, np.float64)
     for r in runs:
@@ -171,9 +172,20 @@ def frame_rows(session: Session, *, rejected: bool = False, archive: Path | None
 
 def export_fields(session: Session, forecasts_dir: Path, *, since: datetime | None = None,
                   until: datetime | None = None, method: str | None = None) -> tuple[list[str], np.ndarray]:
-    """Stored forecast fields: ISO issue times and float32 rain rates (n, 6, H, W), oldest first."""
+    """Stored forecast fields: ISO issue times and float32 rain rates (n, 6, H, W), oldest first; runs whose
+    file was pruned (:func:`pruned_runs`) are left out."""
     runs: Sequence[ForecastRun] = list(session.scalars(
-        _runs_query(method, None, since, until).order_by(ForecastRun.issue_time)))
+        _runs_query(method, None, since, until).where(ForecastRun.files_pruned_at.is_(None))
+        .order_by(ForecastRun.issue_time)))
     fields = [load_field(forecasts_dir, r.field_path, r.field_checksum) for r in runs]
     array = np.stack(fields).astype(np.float32) if fields else np.zeros((0, 6, 120, 120), np.float32)
     return [iso_utc(r.issue_time) for r in runs], array
+
+
+def pruned_runs(session: Session, *, since: datetime | None = None, until: datetime | None = None,
+                method: str | None = None) -> tuple[int, datetime | None]:
+    """How many stored runs (``method=None``: production) of the period have had their file pruned, and
+    the newest one's issue time."""
+    q = _runs_query(method, None, since, until).where(ForecastRun.files_pruned_at.is_not(None)).subquery()
+    n, newest = session.execute(select(func.count(), func.max(q.c.issue_time))).one()
+    return n, newest

@@ -143,6 +143,9 @@ class ForecastRun(Base):
     #: "ok" when all four input scans are "ok", else which inputs are not and why. Alerts are
     #: only ever raised from runs whose input is "ok" (see :attr:`input_ok`).
     input_quality: Mapped[str] = mapped_column(Text, server_default=UNCHECKED)
+    #: When the field file was deleted by the retention (``keep_forecast_files_days``; migration 0010);
+    #: None while it is kept. The dam results and verification stay.
+    files_pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     results: Mapped[list[DamRainfall]] = relationship(back_populates="run", cascade="all, delete-orphan",
                                                        passive_deletes=True)
@@ -357,6 +360,8 @@ class EnsembleRun(Base):
     probability_checksum: Mapped[str] = mapped_column(String(64))
     input_quality: Mapped[str] = mapped_column(Text, server_default=UNCHECKED)
     stored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: When the probability file was deleted by the retention (migration 0010); None while it is kept.
+    files_pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     dams: Mapped[list[DamProbability]] = relationship(back_populates="ensemble", cascade="all, delete-orphan",
                                                       passive_deletes=True)

@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from nowcast_core.cycle.locks import LockHeld, file_lock
 from nowcast_core.cycle.service import Service
+from nowcast_core.times import duration_text
 
 _SERVICES: dict[str, Service] = {}
 log = logging.getLogger("nowcast.cycle")
@@ -113,19 +114,16 @@ def idle(summary: dict) -> bool:
     return not (inbox["registered"] or inbox["rejected"] or inbox["duplicates"] or runs or summary["verified"])
 
 
-def _age(delta) -> str:
-    minutes = delta.total_seconds() / 60
-    if abs(minutes) < 120:
-        return f"{minutes:.1f} min"
-    return f"{minutes / 60:.1f} h" if abs(minutes) < 48 * 60 else f"{minutes / 1440:.1f} days"
-
-
 def describe_cycle(summary: dict, newest_scan) -> str:
     """The daemon's one console line per cycle: what arrived, what was stored, how far behind, which method."""
     inbox, production = summary["inbox"], summary["production"]
     runs = production["runs"] + sum(b["runs"] for b in summary["baselines"] if not b.get("ensemble"))
     references = sum(b["runs"] for b in summary["baselines"] if b.get("ensemble"))
-    lag = f"newest scan {_age(datetime.now(UTC) - newest_scan)} old" if newest_scan else "no scan yet"
+    lag = "no scan yet"
+    if newest_scan:
+        age_s = (datetime.now(UTC) - newest_scan).total_seconds()
+        lag = (f"newest scan {duration_text(age_s)} old" if age_s >= 0
+               else f"newest scan {duration_text(-age_s)} ahead of this machine's clock")
     parts = [f"cycle: {inbox['registered']} scans registered, {inbox['rejected']} rejected",
              f"{inbox['waiting']} waiting" if inbox["waiting"] else "",
              f"{inbox['implausible']} implausible" if inbox.get("implausible") else "",

@@ -232,9 +232,9 @@ def run(once: Annotated[bool, typer.Option("--once", help="run one cycle and exi
     from flows.daemon import run_daemon
     from nowcast_core.cycle.locks import LockHeld
 
-    setup_logging(verbose)
     settings = _writable_settings(**({"poll_interval_s": 10.0} if demo and "NOWCAST_POLL_INTERVAL_S" not in os.environ
                                      else {}))
+    setup_logging(verbose, settings.log_format)
     if demo:
         from nowcast_core.inbox.replay import start_demo_replay
         from nowcast_core.rainnet import bundled_model_path, training_events
@@ -275,8 +275,8 @@ def serve(host: Annotated[Optional[str], typer.Option(help="address to listen on
     from nowcast_app.web.server import ServeError, check_bind
     from nowcast_app.web.server import serve as serve_web
 
-    setup_logging()
     settings = _settings()
+    setup_logging(log_format=settings.log_format)
     host = host or settings.web_host
     try:
         check_bind(settings, host)
@@ -461,8 +461,9 @@ def prune(keep_days: Annotated[Optional[float], typer.Option(
     settings = _settings()
     minimum = (settings.max_scan_age_h + 1) / 24
     if keep_days is not None and keep_days <= minimum:
-        raise usage_error(f"--keep-days {keep_days:g}: must be more than {minimum:g} days (verification and the "
-                          f"ensembles read the files of runs up to max_scan_age_h + 1 h old)")
+        raise usage_error(f"--keep-days {keep_days:g}: must be more than {settings.max_scan_age_h + 1:g} h "
+                          f"({minimum:.2f} days): verification and the ensembles read the files of runs up to "
+                          f"max_scan_age_h + 1 h old")
     days = settings.keep_forecast_files_days if keep_days is None else keep_days
     if not days:
         err.print("NOWCAST_KEEP_FORECAST_FILES_DAYS is 0 (keep every file): nothing deleted; "

@@ -47,7 +47,9 @@ class StderrHandler(logging.StreamHandler):
 
 
 def setup_logging(verbose: bool = False, log_format: str | None = None) -> None:
-    """Configure the root logger once for this process (``NOWCAST_LOG_FORMAT``: ``text`` or ``json``)."""
+    """Configure the root logger once for this process: ``log_format`` ``text`` or ``json`` (the setting
+    ``log_format``, from the environment or the TOML file; None: ``NOWCAST_LOG_FORMAT``, for a command
+    that logs before it reads its settings)."""
     log_format = (log_format or os.environ.get("NOWCAST_LOG_FORMAT", "text")).lower()
     handler = StderrHandler()
     if log_format == "json":

@@ -140,8 +140,8 @@ class Settings(BaseSettings):
     def _keep_past_verification(cls, value: float, info: ValidationInfo) -> float:
         age_h = info.data.get("max_scan_age_h")
         if value and age_h is not None and value * 24 <= age_h + 1:
-            raise ValueError(f"must be 0 (keep every file) or more than {(age_h + 1) / 24:g} days: verification and "
-                             f"the ensembles read the files of runs up to max_scan_age_h + 1 h ({age_h + 1:g} h) old")
+            raise ValueError(f"must be 0 (keep every file) or more than {age_h + 1:g} h ({(age_h + 1) / 24:.2f} days): "
+                             f"verification and the ensembles read the files of runs up to max_scan_age_h + 1 h old")
         return value
 
     @field_validator("earliest_scan_time")

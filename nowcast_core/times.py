@@ -19,11 +19,14 @@ def iso_minutes(t: datetime) -> str:
 
 
 def duration_text(seconds: float) -> str:
-    """A file's age in messages: ``14 s`` under a minute, ``12 min`` under two hours, then ``3.5 h``."""
+    """An age in messages: ``14 s`` under a minute, ``12 min`` under two hours, ``3.5 h`` under two
+    days, then ``4217.1 days``."""
     seconds = max(seconds, 0.0)
     if seconds < 60:
         return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h" if seconds < 48 * 3600 else f"{seconds / 86400:.1f} days"
 
 
 def parse_iso_utc(value: str) -> datetime:

@@ -104,8 +104,9 @@ def test_idle_and_catch_up_console_is_one_line_per_cycle(tmp_path, shared_radar)
 def test_json_log_format_is_one_object_per_line(tmp_path, shared_radar):
     home = tmp_path / "home"
     scans = sorted((shared_radar / "knmi-w0").glob("RDR_*.npz"))[:4]
-    lines = _console(home, 2.0, deliver=lambda: hf.deliver(scans, home / "inbox"), expected_runs=1,
-                     NOWCAST_LOG_FORMAT="json")
+    home.mkdir()
+    (home / "nowcast.toml").write_text('log_format = "json"\n')  # set in the file, as the environment would
+    lines = _console(home, 2.0, deliver=lambda: hf.deliver(scans, home / "inbox"), expected_runs=1)
     entries = [json.loads(line) for line in lines]  # every line is one JSON object
     assert {"time", "level", "logger", "message"} <= set(entries[0])
     assert any(e["message"].startswith("cycle: ") for e in entries)
@@ -143,8 +144,13 @@ def test_describe_cycle_names_what_an_operator_needs():
                           datetime.now(UTC) - timedelta(minutes=4))
     assert line.startswith("cycle: 3 scans registered, 1 rejected")
     assert "4 runs stored (2 production); 1 reference ensemble run;" in line  # as `nowcast status` counts forecast runs
-    assert "newest scan 4.0 min old" in line and "method rainnet" in line
+    assert "newest scan 4 min old" in line and "method rainnet" in line
     assert "\n" not in line
+    summary = {"inbox": {"registered": 0, "rejected": 0, "waiting": 0}, "production": {"runs": 0, "method": "rainnet",
+               "note": ""}, "baselines": [], "verified": 0}
+    assert "newest scan 4217.1 days old" in describe_cycle(summary, datetime.now(UTC) - timedelta(days=4217.1))
+    assert "newest scan 5 min ahead of this machine's clock" in describe_cycle(summary, datetime.now(UTC)
+                                                                                + timedelta(minutes=5, seconds=2))
 
 
 def test_a_temporary_server_stopped_from_outside_is_seen(monkeypatch):

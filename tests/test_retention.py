@@ -170,14 +170,14 @@ def test_the_cycle_prunes_first_and_a_failure_does_not_stop_it(two_days, monkeyp
 
 
 def test_a_retention_shorter_than_verification_reads_is_refused(tmp_path):
-    with pytest.raises(ValidationError, match="more than 3.04167 days"):
+    with pytest.raises(ValidationError, match=r"more than 73 h \(3.04 days\)"):
         load_settings(home=tmp_path, keep_forecast_files_days=3)
     assert load_settings(home=tmp_path, keep_forecast_files_days=0).keep_forecast_files_days == 0
     assert load_settings(home=tmp_path, keep_forecast_files_days=3.5).keep_forecast_files_days == 3.5
     result = CliRunner().invoke(cli_app, ["status"], env={"NOWCAST_HOME": str(tmp_path),
                                                           "NOWCAST_KEEP_FORECAST_FILES_DAYS": "2"})
     assert result.exit_code == 2
-    assert "NOWCAST_KEEP_FORECAST_FILES_DAYS" in result.output and "more than 3.04167 days" in result.output
+    assert "NOWCAST_KEEP_FORECAST_FILES_DAYS" in result.output and "more than 73 h (3.04 days)" in result.output
 
 
 def test_nowcast_prune(two_days):
@@ -187,7 +187,7 @@ def test_nowcast_prune(two_days):
            "NOWCAST_MIN_FREE_DISK_GB": "0"}
     runner = CliRunner()
     short = runner.invoke(cli_app, ["prune", "--keep-days", "0.05"], env=env)
-    assert short.exit_code == 2 and "--keep-days 0.05: must be more than 0.0833333 days" in short.output
+    assert short.exit_code == 2 and "--keep-days 0.05: must be more than 2 h (0.08 days)" in short.output
     dry = runner.invoke(cli_app, ["prune", "--keep-days", "0.1", "--dry-run"], env=env)
     assert dry.exit_code == 0 and "would delete 2 forecast files" in dry.output
     assert all(p.is_file() for p in files[OLD])

@@ -15,6 +15,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -126,7 +127,9 @@ class ForecastRun(Base):
     """One forecast of one method from one issue time (the newest input scan)."""
 
     __tablename__ = "forecast_runs"
-    __table_args__ = (UniqueConstraint("issue_time", "method", name="uq_run_issue_method"),)
+    #: The retention's query (files not yet pruned, oldest first) seeks; it does not walk the pruned years.
+    __table_args__ = (UniqueConstraint("issue_time", "method", name="uq_run_issue_method"),
+                      Index("ix_forecast_runs_kept_issue_time", "files_pruned_at", "issue_time"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     issue_time: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
@@ -343,7 +346,8 @@ class EnsembleRun(Base):
     forecast fields (``probability_path``)."""
 
     __tablename__ = "ensemble_runs"
-    __table_args__ = (UniqueConstraint("issue_time", "method", name="uq_ensemble_issue_method"),)
+    __table_args__ = (UniqueConstraint("issue_time", "method", name="uq_ensemble_issue_method"),
+                      Index("ix_ensemble_runs_kept_issue_time", "files_pruned_at", "issue_time"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     issue_time: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

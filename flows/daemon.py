@@ -33,6 +33,8 @@ from nowcast_core.cycle.runner import CycleRunner
 from nowcast_core.inbox.watch import announcer
 
 log = logging.getLogger("nowcast.daemon")
+#: How often the daemon deletes Prefect's flow runs past their retention (``flows.embedded``).
+PREFECT_HISTORY_EVERY_S = 3600
 
 
 def _guarded(cycle, name: str = "forecast cycle"):
@@ -68,6 +70,7 @@ def run_daemon(settings: Settings, *, once: bool = False,
     start_temporary_server()  # first, from this thread: a signal for the daemon is not one for it
     from flows.forecast_cycle import forecast_cycle, service
 
+    jobs = [*jobs, ("Prefect history pruning", _prune_prefect_history, PREFECT_HISTORY_EVERY_S)]
     if once:
         forecast_cycle()
         for name, job, _interval in jobs:
@@ -134,6 +137,14 @@ def run_daemon(settings: Settings, *, once: bool = False,
     if temporary_server_gone():
         _exit_without_prefect_drain()
     return 0
+
+
+def _prune_prefect_history() -> None:
+    from flows.embedded import prune_prefect_history
+
+    deleted = prune_prefect_history()
+    if deleted:
+        log.debug("Prefect history: %d flow runs older than the retention deleted", deleted)
 
 
 def stop_on_signal(stop: threading.Event):

@@ -8,7 +8,11 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+#: Prefect's own history (flow runs, task runs, events) kept by the embedded daemon: two days.
+PREFECT_HISTORY_S = 2 * 24 * 3600
 
 
 def configure(home: Path, startup_timeout_s: int = 90) -> None:
@@ -25,9 +29,44 @@ def configure(home: Path, startup_timeout_s: int = 90) -> None:
         os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "true"
     os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "2")
     os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "false")
-    # A daemon that runs for years: keep Prefect's own history bounded (a week of flow runs).
+    # A daemon that runs for years: keep Prefect's own history bounded. A cycle (a sweep every minute
+    # when idle) adds about 110 KB to its database, mostly events; the temporary server vacuums events
+    # itself, but not flow runs (its flow-run vacuum runs only in a full server): the daemon deletes
+    # those (prune_prefect_history).
     os.environ.setdefault("PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED", "events,flow_runs")
-    os.environ.setdefault("PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD", str(7 * 24 * 3600))
+    os.environ.setdefault("PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD", str(PREFECT_HISTORY_S))
+    os.environ.setdefault("PREFECT_SERVER_EVENTS_RETENTION_PERIOD", f"PT{PREFECT_HISTORY_S}S")  # ISO 8601 here
+
+
+def prefect_history_kept() -> timedelta:
+    """How long Prefect's flow runs and events are kept (``PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD``,
+    seconds; :data:`PREFECT_HISTORY_S` unless set)."""
+    return timedelta(seconds=float(os.environ.get("PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD",
+                                                  PREFECT_HISTORY_S)))
+
+
+def prune_prefect_history(keep: timedelta | None = None, *, batch: int = 200, max_batches: int = 20) -> int:
+    """Delete the flow runs (with their task runs and states) that ended more than ``keep`` ago (default
+    :func:`prefect_history_kept`) from Prefect's temporary server: in a full server its own vacuum does
+    it. At most ``batch`` x ``max_batches`` a call, oldest first; returns how many were deleted."""
+    if os.environ.get("PREFECT_API_URL"):
+        return 0
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterEndTime
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    before = datetime.now(UTC) - (prefect_history_kept() if keep is None else keep)
+    ended_before = FlowRunFilter(end_time=FlowRunFilterEndTime(before_=before))
+    deleted = 0
+    with get_client(sync_client=True) as client:
+        for _ in range(max_batches):
+            runs = client.read_flow_runs(flow_run_filter=ended_before, sort=FlowRunSort.START_TIME_ASC, limit=batch)
+            for run in runs:
+                client.delete_flow_run(run.id)
+            deleted += len(runs)
+            if len(runs) < batch:
+                break
+    return deleted
 
 
 def start_temporary_server() -> None:

@@ -22,7 +22,7 @@ app = typer.Typer(help="Precipitation nowcasting for hydro-power dams.", no_args
                   pretty_exceptions_enable=False, rich_markup_mode=None)
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(db_app, name="db")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages: the terminal folds them, a log file keeps whole lines
 
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="debug logging and tracebacks")]
 #: A folder that must exist (checked by the parser: a typo is a usage error, exit 2).
@@ -69,14 +69,31 @@ def _settings(**overrides):
         first = exc.errors()[0]
         name = ".".join(str(x) for x in first.get("loc", ())) or "settings"
         message = str(first.get("msg", "")).removeprefix("Value error, ")
-        raise usage_error(f"setting {name} (NOWCAST_{name.upper()}): {message}") from None
+        raise usage_error(f"setting {name} ({_set_where(name)}): {message}") from None
     except SettingsError as exc:  # a list or mapping setting that is not JSON
         found = re.search(r'field "(\w+)"', str(exc))
         name = found.group(1) if found else "settings"
-        raise usage_error(f"setting {name} (NOWCAST_{name.upper()}): not valid JSON "
+        raise usage_error(f"setting {name} ({_set_where(name)}): not valid JSON "
                           f"(a list is written [\"a\", \"b\"])") from None
     _check_names(settings)
     return settings
+
+
+def _set_where(name: str) -> str:
+    """Where a setting's value comes from: its environment variable, else the TOML file that has it."""
+    import tomllib
+
+    from nowcast_core.config import toml_file
+
+    variable = f"NOWCAST_{name.upper()}"
+    toml = toml_file()
+    if variable not in os.environ and toml is not None:
+        try:
+            if name in tomllib.loads(toml.read_text()):
+                return f"{name} in {toml}"
+        except (OSError, ValueError):
+            pass
+    return variable
 
 
 def _check_names(settings) -> None:
@@ -87,11 +104,11 @@ def _check_names(settings) -> None:
     known = method_names()
     for name, value in [("method", settings.method)] + [("baselines", b) for b in settings.baselines]:
         if value is not None and value not in known:
-            raise usage_error(f"setting {name} (NOWCAST_{name.upper()}): unknown forecast method {value!r}; "
+            raise usage_error(f"setting {name} ({_set_where(name)}): unknown forecast method {value!r}; "
                               f"known: {', '.join(known)}")
     ensembles = ensemble_names()
     if settings.reference_ensemble and settings.reference_ensemble not in ensembles:
-        raise usage_error(f"setting reference_ensemble (NOWCAST_REFERENCE_ENSEMBLE): unknown ensemble "
+        raise usage_error(f"setting reference_ensemble ({_set_where('reference_ensemble')}): unknown ensemble "
                           f"{settings.reference_ensemble!r}; known: {', '.join(ensembles)} or empty for none")
 
 
@@ -115,10 +132,23 @@ def _service():
     return svc
 
 
+def _schema_exists(settings) -> bool:
+    """Whether the installation's database exists and has a schema (of any version)."""
+    from nowcast_core.db.migrate import current_revision
+
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        from sqlalchemy.engine import make_url
+
+        if not Path(make_url(url).database or "").is_file():
+            return False
+    return current_revision(url) is not None
+
+
 def _existing_service():
     """An existing installation, never created or migrated (commands that only read)."""
     from nowcast_core.cycle.service import Service
-    from nowcast_core.db.migrate import current_revision, head_revision
+    from nowcast_core.db.migrate import check_current
 
     settings = _settings()
     url = settings.database_url
@@ -129,10 +159,7 @@ def _existing_service():
         if not db_file.is_file():
             raise CliError(f"no nowcast installation at {Path(settings.home).resolve()} (no database {db_file})",
                            "set NOWCAST_HOME (or NOWCAST_DATABASE_URL) to an installation, or start one with `nowcast run`")
-    current, head = current_revision(url), head_revision()
-    if current != head:
-        raise CliError(f"the database schema is at {current or 'nothing'}, this version needs {head}",
-                       "run `nowcast db upgrade`")
+    check_current(url)
     return Service(settings, create=False)
 
 
@@ -200,24 +227,42 @@ def _resolved_production(settings) -> dict:
             "resolved_note": choice.note or None}
 
 
+def _known_revision(revision: str) -> None:
+    from nowcast_core.db.migrate import known_revisions
+
+    known = known_revisions()
+    if revision not in known | {"head", "base"}:
+        raise usage_error(f"unknown schema revision {revision!r}; this version knows {', '.join(sorted(known))}, "
+                          f"head and base")
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Migrate the database up (default: to the newest schema)."""
     from nowcast_core.db import upgrade
+    from nowcast_core.db.migrate import current_revision
 
     settings = _writable_settings()
+    _known_revision(revision)
+    before = current_revision(settings.database_url)
     upgrade(settings.database_url, revision)
-    err.print(f"database at {revision}")
+    after = current_revision(settings.database_url)
+    err.print(f"database at {after}" + (f" (upgraded from {before})" if before and before != after else
+                                        " (already)" if before == after else " (created)"))
 
 
 @db_app.command("downgrade")
 def db_downgrade(revision: str) -> None:
     """Migrate the database down to REVISION ('base' removes every table)."""
     from nowcast_core.db import downgrade
+    from nowcast_core.db.migrate import current_revision
 
     settings = _settings()
+    _known_revision(revision)
+    before = current_revision(settings.database_url)
     downgrade(settings.database_url, revision, archive=settings.archive, home=settings.home)
-    err.print(f"database at {revision}")
+    after = current_revision(settings.database_url)
+    err.print(f"database at {after or 'base (no tables)'}" + (f" (downgraded from {before})" if before != after else ""))
 
 
 @app.command()
@@ -274,6 +319,7 @@ def serve(host: Annotated[Optional[str], typer.Option(help="address to listen on
     """Serve the dashboard, the read-only HTTP API (/api/v1, /docs) and /metrics."""
     from nowcast_app.web.server import ServeError, check_bind
     from nowcast_app.web.server import serve as serve_web
+    from nowcast_core.db.migrate import check_current
 
     settings = _settings()
     setup_logging(log_format=settings.log_format)
@@ -282,7 +328,10 @@ def serve(host: Annotated[Optional[str], typer.Option(help="address to listen on
         check_bind(settings, host)
     except ServeError as exc:
         raise usage_error(str(exc)) from None
-    _service().close()  # migrate once; the web application only reads
+    if _schema_exists(settings):
+        check_current(settings.database_url)  # read-only: an installation is upgraded by `db upgrade` or `run`
+    else:
+        _service().close()  # a new installation: its schema is created
     try:
         serve_web(settings, host, port or settings.web_port)
     except ServeError as exc:
@@ -401,13 +450,15 @@ def export(out: Annotated[Path, typer.Option("--out", help="FILE.npz")], since: 
     _out_file(out)
     svc = _existing_service()
     with svc.sessions() as session:
-        issue_times, rain = export_fields(session, svc.settings.forecasts, since=start, until=end, method=method)
+        issue_times, rain, missing = export_fields(session, svc.settings.forecasts, since=start, until=end,
+                                                   method=method)
         extra = {}
         if probabilistic:
             from nowcast_core.db.queries import export_probabilities
 
-            times, thresholds, prob, methods = export_probabilities(session, svc.settings.forecasts, since=start,
-                                                                    until=end)
+            times, thresholds, prob, methods, missing_prob = export_probabilities(
+                session, svc.settings.forecasts, since=start, until=end)
+            missing += [t for t in missing_prob if t in issue_times]
             by_time = dict(zip(times, zip(prob, methods, strict=True), strict=True))
             exceedance = np.full(rain.shape[:2] + (len(thresholds),) + rain.shape[2:], np.nan, np.float32)
             ensemble_method = np.full(len(issue_times), "", dtype=object)
@@ -421,9 +472,15 @@ def export(out: Annotated[Path, typer.Option("--out", help="FILE.npz")], since: 
     err.print(f"{len(issue_times)} forecasts written to {out}")
     if n_pruned:
         err.print(f"[yellow]note:[/yellow] {n_pruned} older runs of the period (issued up to "
-                  f"{iso_minutes(newest_pruned)}) are left out: their files were deleted after "
-                  f"{svc.settings.keep_forecast_files_days:g} days (NOWCAST_KEEP_FORECAST_FILES_DAYS); "
-                  f"`nowcast forecasts` still has their dam results")
+                  f"{iso_minutes(newest_pruned)}) are left out: their files were deleted by the retention "
+                  f"(NOWCAST_KEEP_FORECAST_FILES_DAYS); `nowcast forecasts` still has their dam results")
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        err.print(f"[yellow]warning:[/yellow] {len(missing)} files of the period are missing from "
+                  f"{svc.settings.forecasts} though not pruned (deleted by hand?): "
+                  + ("their issue times are left out" if not probabilistic else
+                     "a missing forecast leaves its issue time out, a missing probability file leaves NaN")
+                  + f": {shown}")
     if probabilistic and method is not None:
         named = sorted({m for m in extra["ensemble_method"] if m})
         err.print(f"[yellow]note:[/yellow] exceedance_probability is the production ensemble's "
@@ -458,12 +515,12 @@ def prune(keep_days: Annotated[Optional[float], typer.Option(
     """Delete the forecast and probability files of runs issued more than --keep-days before the newest
     scan. Their dam results, alerts and verification stay; the scans in the archive are never deleted.
     The daemon does this every cycle; run it to make room at once."""
+    from nowcast_core.config import retention_problem
+
     settings = _settings()
-    minimum = (settings.max_scan_age_h + 1) / 24
-    if keep_days is not None and keep_days <= minimum:
-        raise usage_error(f"--keep-days {keep_days:g}: must be more than {settings.max_scan_age_h + 1:g} h "
-                          f"({minimum:.2f} days): verification and the ensembles read the files of runs up to "
-                          f"max_scan_age_h + 1 h old")
+    if keep_days is not None and (problem := retention_problem(keep_days, settings.max_scan_age_h)):
+        zero = " (0 in NOWCAST_KEEP_FORECAST_FILES_DAYS keeps every file)" if keep_days == 0 else ""
+        raise usage_error(f"--keep-days {keep_days:g}: must be {problem}{zero}")
     days = settings.keep_forecast_files_days if keep_days is None else keep_days
     if not days:
         err.print("NOWCAST_KEEP_FORECAST_FILES_DAYS is 0 (keep every file): nothing deleted; "

@@ -60,8 +60,12 @@ def translate(exc: BaseException, database_url: Callable[[], str | None]) -> Cli
     """A :class:`CliError` for failures with a known cause and remedy, else None."""
     from sqlalchemy import exc as sa_exc
 
+    from nowcast_core.db.migrate import SchemaError
+
     if isinstance(exc, CliError):
         return exc
+    if isinstance(exc, SchemaError):
+        return CliError(str(exc), exc.hint)
     if isinstance(exc, (sa_exc.ArgumentError, sa_exc.NoSuchModuleError)):
         return CliError(f"the database URL {database_url()!r} is not valid: {str(exc).splitlines()[0]}",
                         "set NOWCAST_DATABASE_URL to e.g. postgresql://user@host:5432/nowcast (or unset it for SQLite)",

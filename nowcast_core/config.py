@@ -7,8 +7,9 @@ Precedence: explicit arguments > environment > TOML file (``NOWCAST_CONFIG``, de
 
 from __future__ import annotations
 
+import math
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -22,8 +23,12 @@ from pydantic_settings import (
 
 from nowcast_core.dams import DEFAULT_DAMS_FILE
 
+#: The longest retention of forecast files that may be set (a century).
+MAX_KEEP_DAYS = 36500
 
-def _toml_file() -> Path | None:
+
+def toml_file() -> Path | None:
+    """The TOML settings file in effect: ``NOWCAST_CONFIG``, else ``$NOWCAST_HOME/nowcast.toml`` when present."""
     explicit = os.environ.get("NOWCAST_CONFIG")
     if explicit:
         return Path(explicit)
@@ -93,7 +98,7 @@ class Settings(BaseSettings):
                                     "home, inbox, archive, quarantine or forecasts, status, the page, /metrics and "
                                     "the daemon's log warn (0: never)")
     keep_forecast_files_days: float = Field(
-        30.0, ge=0, description="forecast and probability files of runs issued longer than this before the newest scan "
+        30.0, ge=0, le=MAX_KEEP_DAYS, allow_inf_nan=False, description="forecast and probability files of runs issued longer than this before the newest scan "
         "are deleted (their dam results, alerts and verification stay in the database; 0: keep every file)")
     alert_advisory_3h_mm: float = Field(60.0, gt=0, description="advisory: observed 2 h + forecast 1 h >= this")
     alert_emergency_1h_mm: float = Field(72.0, gt=0, description="emergency: forecast 1 h >= this")
@@ -139,10 +144,14 @@ class Settings(BaseSettings):
     @classmethod
     def _keep_past_verification(cls, value: float, info: ValidationInfo) -> float:
         age_h = info.data.get("max_scan_age_h")
-        if value and age_h is not None and value * 24 <= age_h + 1:
-            raise ValueError(f"must be 0 (keep every file) or more than {age_h + 1:g} h ({(age_h + 1) / 24:.2f} days): "
-                             f"verification and the ensembles read the files of runs up to max_scan_age_h + 1 h old")
+        if value and age_h is not None and (problem := retention_problem(value, age_h)):
+            raise ValueError(f"must be 0 (keep every file) or {problem}")
         return value
+
+    @property
+    def lookback(self) -> timedelta:
+        """How far behind the newest scan stored runs are still read (verification, the ensembles)."""
+        return lookback_for(self.max_scan_age_h)
 
     @field_validator("earliest_scan_time")
     @classmethod
@@ -169,7 +178,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = _toml_file()
+        toml = toml_file()
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if toml is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
@@ -184,6 +193,24 @@ class Settings(BaseSettings):
         """Create the state folders (never touches their contents)."""
         for p in self.state_folders().values():
             Path(p).mkdir(parents=True, exist_ok=True)
+
+
+def lookback_for(max_scan_age_h: float) -> timedelta:
+    """Runs issued up to this far behind the newest scan are verified and given ensembles: the scans
+    still forecast (``max_scan_age_h``) and the hour their leads take to be observed."""
+    return timedelta(hours=max_scan_age_h + 1)
+
+
+def retention_problem(keep_days: float, max_scan_age_h: float) -> str | None:
+    """What a retention of ``keep_days`` (> 0) must be instead, or None when it is fine: at most
+    :data:`MAX_KEEP_DAYS`, and longer than verification and the ensembles read files back."""
+    if not math.isfinite(keep_days) or keep_days > MAX_KEEP_DAYS:
+        return f"a number of days up to {MAX_KEEP_DAYS}"
+    hours = lookback_for(max_scan_age_h).total_seconds() / 3600
+    if keep_days * 24 > hours:
+        return None
+    return (f"more than {hours:g} h ({hours / 24:.4g} days): verification and the ensembles read the files of runs "
+            f"up to NOWCAST_MAX_SCAN_AGE_H + 1 h old")
 
 
 def load_settings(**overrides) -> Settings:

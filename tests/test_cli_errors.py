@@ -66,6 +66,10 @@ def installed_home(tmp_path, monkeypatch, in_empty_folder, capsys):
     (("skill", "--probabilistic", "--plot", "r.txt"), 2, ["not a picture file name", ".png"]),
     (("skill", "--plot", "skill"), 2, ["not a picture file name"]),
     (("alerts", "--format", "yaml"), 2, ["'yaml' is not one of 'table', 'json', 'csv'"]),
+    (("prune", "--keep-days", "1"), 2, ["--keep-days 1: must be more than 73 h (3.042 days)", "NOWCAST_MAX_SCAN_AGE_H"]),
+    (("prune", "--keep-days", "0"), 2, ["must be more than 73 h", "0 in NOWCAST_KEEP_FORECAST_FILES_DAYS keeps every"]),
+    (("prune", "--keep-days", "inf"), 2, ["--keep-days inf: must be a number of days up to 36500"]),
+    (("db", "downgrade", "0042"), 2, ["unknown schema revision '0042'", "0009, 0010", "base"]),
 ])
 def test_usage_errors_on_an_installation(installed_home, capsys, args, code, words):
     got, lines = nowcast(capsys, *args)
@@ -162,6 +166,9 @@ def test_malformed_database_url(in_empty_folder, monkeypatch, capsys, url):
     ("NOWCAST_RETRAIN_CRON", "bad cron", ["setting retrain_cron (NOWCAST_RETRAIN_CRON)", "five fields"]),
     ("NOWCAST_WEBHOOKS", "notjson", ["setting webhooks (NOWCAST_WEBHOOKS)", "not valid JSON"]),
     ("NOWCAST_LOG_FORMAT", "xml", ["setting log_format (NOWCAST_LOG_FORMAT)", "'text' or 'json'"]),
+    ("NOWCAST_KEEP_FORECAST_FILES_DAYS", "2", ["setting keep_forecast_files_days (NOWCAST_KEEP_FORECAST_FILES_DAYS)",
+                                               "0 (keep every file) or more than 73 h"]),
+    ("NOWCAST_KEEP_FORECAST_FILES_DAYS", "inf", ["setting keep_forecast_files_days", "finite number"]),
 ])
 @pytest.mark.parametrize("command", [("config",), ("status",), ("run", "--once")])
 def test_a_bad_setting_is_refused_by_every_command_before_any_work(in_empty_folder, monkeypatch, capsys, variable,
@@ -172,6 +179,38 @@ def test_a_bad_setting_is_refused_by_every_command_before_any_work(in_empty_fold
     _assert_short(lines)
     assert all(w in lines[0] for w in words), lines
     assert not (in_empty_folder / "var").exists()  # nothing was created
+
+
+def test_a_bad_setting_in_the_toml_file_is_named_there(in_empty_folder, monkeypatch, capsys):
+    toml = in_empty_folder / "settings.toml"
+    toml.write_text('keep_forecast_files_days = 2\n')
+    monkeypatch.setenv("NOWCAST_CONFIG", str(toml))
+    code, lines = nowcast(capsys, "status")
+    assert code == 2, lines
+    assert f"setting keep_forecast_files_days (keep_forecast_files_days in {toml})" in lines[0], lines
+
+
+def test_an_older_schema_is_never_migrated_by_a_read_only_command(installed_home, monkeypatch, capsys):
+    """status and serve (which only reads) refuse it with the way out; the database stays as it was."""
+    from nowcast_core.config import load_settings
+    from nowcast_core.db import downgrade
+    from nowcast_core.db.migrate import current_revision
+
+    url = load_settings().database_url
+    downgrade(url, "0009")
+
+    def never(*args, **kwargs):
+        raise AssertionError("the server must not start on an older schema")
+
+    monkeypatch.setattr("nowcast_app.web.server.serve", never)
+    for command in (("status",), ("serve", "--port", str(_free_port()))):
+        code, lines = nowcast(capsys, *command)
+        assert code == 1, lines
+        _assert_short(lines)
+        assert "schema is at 0009, this version needs" in lines[0] and "nowcast db upgrade" in lines[-1], lines
+    assert current_revision(url) == "0009"
+    code, lines = nowcast(capsys, "db", "upgrade")
+    assert code == 0 and lines[-1] == "database at 0010 (upgraded from 0009)", lines
 
 
 def test_a_home_that_cannot_be_created(in_empty_folder, tmp_path, monkeypatch, capsys):

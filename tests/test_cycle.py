@@ -308,7 +308,7 @@ def test_stored_field_round_trips_through_query_and_export(make_service, shared_
     stored = runs(svc)
     assert len(stored) == 3
     with svc.sessions() as s:
-        iso, exported = export_fields(s, svc.settings.forecasts)
+        iso, exported, missing = export_fields(s, svc.settings.forecasts)
         rows = forecast_rows(s, since=stored[0].issue_time)
     assert iso == [r.issue_time.isoformat().replace("+00:00", "Z") for r in stored]
     assert exported.dtype == np.float32 and exported.shape == (3, 6, 120, 120)

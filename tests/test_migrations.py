@@ -338,3 +338,53 @@ def test_0009_records_archive_and_retrained_model_paths_relative_even_after_a_mo
     assert paths() == ([str(new / "archive/2024/05/01/RDR_202405011200.npz"), "/elsewhere/odd.npz"],
                        [str(new / "models/rainnet-aaaaaaaaaaaa.keras"), "/venv/nowcast_core/data/models/rainnet.keras",
                         "/elsewhere/models/by-hand.keras"])
+
+
+def test_0010_adds_and_removes_only_the_pruned_marks_and_keeps_rows(db_url):
+    """Runs stored before 0010 are kept (NULL: their files were never pruned); downgrading drops the marks
+    and their indexes, nothing else."""
+    upgrade(db_url, "0009")
+    eng = make_engine(db_url)
+    try:
+        with eng.begin() as conn:
+            conn.execute(text("INSERT INTO forecast_runs (issue_time, method, model_version, is_production, status, "
+                              "note, started_at, finished_at, forecast_seconds, field_path) VALUES "
+                              "('2024-01-15 03:30:00', 'rainnet', 'v1', true, 'ok', '', '2024-01-15 03:30:00', "
+                              "'2024-01-15 03:30:03', 3.0, '2024/01/15/x.npz')"))
+    finally:
+        eng.dispose()
+    upgrade(db_url)
+    assert _tables(db_url) == _model_tables()
+    with Session(make_engine(db_url)) as s:
+        run = s.scalar(select(ForecastRun))
+        assert run.field_path == "2024/01/15/x.npz" and run.files_pruned_at is None
+        run.files_pruned_at = T0
+        s.commit()
+    downgrade(db_url, "0009")
+    tables = _tables(db_url)
+    assert "files_pruned_at" not in tables["forecast_runs"] | tables["ensemble_runs"]
+    assert tables["forecast_runs"] == _model_tables()["forecast_runs"] - {"files_pruned_at"}
+    upgrade(db_url)
+    assert _tables(db_url) == _model_tables()
+
+
+def test_an_upgrade_is_logged_and_a_newer_schema_is_refused_with_what_to_do(db_url, caplog):
+    from nowcast_core.db.migrate import SchemaError, check_current
+
+    upgrade(db_url, "0009")
+    with pytest.raises(SchemaError, match="is at 0009, this version needs"):
+        check_current(db_url)
+    caplog.set_level("INFO", logger="nowcast_core.db.migrate")
+    upgrade(db_url)
+    assert f"database schema upgraded from 0009 to {_head()}" in caplog.text
+    check_current(db_url)
+    eng = make_engine(db_url)
+    try:
+        with eng.begin() as conn:
+            conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
+    finally:
+        eng.dispose()
+    for attempt in (check_current, upgrade, lambda url: downgrade(url, "0009")):
+        with pytest.raises(SchemaError, match="is at 9999, newer than this version of nowcast knows") as caught:
+            attempt(db_url)
+        assert f"nowcast db downgrade {_head()}" in caught.value.hint

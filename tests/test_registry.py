@@ -53,7 +53,17 @@ def test_the_shipped_model_follows_a_moved_or_upgraded_package(sessions, tmp_pat
         new_place.write_bytes(b"newer shipped weights")  # an upgrade replaces the file in place
         upgraded = registry.ensure_bundled_registered(s, new_place, HOME)
         assert upgraded.id != first.id and registry.champion(s).id == upgraded.id
-        assert "newer version" in upgraded.reason and registry.verify_model_file(upgraded, HOME) is None
+        assert "version of the package now installed" in upgraded.reason
+        assert registry.verify_model_file(upgraded, HOME) is None
+        # another install of the package beside the old one (the old copy still there and intact)
+        side = _model_file(tmp_path / "side-venv", "rainnet.keras", b"newer shipped weights")
+        assert registry.ensure_bundled_registered(s, side, HOME).id == upgraded.id
+        assert registry.champion(s).path == str(side.resolve()) and new_place.is_file()
+        third = _model_file(tmp_path / "third-venv", "rainnet.keras", b"third shipped weights")
+        replaced = registry.ensure_bundled_registered(s, third, HOME)
+        assert replaced.id not in (first.id, upgraded.id) and registry.champion(s).id == replaced.id
+        back = registry.ensure_bundled_registered(s, side, HOME)  # the side install runs again: its model
+        assert back.id == upgraded.id and registry.champion(s).id == upgraded.id and back.path == str(side.resolve())
         # a champion that is not the shipped model is never replaced
         other = registry.register_model(s, home=HOME, path=_model_file(tmp_path, "mine.keras", b"trained here"), reason="test")
         registry.promote(s, other, "by hand")

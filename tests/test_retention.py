@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def test_old_files_go_their_rows_stay_and_new_files_stay(two_days):
 
     with svc.sessions() as s:
         assert forecast_rows(s, since=OLD) == rows_before  # dam results (and their probabilities) are kept
-        issue_times, rain = export_fields(s, svc.settings.forecasts, since=OLD)
+        issue_times, rain, missing = export_fields(s, svc.settings.forecasts, since=OLD)
         assert issue_times == [iso_utc(NEW)] and rain.shape == (1, 6, 120, 120)
         assert pruned_runs(s, since=OLD) == (1, OLD)
     assert svc.status()["forecast_files_since"] == iso_utc(NEW)
@@ -115,6 +116,7 @@ def test_a_file_already_gone_is_marked_and_one_that_cannot_go_is_retried(two_day
     report = svc.prune(max_runs=10)
     assert (report.runs, report.files, report.already_gone, report.failed) == (1, 0, 1, 1)
     assert "could not be deleted" in report.describe() and probability.is_file()
+    assert svc.status()["prune_failing"] is True  # the operator sees it (status, the page's API, /metrics)
     marks = _pruned_at(svc)
     assert marks[("ForecastRun", OLD)] is not None and marks[("EnsembleRun", OLD)] is None
 
@@ -161,23 +163,35 @@ def test_the_cycle_prunes_first_and_a_failure_does_not_stop_it(two_days, monkeyp
     assert any("deleted 2 forecast files" in r.getMessage() for r in caplog.records)
     assert not any(p.exists() for p in files[OLD])
 
-    def broken(**kwargs):
+    status = svc.status()
+    assert re.search(r"Z: deleted 2 forecast files \(0\.\d MB\) of 1 forecast run and 1 ensemble run issued before "
+                     f"{NEW - timedelta(days=0.1):%Y-%m-%dT%H:%MZ}$", status["last_prune"]), status["last_prune"]
+    assert status["prune_failing"] is False
+
+    def broken(*args, **kwargs):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(svc, "prune", broken)
+    monkeypatch.setattr("nowcast_core.cycle.service.prune_forecast_files", broken)
     assert prune.fn(svc) == 0
     assert any("not pruned; the next cycle retries" in r.getMessage() for r in caplog.records)
+    status = svc.status()
+    assert status["prune_failing"] is True and "OSError: [Errno 5] Input/output error" in status["last_prune"]
+    with TestClient(create_app(svc.settings)) as client:
+        api = client.get("/api/v1/status").json()
+        assert api["prune_failing"] is True and api["keep_forecast_files_days"] == 0.1
+        assert api["forecast_files_since"] == iso_utc(NEW)
+        assert "nowcast_prune_failing 1.0" in client.get("/metrics").text
 
 
 def test_a_retention_shorter_than_verification_reads_is_refused(tmp_path):
-    with pytest.raises(ValidationError, match=r"more than 73 h \(3.04 days\)"):
+    with pytest.raises(ValidationError, match=r"more than 73 h \(3.042 days\)"):
         load_settings(home=tmp_path, keep_forecast_files_days=3)
     assert load_settings(home=tmp_path, keep_forecast_files_days=0).keep_forecast_files_days == 0
     assert load_settings(home=tmp_path, keep_forecast_files_days=3.5).keep_forecast_files_days == 3.5
     result = CliRunner().invoke(cli_app, ["status"], env={"NOWCAST_HOME": str(tmp_path),
                                                           "NOWCAST_KEEP_FORECAST_FILES_DAYS": "2"})
     assert result.exit_code == 2
-    assert "NOWCAST_KEEP_FORECAST_FILES_DAYS" in result.output and "more than 73 h (3.04 days)" in result.output
+    assert "NOWCAST_KEEP_FORECAST_FILES_DAYS" in result.output and "more than 73 h (3.042 days)" in result.output
 
 
 def test_nowcast_prune(two_days):
@@ -187,7 +201,7 @@ def test_nowcast_prune(two_days):
            "NOWCAST_MIN_FREE_DISK_GB": "0"}
     runner = CliRunner()
     short = runner.invoke(cli_app, ["prune", "--keep-days", "0.05"], env=env)
-    assert short.exit_code == 2 and "--keep-days 0.05: must be more than 2 h (0.08 days)" in short.output
+    assert short.exit_code == 2 and "--keep-days 0.05: must be more than 2 h (0.08333 days)" in short.output
     dry = runner.invoke(cli_app, ["prune", "--keep-days", "0.1", "--dry-run"], env=env)
     assert dry.exit_code == 0 and "would delete 2 forecast files" in dry.output
     assert all(p.is_file() for p in files[OLD])
@@ -203,3 +217,27 @@ def test_nowcast_prune(two_days):
     assert export.exit_code == 0 and "1 older runs of the period" in export.output
     with np.load(out, allow_pickle=False) as npz:
         assert list(npz["issue_times"]) == [iso_utc(NEW)]
+
+
+def test_a_file_deleted_by_hand_is_skipped_with_a_warning_not_a_failure(two_days, caplog):
+    svc, files = two_days
+    for path in files[NEW]:  # not pruned: deleted by hand (or its mark lost by a database downgrade)
+        path.unlink()
+    hf.write_scan(svc.settings.inbox, NEW + hf.minutes(1), hf.good_frame(4))  # observes the new run's +10
+    svc.ingest()
+    caplog.set_level(logging.WARNING)
+    assert svc.verify() == 0
+    messages = " | ".join(r.getMessage() for r in caplog.records)
+    assert f"verification skipped for 1 run whose file is missing from the forecasts folder though not pruned " \
+           f"(deleted by hand?): {NEW:%Y-%m-%dT%H:%MZ}" in messages
+    assert "probabilistic verification skipped for 1 run whose" in messages
+    with svc.sessions() as s:
+        issue_times, rain, missing = export_fields(s, svc.settings.forecasts, since=OLD)
+        assert (issue_times, rain.shape[0], missing) == ([iso_utc(OLD)], 1, [iso_utc(NEW)])
+        s.delete(s.scalar(select(EnsembleRun).where(EnsembleRun.issue_time == NEW)))
+        s.commit()
+    svc.forecast_ensembles()
+    assert any("the production ensemble skipped for 1 run whose" in r.getMessage() for r in caplog.records)
+    with TestClient(create_app(svc.settings)) as client:
+        r = client.get(f"/api/v1/fields/{iso_utc(NEW)}/10.png")
+        assert r.status_code == 404 and "missing from the forecasts folder" in r.json()["error"]

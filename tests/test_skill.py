@@ -83,7 +83,7 @@ def test_skill_equals_recomputation_from_exports_and_aggregates_by_method_dam_le
     with svc.sessions() as session:
         rows = {(r["method"], r["lead_minutes"]): r for r in skill_rows(session, by="lead")}
         for method in ("persistence", "pysteps"):
-            issue_times, fields = export_fields(session, svc.settings.forecasts, method=method)
+            issue_times, fields, _ = export_fields(session, svc.settings.forecasts, method=method)
             assert len(issue_times) == 13  # 16 scans, the first three lack predecessors
             for k, lead in enumerate(range(10, 70, 10)):
                 pairs = []

@@ -169,14 +169,18 @@ def get_field(ctx: Ctx, request: Request, issue_time: str, lead_png: str, method
     if run is None or not run.field_path:
         raise ApiError(404, f"no stored {method or 'production'} forecast issued at {issue_time}")
     if run.files_pruned_at is not None:
-        raise ApiError(410, f"the map of the {run.method} forecast issued at {issue_time} is no longer kept: forecast "
-                            f"files are deleted {ctx.settings.keep_forecast_files_days:g} days after the newest scan "
+        raise ApiError(410, f"the map of the {run.method} forecast issued at {issue_time} is no longer kept: its file "
+                            f"was deleted by the retention on {run.files_pruned_at:%Y-%m-%d} "
                             f"(NOWCAST_KEEP_FORECAST_FILES_DAYS); its dam results and verification are kept")
     k = LEAD_MINUTES.index(lead)
 
     def make():
         path = _inside(ctx.settings.forecasts, Path(ctx.settings.forecasts) / run.field_path)
-        field = load_field(path.parent, path.name, run.field_checksum)
+        try:
+            field = load_field(path.parent, path.name, run.field_checksum)
+        except FileNotFoundError:
+            raise ApiError(404, f"the file of the {run.method} forecast issued at {issue_time} is missing from the "
+                                f"forecasts folder, though not pruned (deleted by hand?)") from None
         return render_png(field[k], ctx.dams, title_for("forecast", run.issue_time, lead, run.method))
     key = ("field", run.field_checksum, lead)
     return _png(request, f"{run.field_checksum[:20]}-{lead}", lambda: ctx.images.get(key, make))

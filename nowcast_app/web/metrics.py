@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from nowcast_app.web.context import WebContext
 from nowcast_core.alerts import RANK
 from nowcast_core.contract import THRESHOLDS_MM_H
+from nowcast_core.cycle.retention import last_prune, prune_failing
 from nowcast_core.db.queries import current_levels
 from nowcast_core.db.schema import (
     ForecastRun,
@@ -43,6 +44,7 @@ class NowcastCollector:
             rejected = s.execute(select(RejectedFile.reason_kind, func.count(RejectedFile.id))
                                  .group_by(RejectedFile.reason_kind)).all()
             cycle = s.get(ServiceState, "last_cycle")
+            failing_prune = prune_failing(last_prune(s))
             failures = s.scalar(select(func.count(WebhookAttempt.id)).where(WebhookAttempt.ok.is_(False)))
             delivered = s.scalar(select(func.count(WebhookAttempt.id)).where(WebhookAttempt.ok.is_(True)))
             levels = [(a.dam_id, a.level) for a in current_levels(s)]
@@ -102,6 +104,10 @@ class NowcastCollector:
                                 "NOWCAST_MIN_FREE_DISK_GB")
         low.add_metric([], 0.0 if ctx.service.low_disk(spaces) is None else 1.0)
         yield low
+        failing = GaugeMetricFamily("nowcast_prune_failing", "1 when the last pruning of old forecast files failed "
+                                    "or left files it could not delete (NOWCAST_KEEP_FORECAST_FILES_DAYS)")
+        failing.add_metric([], 1.0 if failing_prune else 0.0)
+        yield failing
         level = GaugeMetricFamily("nowcast_alert_level", "Alert level per dam: 0 none, 1 advisory, 2 emergency",
                                   labels=["dam"])
         for dam_id, name in levels:

@@ -36,7 +36,7 @@ from nowcast_core.ensembles.products import (
     dam_probabilities,
     exceedance_probability,
 )
-from nowcast_core.io.fields import load_field, save_probability
+from nowcast_core.io.fields import load_field, save_probability, warn_missing
 from nowcast_core.times import iso_minutes
 
 log = logging.getLogger(__name__)
@@ -109,9 +109,14 @@ def production_ensembles(sessions: sessionmaker[Session], ensemble_for: Callable
         if not runs:
             return ids
         loader = InputLoader(session, archive)
+        missing = []
         for run in runs:
             ensemble = ensemble_for(run)
-            centre = load_field(forecasts_dir, run.field_path, run.field_checksum)
+            try:
+                centre = load_field(forecasts_dir, run.field_path, run.field_checksum)
+            except FileNotFoundError:
+                missing.append(run.issue_time)
+                continue
             x = loader.inputs([run.issue_time])
             t0 = time.perf_counter()
             members = ensemble.members(x, issue_times=[run.issue_time], centre_mm_h=centre[None])[0]
@@ -133,6 +138,7 @@ def production_ensembles(sessions: sessionmaker[Session], ensemble_for: Callable
                 store_ensemble(session, issue_time=run.issue_time, ensemble=reference, members_mm_h=steps[0],
                                centre_mm_h=steps[0].mean(axis=0), run=None, is_production=False, seconds=t2 - t1,
                                input_quality=run.input_quality, dams=dams, forecasts_dir=forecasts_dir)
+        warn_missing(log, "the production ensemble", missing)
     return ids
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from nowcast_core.db.schema import EnsembleRun, ForecastRun, FrameRecord
-from nowcast_core.times import iso_minutes
+from nowcast_core.db.schema import EnsembleRun, ForecastRun, FrameRecord, ServiceState
+from nowcast_core.times import iso_minutes, iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,8 @@ class PruneReport:
     """What one pruning did (or, with ``dry_run``, would do)."""
 
     before: datetime | None  #: files of runs issued before this were pruned (None: no scan yet)
-    runs: int = 0  #: runs (deterministic and ensemble) marked as pruned
+    forecast_runs: int = 0  #: deterministic runs marked as pruned
+    ensemble_runs: int = 0  #: ensemble runs marked as pruned
     files: int = 0  #: files deleted
     bytes: int = 0  #: their size
     already_gone: int = 0  #: files that were missing already (the run is marked all the same)
@@ -44,10 +45,15 @@ class PruneReport:
     more: bool = False  #: runs past the retention remain (``max_runs`` reached)
     dry_run: bool = False
 
+    @property
+    def runs(self) -> int:
+        return self.forecast_runs + self.ensemble_runs
+
     def describe(self) -> str:
         verb = "would delete" if self.dry_run else "deleted"
-        text = (f"{verb} {self.files} forecast files ({self.bytes / 1e6:.1f} MB) of {self.runs} runs issued before "
-                f"{iso_minutes(self.before)}")
+        text = (f"{verb} {_count(self.files, 'forecast file')} ({self.bytes / 1e6:.1f} MB) of "
+                f"{_count(self.forecast_runs, 'forecast run')} and {_count(self.ensemble_runs, 'ensemble run')} "
+                f"issued before {iso_minutes(self.before)}")
         if self.already_gone:
             text += f"; {self.already_gone} were already gone"
         if self.failed:
@@ -55,6 +61,10 @@ class PruneReport:
         if self.more:
             text += "; more remain for the next pruning"
         return text
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def retention_start(session: Session, keep: timedelta) -> datetime | None:
@@ -127,7 +137,10 @@ def _prune_run(run, column: str, forecasts_dir: Path, report: PruneReport, days:
             report.files += 1
             report.bytes += size
             days.add(path.parent)
-    report.runs += 1
+    if isinstance(run, EnsembleRun):
+        report.ensemble_runs += 1
+    else:
+        report.forecast_runs += 1
     return True
 
 
@@ -142,6 +155,29 @@ def _remove_empty(folders: set[Path], root: Path) -> None:
                 path.rmdir()
             except OSError:  # not empty (or gone): the rest of its day is still kept
                 break
+
+
+def record_prune(session: Session, report: PruneReport | None, error: str | None = None,
+                 now: datetime | None = None) -> None:
+    """Remember the last pruning (``last_prune`` in the service state) for status, the page and /metrics in
+    any process: what it did, or the error that stopped it."""
+    state = session.get(ServiceState, "last_prune") or ServiceState(key="last_prune")
+    state.value = {"at": iso_utc(now or datetime.now(UTC), "seconds"),
+                   "done": report.describe() if report is not None and report.before is not None else None,
+                   "failed_files": report.failed if report is not None else 0, "error": error}
+    session.add(state)
+    session.commit()
+
+
+def last_prune(session: Session) -> dict | None:
+    """The last pruning recorded by :func:`record_prune`: ``at``, ``done``, ``failed_files``, ``error``."""
+    state = session.get(ServiceState, "last_prune")
+    return dict(state.value) if state is not None and state.value else None
+
+
+def prune_failing(last: dict | None) -> bool:
+    """Whether the last pruning (:func:`last_prune`) failed or left files it could not delete."""
+    return bool(last and (last.get("error") or last.get("failed_files")))
 
 
 def oldest_kept(session: Session) -> datetime | None:

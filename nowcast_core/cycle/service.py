@@ -15,7 +15,14 @@ from sqlalchemy import func, select
 from nowcast_core.config import Settings, load_settings
 from nowcast_core.contract import GRID_SHAPE, N_INPUTS
 from nowcast_core.cycle import steps as cycle
-from nowcast_core.cycle.retention import PruneReport, oldest_kept, prune_forecast_files
+from nowcast_core.cycle.retention import (
+    PruneReport,
+    last_prune,
+    oldest_kept,
+    prune_failing,
+    prune_forecast_files,
+    record_prune,
+)
 from nowcast_core.dams import load_dams
 from nowcast_core.db import make_engine, session_factory, upgrade
 from nowcast_core.db.schema import ForecastRun, FrameRecord, RejectedFile
@@ -76,6 +83,7 @@ class Service:
         return cls(load_settings(**overrides))
 
     def migrate(self) -> None:
+        """Bring the schema to this version's (an existing installation's upgrade is logged)."""
         upgrade(self.settings.database_url)
 
     # -- the cycle's steps -------------------------------------------------------------------
@@ -132,7 +140,7 @@ class Service:
         try:
             ids = production_ensembles(self.sessions, lambda run: self.production_ensemble(run.method), dams=self.dams,
                                        forecasts_dir=self.settings.forecasts, archive=self.settings.archive,
-                                       lookback=timedelta(hours=self.settings.max_scan_age_h + 1),
+                                       lookback=self.settings.lookback,
                                        reference=self.reference_ensemble(),
                                        max_runs=self.settings.ensemble_max_per_cycle)
         except Exception:
@@ -165,7 +173,7 @@ class Service:
         ensemble = self.reference_ensemble()
         t0 = datetime.now(UTC)
         ids = reference_ensembles(self.sessions, ensemble, dams=self.dams, forecasts_dir=s.forecasts, archive=s.archive,
-                                  max_runs=s.reference_max_per_cycle, lookback=timedelta(hours=s.max_scan_age_h + 1),
+                                  max_runs=s.reference_max_per_cycle, lookback=s.lookback,
                                   failed=self._reference_failed)
         return ForecastSummary(ensemble.name, ensemble.version, runs=len(ids),
                                seconds=(datetime.now(UTC) - t0).total_seconds())
@@ -180,7 +188,7 @@ class Service:
                                  webhooks=s.webhooks,
                                  alert_probability=s.alert_probability,
                                  notify_max_age=timedelta(minutes=s.alert_notify_max_age_min),
-                                 lookback=timedelta(hours=s.max_scan_age_h + 1))
+                                 lookback=s.lookback)
         except Exception:  # the forecast is stored; a failed assessment is retried next cycle
             log.exception("alert levels could not be assessed; the next cycle retries")
             return 0
@@ -222,9 +230,18 @@ class Service:
         days = self.settings.keep_forecast_files_days if keep_days is None else keep_days
         if not days:
             return None
-        with self.sessions() as session:
-            report = prune_forecast_files(session, self.settings.forecasts, timedelta(days=days), max_runs=max_runs,
-                                          dry_run=dry_run)
+        try:
+            with self.sessions() as session:
+                report = prune_forecast_files(session, self.settings.forecasts, timedelta(days=days),
+                                              max_runs=max_runs, dry_run=dry_run)
+        except Exception as exc:
+            if not dry_run:
+                with self.sessions() as session:
+                    record_prune(session, None, error=f"{type(exc).__name__}: {exc}")
+            raise
+        if not dry_run:
+            with self.sessions() as session:
+                record_prune(session, report)
         return report
 
     def record_cycle(self, started_at: datetime, seconds: float) -> None:
@@ -281,7 +298,7 @@ class Service:
         from nowcast_core.verification.probabilistic_stored import verify_ensembles
         from nowcast_core.verification.stored import verify_pending
 
-        lookback = timedelta(hours=self.settings.max_scan_age_h + 1)
+        lookback = self.settings.lookback
         with self.sessions() as session:
             n = verify_pending(session, self.settings.forecasts, self.settings.archive, self.dams, lookback=lookback)
         try:
@@ -323,6 +340,7 @@ class Service:
                        if last_run else None)
             latency = round((last_run.finished_at - arrived).total_seconds(), 3) if arrived else None
             files_since = oldest_kept(session)
+            pruned = last_prune(session)
         now = datetime.now(UTC)
         entries = scan_inbox(self.settings.inbox)
         unexpected = [f"{e.shown} ({e.what})" for e in entries if e.kind == "unexpected"]
@@ -355,6 +373,9 @@ class Service:
             "disk_low": self.low_disk(spaces) is not None,
             "keep_forecast_files_days": self.settings.keep_forecast_files_days,
             "forecast_files_since": iso_utc(files_since),
+            "last_prune": (f"{pruned['at']}: {pruned['error'] or pruned['done'] or 'nothing to prune'}"
+                           if pruned else None),
+            "prune_failing": prune_failing(pruned),
             **counts,
         }
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+
+log = logging.getLogger(__name__)
 
 # The top-level migrations/ folder, shipped inside the package through this link (see pyproject.toml).
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -18,9 +21,49 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+class SchemaError(RuntimeError):
+    """The database's schema is not one this version can use as it is (``hint``: what to do)."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
 def upgrade(url: str, revision: str = "head") -> None:
-    """Migrate the database at ``url`` up to ``revision``."""
+    """Migrate the database at ``url`` up to ``revision``; an existing schema's upgrade is logged."""
+    before = current_revision(url)
+    check_known(url, before)
     command.upgrade(alembic_config(url), revision)
+    after = current_revision(url)
+    if before is not None and before != after:
+        log.info("database schema upgraded from %s to %s", before, after)
+
+
+def known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return {r.revision for r in ScriptDirectory.from_config(alembic_config("sqlite://")).walk_revisions()}
+
+
+def check_known(url: str, current: str | None = None) -> None:
+    """Raise :class:`SchemaError` when the database was migrated by a newer version of the code (its
+    revision is unknown here): this version can neither use nor downgrade it."""
+    current = current if current is not None else current_revision(url)
+    if current is not None and current not in known_revisions():
+        raise SchemaError(f"the database schema is at {current}, newer than this version of nowcast knows "
+                          f"(its newest is {head_revision()}): a newer version upgraded it",
+                          f"run the newer version, or with it `nowcast db downgrade {head_revision()}` to go back")
+
+
+def check_current(url: str) -> None:
+    """Raise :class:`SchemaError` unless the database is at this version's head (for commands that only
+    read, and never migrate)."""
+    current = current_revision(url)
+    check_known(url, current)
+    if current != head_revision():
+        raise SchemaError(f"the database schema is at {current or 'nothing'}, this version needs {head_revision()}",
+                          "stop the daemon of the older version, back up (docs/DEPLOY.md section 8), then run "
+                          "`nowcast db upgrade`")
 
 
 def downgrade(url: str, revision: str = "base", *, archive: Path | None = None, home: Path | None = None) -> None:
@@ -28,6 +71,7 @@ def downgrade(url: str, revision: str = "base", *, archive: Path | None = None, 
 
     ``archive`` and ``home``: the installation's folders, under which revision 0009's relative paths
     are made absolute again when it is undone (default: the settings)."""
+    check_known(url)
     cfg = alembic_config(url)
     if archive is not None and home is not None:
         cfg.attributes.update(archive=Path(archive), home=Path(home))

@@ -135,19 +135,35 @@ def export_probabilities(session: Session, forecasts_dir: Path, *, since: dateti
                          until: datetime | None = None) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
     """Stored exceedance probabilities of the production ensemble: ISO issue times, thresholds (mm/h),
     float32 (n, 6, n_thresholds, H, W) and each one's ensemble method, oldest first (issue times without
-    an ensemble are left out)."""
+    an ensemble, or whose file was pruned, are left out), and the issue times left out because their file
+    is missing."""
     from nowcast_core.contract import THRESHOLDS_MM_H
     from nowcast_core.io.fields import load_probability
 
     q = (select(EnsembleRun).where(EnsembleRun.is_production, EnsembleRun.files_pruned_at.is_(None))
          .order_by(EnsembleRun.issue_time))
     runs = list(session.scalars(in_period(q, since, until, EnsembleRun.issue_time)))
-    fields, thresholds = [], np.asarray(THRESHOLDS_MM_H, np.float64)
-    for r in runs:
-        p, thresholds = load_probability(forecasts_dir, r.probability_path, r.probability_checksum)
-        fields.append(p)
+    thresholds = np.asarray(THRESHOLDS_MM_H, np.float64)
+    runs, loaded, missing = _readable(runs, lambda r: load_probability(forecasts_dir, r.probability_path,
+                                                                        r.probability_checksum))
+    fields = [p for p, _ in loaded]
+    thresholds = loaded[0][1] if loaded else thresholds
     array = np.stack(fields).astype(np.float32) if fields else np.zeros((0, 6, len(thresholds), 120, 120), np.float32)
-    return [iso_utc(r.issue_time) for r in runs], thresholds, array, [r.method for r in runs]
+    return [iso_utc(r.issue_time) for r in runs], thresholds, array, [r.method for r in runs], missing
+
+
+def _readable(runs, load) -> tuple[list, list, list[str]]:
+    """The runs whose file loads, their loaded files, and the issue times of those whose file is missing
+    though not pruned (deleted by hand, or its mark lost by a database downgrade)."""
+    kept, loaded, missing = [], [], []
+    for r in runs:
+        try:
+            loaded.append(load(r))
+        except FileNotFoundError:
+            missing.append(iso_utc(r.issue_time))
+            continue
+        kept.append(r)
+    return kept, loaded, missing
 
 
 def frame_rows(session: Session, *, rejected: bool = False, archive: Path | None = None) -> list[dict]:
@@ -172,14 +188,15 @@ def frame_rows(session: Session, *, rejected: bool = False, archive: Path | None
 
 def export_fields(session: Session, forecasts_dir: Path, *, since: datetime | None = None,
                   until: datetime | None = None, method: str | None = None) -> tuple[list[str], np.ndarray]:
-    """Stored forecast fields: ISO issue times and float32 rain rates (n, 6, H, W), oldest first; runs whose
-    file was pruned (:func:`pruned_runs`) are left out."""
+    """Stored forecast fields: ISO issue times and float32 rain rates (n, 6, H, W), oldest first, and the
+    issue times left out because their file is missing; runs whose file was pruned (:func:`pruned_runs`)
+    are left out too."""
     runs: Sequence[ForecastRun] = list(session.scalars(
         _runs_query(method, None, since, until).where(ForecastRun.files_pruned_at.is_(None))
         .order_by(ForecastRun.issue_time)))
-    fields = [load_field(forecasts_dir, r.field_path, r.field_checksum) for r in runs]
+    runs, fields, missing = _readable(runs, lambda r: load_field(forecasts_dir, r.field_path, r.field_checksum))
     array = np.stack(fields).astype(np.float32) if fields else np.zeros((0, 6, 120, 120), np.float32)
-    return [iso_utc(r.issue_time) for r in runs], array
+    return [iso_utc(r.issue_time) for r in runs], array, missing
 
 
 def pruned_runs(session: Session, *, since: datetime | None = None, until: datetime | None = None,

@@ -8,6 +8,7 @@ verification all see the same numbers.
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -55,6 +56,17 @@ def load_field(root: Path, relpath: str, checksum: str | None = None) -> np.ndar
         raise ValueError(f"forecast field {relpath} does not match its stored checksum")
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         return (npz["rain_rate_counts"].astype(np.float64) * float(npz["resolution_mm_h"])).astype(np.float32)
+
+
+def warn_missing(log: logging.Logger, what: str, issue_times: Sequence[datetime]) -> None:
+    """One warning for the runs whose stored file is gone though they were not pruned (deleted by hand,
+    or the mark lost by a database downgrade): ``what`` is what is skipped for them."""
+    if issue_times:
+        shown = ", ".join(f"{t:%Y-%m-%dT%H:%MZ}" for t in issue_times[:5])
+        more = f" and {len(issue_times) - 5} more" if len(issue_times) > 5 else ""
+        runs = "1 run whose file is" if len(issue_times) == 1 else f"{len(issue_times)} runs whose files are"
+        log.warning("%s skipped for %s missing from the forecasts folder though not pruned (deleted by hand?): %s%s",
+                    what, runs, shown, more)
 
 
 # --- exceedance probabilities of an ensemble run (beside the forecast fields) ----------------

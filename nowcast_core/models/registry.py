@@ -102,10 +102,11 @@ def model_row(record: ModelRecord, home: Path) -> dict:
 
 
 def ensure_bundled_registered(session: Session, bundled_path: Path | None, home: Path) -> ModelRecord | None:
-    """Keep the shipped model in the registry: the first champion of a new installation; and when
-    the champion is the shipped model but its registered file no longer verifies, the file shipped
-    now takes over: the same file at a new place (the package reinstalled elsewhere) updates the
-    path, a different one (a newer package) is registered and promoted. Returns the record changed."""
+    """Keep the shipped model in the registry: the first champion of a new installation; and while the
+    champion is a shipped model, the file shipped with the package now running is the one used: the
+    same file at another place (the package reinstalled or upgraded elsewhere, the old copy perhaps still
+    there) updates the path, a different one (another version of the package) is registered and
+    promoted. A champion trained here is never replaced. Returns the record changed."""
     if bundled_path is None or not Path(bundled_path).exists():
         return None
     bundled = Path(bundled_path).resolve()
@@ -113,14 +114,17 @@ def ensure_bundled_registered(session: Session, bundled_path: Path | None, home:
         reason = "shipped with the project: first production model"
     else:
         current = champion(session)
-        if current is None or current.decision != "bundled" or verify_model_file(current, home) is None:
+        if current is None or current.decision != "bundled":
+            return None
+        if current.path == str(bundled) and verify_model_file(current, home) is None:
             return None
         if file_sha256(bundled) == current.checksum:
             current.path = str(bundled)
             session.commit()
             return current
-        reason = f"shipped with a newer version of the package (replaces {current.version})"
+        reason = f"shipped with the version of the package now installed (replaces {current.version})"
     record = register_model(session, bundled, home=home, decision="bundled", reason=reason)
+    record.path = stored_path(Path(home).resolve(), bundled)  # a record made before may name another copy
     promote(session, record, reason)
     session.commit()
     return record

@@ -10,6 +10,7 @@ over any span: by lead, by dam or by method.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -23,12 +24,19 @@ from sqlalchemy.orm import Session
 from nowcast_core.contract import LEAD_MINUTES, SCAN_INTERVAL
 from nowcast_core.dams import Dam, catchment_means
 from nowcast_core.db.queries import in_period
-from nowcast_core.db.schema import DamProbability, EnsembleRun, FrameRecord, ProbabilityVerification
+from nowcast_core.db.schema import (
+    DamProbability,
+    EnsembleRun,
+    FrameRecord,
+    ProbabilityVerification,
+)
 from nowcast_core.inbox.ingest import load_rain_rates
-from nowcast_core.io.fields import load_probability, quantize
+from nowcast_core.io.fields import load_probability, quantize, warn_missing
 from nowcast_core.verification.probabilistic import ProbCounts, crps, rank
 
 HOURS_PER_SCAN = SCAN_INTERVAL.total_seconds() / 3600
+
+log = logging.getLogger(__name__)
 
 
 def verify_ensembles(session: Session, forecasts_dir: Path, archive: Path, dams: Sequence[Dam], *,
@@ -58,7 +66,7 @@ def verify_ensembles(session: Session, forecasts_dir: Path, archive: Path, dams:
             means_cache[t] = catchment_means(quantize(observed(t)), dams)
         return means_cache[t]
 
-    n = 0
+    n, missing = 0, []
     for run in list(session.scalars(runs_q)):
         done = {lead for (lead,) in session.execute(select(ProbabilityVerification.lead_minutes)
                                                      .where(ProbabilityVerification.ensemble_id == run.id).distinct())}
@@ -68,7 +76,11 @@ def verify_ensembles(session: Session, forecasts_dir: Path, archive: Path, dams:
         if not todo and not pending_dams:
             continue
         if todo:
-            prob, thresholds = load_probability(forecasts_dir, run.probability_path, run.probability_checksum)
+            try:
+                prob, thresholds = load_probability(forecasts_dir, run.probability_path, run.probability_checksum)
+            except FileNotFoundError:
+                missing.append(run.issue_time)
+                todo = []
             for k, lead in todo:
                 valid_time = run.issue_time + timedelta(minutes=lead)
                 obs = observed(valid_time)
@@ -98,6 +110,7 @@ def verify_ensembles(session: Session, forecasts_dir: Path, archive: Path, dams:
         if len(cache) > 64:
             cache.clear()
             means_cache.clear()
+    warn_missing(log, "probabilistic verification", missing)
     return n
 
 

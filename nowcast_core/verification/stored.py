@@ -19,6 +19,7 @@ FSS and areas of a pool come from the forecasts that carry them, counted in
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -41,7 +42,7 @@ from nowcast_core.db.schema import (
     LeadVerification,
 )
 from nowcast_core.inbox.ingest import load_rain_rates
-from nowcast_core.io.fields import load_field
+from nowcast_core.io.fields import load_field, warn_missing
 from nowcast_core.verification.scores import COUNT_NAMES, LeadCounts, lead_counts
 from nowcast_core.verification.structure import (
     FSS_SIZES_KM,
@@ -51,6 +52,8 @@ from nowcast_core.verification.structure import (
     fss_key,
     structure_sums,
 )
+
+log = logging.getLogger(__name__)
 
 
 def _observed_dam_values(observed: np.ndarray, dams: Sequence[Dam]) -> dict[str, tuple[float | None, float | None]]:
@@ -82,13 +85,17 @@ def verify_pending(session: Session, forecasts_dir: Path, archive: Path, dams: S
                                                      ForecastRun.issue_time < newest)
                            .order_by(ForecastRun.issue_time, ForecastRun.id))
     observed_cache: dict[datetime, np.ndarray] = {}
-    n = 0
+    n, missing = 0, []
     for run in runs:
         todo = [(k, lead) for k, lead in enumerate(LEAD_MINUTES)
                 if lead not in done[run.id] and run.issue_time + timedelta(minutes=lead) in scans]
         if not todo:
             continue
-        field = load_field(forecasts_dir, run.field_path, run.field_checksum)
+        try:
+            field = load_field(forecasts_dir, run.field_path, run.field_checksum)
+        except FileNotFoundError:
+            missing.append(run.issue_time)
+            continue
         results = {(r.dam_id, r.lead_minutes): r for r in run.results}
         for k, lead in todo:
             valid_time = run.issue_time + timedelta(minutes=lead)
@@ -117,6 +124,7 @@ def verify_pending(session: Session, forecasts_dir: Path, archive: Path, dams: S
             n -= len(todo)
         if len(observed_cache) > 64:
             observed_cache.clear()
+    warn_missing(log, "verification", missing)
     return n
 
 

@@ -401,7 +401,10 @@ def forecasts(dam: Optional[str] = None, issue_time: Annotated[Optional[str], ty
         rows = forecast_rows(session, dam=dam, issue_time=at, since=start, until=end, method=method)
     if fmt == Format.table:
         rows = [{k: v for k, v in r.items() if k not in _FORECASTS_TABLE_LEFT_OUT} for r in rows]
-    render(rows, fmt, title="dam rainfall forecasts (JSON and CSV carry every key)", priority=_FORECASTS_PRIORITY)
+    render(rows, fmt, title="dam rainfall forecasts: accum_mm = catchment rain from the issue time to the lead (mm); "
+           "prob_accum_ge N = P(accum_mm >= N mm); prob_rate_ge N = P(catchment-mean rate at the lead >= N mm/h); "
+           "alert = deterministic depth flag of the lead (the alert level is `nowcast alerts`); JSON and CSV carry "
+           "every key", priority=_FORECASTS_PRIORITY)
 
 
 @app.command()
@@ -823,7 +826,8 @@ def _exceedance(folder: Path, issue_times, rain, centre_method: str, members: Op
 def predict(folder: ExistingFolder, out: Annotated[Path, typer.Option("--out", help="FILE.npz")],
             method: Method = Method.rainnet, model: Optional[Path] = None,
             plot: Annotated[Optional[Path], typer.Option(help="draw one issue time's inputs and leads to FILE.png")] = None,
-            plot_issue_time: Optional[str] = None,
+            plot_issue_time: Annotated[Optional[str], typer.Option(help="the issue time --plot draws (ISO 8601; "
+                                                                   "default the last)")] = None,
             probabilistic: Annotated[bool, typer.Option("--probabilistic", help="add thresholds_mm_h and the ensemble's "
                                                         "exceedance_probability (n x 6 x 4 x 120 x 120)")] = False,
             members: Annotated[Optional[int], typer.Option(help="ensemble members (default NOWCAST_ENSEMBLE_MEMBERS)",
@@ -864,7 +868,8 @@ def predict(folder: ExistingFolder, out: Annotated[Path, typer.Option("--out", h
         k = issue_times.index(wanted)
         _, inputs, _ = folder_sequences(folder)
         plot_forecast(inputs[k], rain[k], wanted, load_dams(_settings().dams_file), plot, forecaster.name)
-        err.print(f"plot written to {plot}")
+        err.print(f"plot of issue time {iso_utc(wanted)} written to {plot}"
+                  + ("" if plot_issue_time else " (--plot-issue-time chooses another)"))
 
 
 @app.command()

@@ -72,14 +72,16 @@ FOLD_AT = 30
 
 def _columns_that_fit(keys: list[str], least: dict[str, int], width: int, priority: list[str] | None) -> list[str]:
     """The keys whose columns (at their ``least`` width, with rich's padding and rule) fit in ``width``,
-    taken in ``priority`` order, in the keys' order."""
+    taken in ``priority`` order up to the first that does not fit (a less important column never takes
+    the place of a more important one), in the keys' order."""
     need = {k: least[k] + 3 for k in keys}
     order = _by_priority(keys, priority)
     kept, used = set(order[:2]), 1 + sum(need[k] for k in order[:2])
     for key in order[2:]:
-        if used + need[key] <= width:
-            kept.add(key)
-            used += need[key]
+        if used + need[key] > width:
+            break
+        kept.add(key)
+        used += need[key]
     return [k for k in keys if k in kept]
 
 

@@ -23,8 +23,8 @@ COLOURS = ("#c6e6ff", "#7cc0ff", "#2f8cf0", "#1ec84b", "#f5e13c", "#f59a23", "#e
 #: outage never reads as dry weather.
 DRY_COLOUR = "#18324f"
 NO_DATA_COLOUR = "#8c8c8c"
-#: The colour bar's caption on every map: what the triangle below 0.1 and the grey mean.
-BAR_LABEL = "rain rate (mm/h); triangle: dry (< 0.1); grey: no data"
+#: The colour bar's caption on every map: what the arrow below 0.1 and the grey mean (the dams are triangles).
+BAR_LABEL = "rain rate (mm/h); the arrow below 0.1: dry; grey: no data"
 
 
 @lru_cache(maxsize=8)
@@ -110,10 +110,12 @@ def plot_forecast(inputs_mm_h, forecast_mm_h, issue_time, dams, out: Path, metho
     image = None
     for k, (ax, (title, field)) in enumerate(zip(axes.flat, panels, strict=True)):
         image = ax.imshow(np.ma.masked_invalid(field), cmap=cmap, norm=norm, interpolation="nearest")
-        ax.contour(outline, levels=[0.5], colors="black", linewidths=0.8)
+        # White lines with a black edge: seen on the navy of dry ground and on every rain colour.
+        lines = ax.contour(outline, levels=[0.5], colors="white", linewidths=0.9)
+        lines.set_path_effects([patheffects.withStroke(linewidth=2.2, foreground="black")])
         for dam, (x, y, ha) in zip(dams, labels, strict=True):
             r, c = dam.pixel
-            ax.plot(c, r, "k^", markersize=4)
+            ax.plot(c, r, marker="^", color="white", markeredgecolor="black", markersize=5, linestyle="")
             if k == 0:
                 ax.plot([c, x], [r, y], color="black", linewidth=0.6)
                 ax.text(x, y, dam.id, fontsize=8, ha=ha, va="center", path_effects=halo)

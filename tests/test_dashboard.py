@@ -116,7 +116,8 @@ def test_dashboard_shows_every_dam_with_the_apis_numbers(browser, site, tmp_path
     api = page.request
     rows = {r["dam"]: r for r in api.get(f"{url}api/v1/forecasts?lead_minutes=60").json()}
     hour = {dam: r["depth_mm"] for dam, r in rows.items()}
-    levels = {a["dam"]: a["level"] for a in api.get(f"{url}api/v1/alerts").json()}
+    alerts = {a["dam"]: a for a in api.get(f"{url}api/v1/alerts").json()}
+    levels = {dam: a["level"] for dam, a in alerts.items()}
     cards = page.locator("article.card")
     assert cards.count() == 7
     for k in range(1, 8):
@@ -129,14 +130,34 @@ def test_dashboard_shows_every_dam_with_the_apis_numbers(browser, site, tmp_path
         assert f"p90 {_fixed(rows[dam]['accum_mm_p90'], 1)} mm" in facts
         for thr, p in rows[dam]["prob_accum_ge"].items():
             assert f"P(≥{thr} mm) {_fixed(100 * p, 0)} %" in facts
+        assert (f"ensemble 10–90 % {_fixed(rows[dam]['accum_mm_p10'], 1)}–{_fixed(rows[dam]['accum_mm_p90'], 1)} mm"
+                in facts)
+        for fact in card.locator(".facts .fact").all():  # a value never wraps away from its label
+            assert fact.evaluate("e => e.getClientRects().length") == 1, fact.inner_text()
         assert card.locator(".badge").get_attribute("data-level") == levels[dam]
+        why = card.locator("details.reason")  # how sure the level is, and why
+        assert why.locator("summary").inner_text() == (f"P(alert rule) {_fixed(alerts[dam]['probability'], 2)} · "
+                                                       f"raised at ≥ 0.50")
+        assert why.get_attribute("open") is None if levels[dam] == "none" else why.get_attribute("open") is not None
+        if levels[dam] == "none":
+            why.locator("summary").click()
+        assert alerts[dam]["reason"] in why.inner_text()
+        if levels[dam] == "none":
+            why.locator("summary").click()  # closed again, as the operator finds it
         assert card.locator("svg.spark rect.obsbar").count() == 18  # 3 h of observed scans
         assert card.locator("svg.spark polyline.fcline").count() == 1
+        labels = card.locator("svg.spark text").all_text_contents()
+        assert any(t.endswith(" UTC") for t in labels) and any(t.endswith(" issue") for t in labels), labels
+        assert "catchment-mean rain rate" in card.locator("svg.spark title").text_content()
     banner = page.locator("#banner")
     assert banner.get_attribute("data-stale") == "false" and "method pysteps" in banner.inner_text()
     assert "ok" in banner.get_attribute("class")
+    assert "probability of its rule reaches 0.5" in page.locator("#rules").inner_text()
+    assert page.locator("#stale-note").is_hidden()
+    assert page.locator("#frame-label").inner_text().count(" UTC") == 1
     legend = page.locator("#legend").inner_text()
     assert legend.startswith("dry") and "no data" in legend  # an outage never reads as dry weather
+    page.evaluate("window.scrollTo(0, 0)")
     _shot(page, tmp_path, "dashboard-wide")
     assert problems == []
     page.close()
@@ -181,6 +202,9 @@ def test_banner_turns_red_when_scans_stop_arriving(browser, site, tmp_path):
     red = page.eval_on_selector("#banner", "e => getComputedStyle(e).backgroundColor")
     assert red != green and red == "rgb(179, 38, 30)"
     assert "NO NEW SCAN FOR 45 min" in page.locator("#banner").inner_text()
+    page.wait_for_selector("#stale-note:not([hidden])")  # the cards are greyed and say the forecast is old
+    assert page.locator("#stale-note").inner_text().startswith("STALE: no scan for 45 min")
+    assert page.eval_on_selector("article.card", "e => getComputedStyle(e).opacity") == "0.55"
     _shot(page, tmp_path, "dashboard-stale")
     clock.t = newest + timedelta(minutes=5)
     assert problems == []

@@ -47,3 +47,12 @@ def test_long_text_folds_in_its_column_instead_of_being_left_out():
     text = out.getvalue()
     assert "input_quality" in text and "t-10 saturated: 3.1 % of" in text and "(limit" in text  # folded, all there
     assert max(len(line) for line in text.splitlines()) <= 140
+
+
+def test_a_less_important_column_never_takes_the_place_of_a_more_important_one():
+    """At 80 columns prob_accum_ge (33 wide) does not fit; method (10 wide) would, but comes after it."""
+    lines = _table(80, priority=["issue_time", "dam", "lead_minutes", "accum_mm", "prob_accum_ge", "method"])
+    header = lines[2]
+    assert "accum_mm" in header and "prob_accum_ge" not in header and "method" not in header
+    caption = " ".join(line.strip() for line in lines[-3:])
+    assert "prob_accum_ge" in caption and "method" in caption

@@ -211,7 +211,9 @@ def test_nowcast_prune(two_days):
     nothing = runner.invoke(cli_app, ["prune", "--keep-days", "0.1"], env=env)
     assert nothing.exit_code == 0 and "left to delete" in nothing.output
     status = runner.invoke(cli_app, ["status", "--format", "json"], env=env)
-    assert json.loads(status.stdout)["forecast_files_since"] == iso_utc(NEW)
+    info = json.loads(status.stdout)
+    assert info["forecast_files_since"] == iso_utc(NEW)
+    assert info["feed_stale"] is True  # scans of 2010: the command line says so, as the page does
     out = svc.settings.home / "export.npz"
     export = runner.invoke(cli_app, ["export", "--out", str(out), "--since", iso_utc(OLD)], env=env)
     assert export.exit_code == 0 and "1 older runs of the period" in export.output

@@ -102,7 +102,8 @@ def dams(ctx: WebContext) -> list[dict]:
                     "catchment_pixels": int(catchment_mask(d).sum()), "area_km2": d.area_km2,
                     "thresholds": {"advisory_3h_mm": rules.advisory_3h_mm, "emergency_1h_mm": rules.emergency_1h_mm,
                                    "emergency_combined_1h_mm": rules.emergency_combined_1h_mm,
-                                   "emergency_combined_3h_mm": rules.emergency_combined_3h_mm}})
+                                   "emergency_combined_3h_mm": rules.emergency_combined_3h_mm,
+                                   "alert_probability": ctx.settings.alert_probability}})
     return out
 
 

@@ -22,6 +22,11 @@ function banner(st) {
   b.className = "banner " + (st.feed_stale ? "stale" : st.fallback_reason || st.disk_low ? "warn" : "ok");
   b.dataset.diskLow = String(st.disk_low);
   b.dataset.stale = String(st.feed_stale);
+  const cards = document.getElementById("dams");
+  cards.classList.toggle("stale", st.feed_stale);  // an old forecast must not look current
+  document.getElementById("stale-note").hidden = !st.feed_stale;
+  document.getElementById("stale-note").textContent = st.feed_stale ?
+    `STALE: no scan for ${NC.ago(st.newest_scan_age_minutes)}; these forecasts were issued ${NC.utc(st.last_run_issue_time)} UTC` : "";
 }
 
 function legend(lg) {
@@ -66,10 +71,10 @@ function buildFrames(series) {
   const issueMs = Date.parse(issue);
   const frames = observed.map(t => {
     const m = Math.round((Date.parse(t) - issueMs) / 60000);
-    return {url: `/api/v1/scans/${t}.png`, lead: m, label: `observed ${NC.utc(t)}${m ? ` (${m} min)` : " (issue time)"}`};
+    return {url: `/api/v1/scans/${t}.png`, lead: m, label: `observed ${NC.utc(t)} UTC${m ? ` (${m} min)` : " (issue time)"}`};
   });
   for (const lead of [10, 20, 30, 40, 50, 60]) {
-    frames.push({url: `/api/v1/fields/${issue}/${lead}.png`, lead, label: `forecast +${lead} min (valid ${NC.utc(new Date(issueMs + lead * 60000).toISOString())})`});
+    frames.push({url: `/api/v1/fields/${issue}/${lead}.png`, lead, label: `forecast +${lead} min (valid ${NC.utc(new Date(issueMs + lead * 60000).toISOString())} UTC)`});
   }
   state.frames = frames;
   state.images = frames.map(f => { const i = new Image(); i.src = f.url; return i; });  // preload
@@ -99,8 +104,24 @@ function chart(dam, s) {
     svg.append(NC.svg("polyline", {points: fc.map(([t, y]) => `${X(t)},${Y(y)}`).join(" "), class: "fcline"}));
   }
   svg.append(NC.svg("line", {x1: pad, x2: W - pad, y1: H - pad, y2: H - pad, class: "axisline"}));
-  const lab = NC.svg("text", {x: pad, y: 11, class: "axis"}); lab.textContent = `${ymax.toFixed(1)} mm/h`; svg.append(lab);
-  const l2 = NC.svg("text", {x: W - pad, y: H - 4, class: "axis", "text-anchor": "end"}); l2.textContent = "observed ▮  forecast ―"; svg.append(l2);
+  const text = (x, y, anchor, words) => {
+    const el = NC.svg("text", {x, y, class: "axis", "text-anchor": anchor}); el.textContent = words; svg.append(el);
+  };
+  text(pad, 11, "start", `scale top ${ymax.toFixed(1)} mm/h`);
+  text(W - pad, 11, "end", "observed ▮  forecast ―");
+  const hhmm = t => new Date(t).toISOString().slice(11, 16);
+  text(pad, H - 4, "start", `${hhmm(t0 + 5 * 60000)} UTC`);
+  if (fc.length) {
+    const issueT = Date.parse(s.forecast[0].time) - 600000;
+    text(X(issueT), H - 4, "middle", `${hhmm(issueT)} issue`);
+  }
+  text(W - pad, H - 4, "end", hhmm(t1 - 5 * 60000));
+  const title = NC.svg("title");
+  const peak = obs.length ? obs.reduce((m, p) => (p[1] > m[1] ? p : m)) : null;
+  title.textContent = `${dam}: catchment-mean rain rate, observed per scan (bars)` +
+    (peak ? `, peak ${peak[1].toFixed(1)} mm/h at ${hhmm(peak[0])} UTC` : "") +
+    (fc.length ? `; forecast per lead (line), up to ${Math.max(...fc.map(p => p[1])).toFixed(1)} mm/h` : "");
+  svg.prepend(title);
   return svg;
 }
 
@@ -120,15 +141,27 @@ function damCards(dams, forecasts, alerts, series) {
     const next = NC.el("span", {class: "next-hour", "data-value": hour ? String(hour.depth_mm) : "", text: hour ? NC.mm(hour.depth_mm) : "–"});
     card.append(NC.el("p", {class: "big"}, next, NC.el("span", {class: "unit", text: " mm next hour"})));
     const facts = [];
-    if (a) facts.push(`observed 2 h ${NC.mm(a.observed_2h_mm, 1)} mm`, `3 h ${NC.mm(a.total_3h_mm, 1)} mm`);
+    if (hour && "accum_mm_p10" in hour && "accum_mm_p90" in hour) {
+      facts.push(`ensemble 10–90 % ${NC.mm(hour.accum_mm_p10, 1)}–${NC.mm(hour.accum_mm_p90, 1)} mm`);
+    }
     if (hour && "accum_mm_p50" in hour) facts.push(`p50 ${NC.mm(hour.accum_mm_p50, 1)} mm`);
     if (hour && "accum_mm_p90" in hour) facts.push(`p90 ${NC.mm(hour.accum_mm_p90, 1)} mm`);
     if (hour && hour.prob_accum_ge) {
       for (const [thr, p] of Object.entries(hour.prob_accum_ge)) facts.push(`P(≥${thr} mm) ${(100 * p).toFixed(0)} %`);
     }
-    card.append(NC.el("p", {class: "facts small", text: facts.join(" · ")}));
+    if (a) facts.push(`observed 2 h ${NC.mm(a.observed_2h_mm, 1)} mm`, `3 h ${NC.mm(a.total_3h_mm, 1)} mm`);
+    const factLine = NC.el("p", {class: "facts small"});
+    facts.forEach((f, k) => factLine.append(...(k ? [" · "] : []), NC.el("span", {class: "fact", text: f})));
+    card.append(factLine);
     if (series.dams[d.dam]) card.append(chart(d.dam, series.dams[d.dam]));
-    if (a && lv !== "none") card.append(NC.el("p", {class: "reason small", text: a.reason}));
+    if (a) {
+      // How sure the level is: the probability of its rule against the threshold that raises it, and why.
+      const why = NC.el("details", {class: "reason small"},
+        NC.el("summary", {text: `P(alert rule) ${NC.mm(a.probability, 2)} · raised at ≥ ${NC.mm(state.alertProbability, 2)}`}),
+        NC.el("span", {text: a.reason}));
+      if (lv !== "none") why.open = true;
+      card.append(why);
+    }
     box.append(card);
   }
   document.getElementById("dams-note").textContent = forecasts.length ? `run ${NC.utc(forecasts[0].issue_time)} UTC, ${forecasts[0].method}` : "no forecast stored yet";
@@ -152,12 +185,15 @@ async function loadRun() {
   const [dams, forecasts, alerts, hist, series] = await Promise.all([
     NC.get("/api/v1/dams"), NC.get("/api/v1/forecasts"), NC.get("/api/v1/alerts"),
     NC.get("/api/v1/alerts/history?limit=50"), NC.get("/api/v1/series?hours=3")]);
+  state.alertProbability = dams[0] ? dams[0].thresholds.alert_probability : null;
   damCards(dams, forecasts, alerts, series);
   history(hist);
   if (series.issue_time) buildFrames(series);
   const t = dams[0] && dams[0].thresholds;
   if (t) document.getElementById("rules").textContent = `Advisory: observed 2 h + forecast 1 h ≥ ${t.advisory_3h_mm} mm. ` +
-    `Emergency: forecast 1 h ≥ ${t.emergency_1h_mm} mm, or ≥ ${t.emergency_combined_1h_mm} mm with 3 h ≥ ${t.emergency_combined_3h_mm} mm.`;
+    `Emergency: forecast 1 h ≥ ${t.emergency_1h_mm} mm, or ≥ ${t.emergency_combined_1h_mm} mm with 3 h ≥ ${t.emergency_combined_3h_mm} mm. ` +
+    `A level is raised when the ensemble's probability of its rule reaches ${t.alert_probability}; ` +
+    `the big number is the deterministic forecast, the 10–90 % range the ensemble's.`;
 }
 
 async function poll() {

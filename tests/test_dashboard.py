@@ -241,7 +241,11 @@ def test_phone_layout_and_skill_page(browser, site, tmp_path):
     page.wait_for_selector("body[data-loaded=true]")
     assert page.evaluate("document.scrollingElement.scrollWidth") <= 390  # nothing wider than the phone
     assert page.locator("article.card").count() == 7
+    # the answer first: the first dam's next hour is on the first screen, the map below the cards
+    assert page.locator("article.card .next-hour").first.bounding_box()["y"] < 844 / 2
+    assert page.locator("#map").bounding_box()["y"] > page.locator("article.card").last.bounding_box()["y"]
     _shot(page, tmp_path, "dashboard-phone", full_page=True)
+    page.wait_for_load_state("networkidle")  # the preloaded frames, before leaving the page
     page.goto(f"{url}skill")
     page.wait_for_selector("#skill tbody tr[data-method]")
     skill = page.request.get(f"{url}api/v1/skill").json()

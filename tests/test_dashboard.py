@@ -132,6 +132,8 @@ def test_dashboard_shows_every_dam_with_the_apis_numbers(browser, site, tmp_path
             assert f"P(≥{thr} mm) {_fixed(100 * p, 0)} %" in facts
         assert (f"ensemble 10–90 % {_fixed(rows[dam]['accum_mm_p10'], 1)}–{_fixed(rows[dam]['accum_mm_p90'], 1)} mm"
                 in facts)
+        gap = f"observed 2 h from {alerts[dam]['observed_scans']} of 12 scans"
+        assert (gap in facts) == (alerts[dam]["observed_scans"] < 12), facts  # a feed gap is said, only then
         for fact in card.locator(".facts .fact").all():  # a value never wraps away from its label
             assert fact.evaluate("e => e.getClientRects().length") == 1, fact.inner_text()
         assert card.locator(".badge").get_attribute("data-level") == levels[dam]
@@ -267,3 +269,40 @@ def test_phone_layout_and_skill_page(browser, site, tmp_path):
     assert page.locator(".endpoint").count() >= 8
     assert problems == []
     page.close()
+
+
+def test_a_feed_gap_is_said_on_the_cards(browser, shared_radar, tmp_path):
+    """A scan missing in the 2 hours before the issue time counts as dry in "observed 2 h": the card says
+    from how many of the 12 scans it was summed."""
+    from nowcast_core.config import load_settings
+
+    settings = load_settings(home=tmp_path / "home", settle_seconds=0, method="persistence", baselines=[],
+                             reference_ensemble="", ensemble_members=6, min_free_disk_gb=0)
+    svc = Service(settings)
+    svc.migrate()
+    scans = sorted((shared_radar / "knmi-w0").glob("RDR_*.npz"))[14:30]
+    for path in scans[:8] + scans[9:]:  # the 9th is missing: 11 of the newest run's 12
+        shutil.copy(path, settings.inbox / path.name)
+    svc.ingest()
+    svc.forecast(production=True)
+    with svc.sessions() as s:
+        newest = s.scalar(select(func.max(FrameRecord.scan_time)))
+    svc.close()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    web = WebThread(settings, "127.0.0.1", port, clock=Clock(newest + timedelta(minutes=5)))
+    assert web.start()
+    try:
+        page, problems = _open(browser, web.url)
+        page.goto(web.url)
+        page.wait_for_selector("body[data-loaded=true]")
+        alerts = page.request.get(f"{web.url}api/v1/alerts").json()
+        assert {a["observed_scans"] for a in alerts} == {11}
+        facts = page.locator("article.card[data-dam='dam-1'] .facts").inner_text()
+        assert "observed 2 h from 11 of 12 scans (missing ones count as dry)" in facts
+        page.wait_for_load_state("networkidle")
+        assert problems == []
+        page.close()
+    finally:
+        web.stop()

@@ -5,6 +5,7 @@ const params = new URLSearchParams(location.search);
 const POLL_S = Number(params.get("poll")) || 15;
 const FRAME_MS = Number(params.get("frame_ms")) || 800;
 const OBSERVED_FRAMES = 6;
+const OBSERVED_2H_SCANS = 12;  // the scans of the 2 hours before the issue time, 10 minutes apart
 const LEVEL_TEXT = {none: "no alert", advisory: "ADVISORY", emergency: "EMERGENCY"};
 const state = {run: null, frames: [], index: 0, timer: null, images: []};
 
@@ -150,6 +151,9 @@ function damCards(dams, forecasts, alerts, series) {
       for (const [thr, p] of Object.entries(hour.prob_accum_ge)) facts.push(`P(≥${thr} mm) ${(100 * p).toFixed(0)} %`);
     }
     if (a) facts.push(`observed 2 h ${NC.mm(a.observed_2h_mm, 1)} mm`, `3 h ${NC.mm(a.total_3h_mm, 1)} mm`);
+    if (a && a.observed_scans < OBSERVED_2H_SCANS) {  // a gap in the feed: the observed 2 h is too low
+      facts.push(`observed 2 h from ${a.observed_scans} of ${OBSERVED_2H_SCANS} scans (missing ones count as dry)`);
+    }
     const factLine = NC.el("p", {class: "facts small"});
     facts.forEach((f, k) => factLine.append(...(k ? [" · "] : []), NC.el("span", {class: "fact", text: f})));
     card.append(factLine);

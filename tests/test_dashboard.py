@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -48,20 +49,34 @@ class Clock:
         return self.t
 
 
-@pytest.fixture(scope="module")
-def site(web_home):
-    svc = Service(web_home)
+def _newest_scan(settings):
+    svc = Service(settings)
     with svc.sessions() as s:
         newest = s.scalar(select(func.max(FrameRecord.scan_time)))
     svc.close()
-    clock = Clock(newest + timedelta(minutes=5))
+    return newest
+
+
+@contextmanager
+def _served(settings, clock: Clock):
+    """The web application of ``settings`` on a free loopback port, with ``clock``."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    web = WebThread(web_home, "127.0.0.1", port, clock=clock)
+    web = WebThread(settings, "127.0.0.1", port, clock=clock)
     assert web.start()
-    yield web.url, clock, newest
-    web.stop()
+    try:
+        yield web
+    finally:
+        web.stop()
+
+
+@pytest.fixture(scope="module")
+def site(web_home):
+    newest = _newest_scan(web_home)
+    clock = Clock(newest + timedelta(minutes=5))
+    with _served(web_home, clock) as web:
+        yield web.url, clock, newest
 
 
 @pytest.fixture(scope="module")
@@ -216,13 +231,8 @@ def test_banner_turns_red_when_scans_stop_arriving(browser, site, tmp_path):
 def test_banner_warns_when_a_disk_runs_low(browser, site, web_home, tmp_path):
     """(The API test shows the other side: with room on the disk, no warning.)"""
     _, _, newest = site
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     low = web_home.model_copy(update={"min_free_disk_gb": 1e9})  # more than any disk has: always low
-    web = WebThread(low, "127.0.0.1", port, clock=Clock(newest + timedelta(minutes=5)))
-    assert web.start()
-    try:
+    with _served(low, Clock(newest + timedelta(minutes=5))) as web:
         page, problems = _open(browser, web.url)
         page.goto(web.url)
         page.wait_for_selector("#banner[data-disk-low=true]")
@@ -232,8 +242,6 @@ def test_banner_warns_when_a_disk_runs_low(browser, site, web_home, tmp_path):
         _shot(page, tmp_path, "dashboard-low-disk")
         assert problems == []
         page.close()
-    finally:
-        web.stop()
 
 
 def test_phone_layout_and_skill_page(browser, site, tmp_path):
@@ -285,15 +293,8 @@ def test_a_feed_gap_is_said_on_the_cards(browser, shared_radar, tmp_path):
         shutil.copy(path, settings.inbox / path.name)
     svc.ingest()
     svc.forecast(production=True)
-    with svc.sessions() as s:
-        newest = s.scalar(select(func.max(FrameRecord.scan_time)))
     svc.close()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    web = WebThread(settings, "127.0.0.1", port, clock=Clock(newest + timedelta(minutes=5)))
-    assert web.start()
-    try:
+    with _served(settings, Clock(_newest_scan(settings) + timedelta(minutes=5))) as web:
         page, problems = _open(browser, web.url)
         page.goto(web.url)
         page.wait_for_selector("body[data-loaded=true]")
@@ -304,5 +305,3 @@ def test_a_feed_gap_is_said_on_the_cards(browser, shared_radar, tmp_path):
         page.wait_for_load_state("networkidle")
         assert problems == []
         page.close()
-    finally:
-        web.stop()

@@ -132,17 +132,22 @@ def _service():
     return svc
 
 
+def _missing_sqlite_file(settings) -> Path | None:
+    """The SQLite database file of the settings when it does not exist (None: it exists, or PostgreSQL)."""
+    url = settings.database_url
+    if not url.startswith("sqlite"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    db_file = Path(make_url(url).database or "")
+    return None if db_file.is_file() else db_file
+
+
 def _schema_exists(settings) -> bool:
     """Whether the installation's database exists and has a schema (of any version)."""
     from nowcast_core.db.migrate import current_revision
 
-    url = settings.database_url
-    if url.startswith("sqlite"):
-        from sqlalchemy.engine import make_url
-
-        if not Path(make_url(url).database or "").is_file():
-            return False
-    return current_revision(url) is not None
+    return _missing_sqlite_file(settings) is None and current_revision(settings.database_url) is not None
 
 
 def _existing_service():
@@ -151,15 +156,10 @@ def _existing_service():
     from nowcast_core.db.migrate import check_current
 
     settings = _settings()
-    url = settings.database_url
-    if url.startswith("sqlite"):
-        from sqlalchemy.engine import make_url
-
-        db_file = Path(make_url(url).database or "")
-        if not db_file.is_file():
-            raise CliError(f"no nowcast installation at {Path(settings.home).resolve()} (no database {db_file})",
-                           "set NOWCAST_HOME (or NOWCAST_DATABASE_URL) to an installation, or start one with `nowcast run`")
-    check_current(url)
+    if (db_file := _missing_sqlite_file(settings)) is not None:
+        raise CliError(f"no nowcast installation at {Path(settings.home).resolve()} (no database {db_file})",
+                       "set NOWCAST_HOME (or NOWCAST_DATABASE_URL) to an installation, or start one with `nowcast run`")
+    check_current(settings.database_url)
     return Service(settings, create=False)
 
 
@@ -240,13 +240,10 @@ def _known_revision(revision: str) -> None:
 def db_upgrade(revision: str = "head") -> None:
     """Migrate the database up (default: to the newest schema)."""
     from nowcast_core.db import upgrade
-    from nowcast_core.db.migrate import current_revision
 
     settings = _writable_settings()
     _known_revision(revision)
-    before = current_revision(settings.database_url)
-    upgrade(settings.database_url, revision)
-    after = current_revision(settings.database_url)
+    before, after = upgrade(settings.database_url, revision)
     err.print(f"database at {after}" + (f" (upgraded from {before})" if before and before != after else
                                         " (already)" if before == after else " (created)"))
 
@@ -255,13 +252,10 @@ def db_upgrade(revision: str = "head") -> None:
 def db_downgrade(revision: str) -> None:
     """Migrate the database down to REVISION ('base' removes every table)."""
     from nowcast_core.db import downgrade
-    from nowcast_core.db.migrate import current_revision
 
     settings = _settings()
     _known_revision(revision)
-    before = current_revision(settings.database_url)
-    downgrade(settings.database_url, revision, archive=settings.archive, home=settings.home)
-    after = current_revision(settings.database_url)
+    before, after = downgrade(settings.database_url, revision, archive=settings.archive, home=settings.home)
     err.print(f"database at {after or 'base (no tables)'}" + (f" (downgraded from {before})" if before != after else ""))
 
 
@@ -461,7 +455,8 @@ def export(out: Annotated[Path, typer.Option("--out", help="FILE.npz")], since: 
 
             times, thresholds, prob, methods, missing_prob = export_probabilities(
                 session, svc.settings.forecasts, since=start, until=end)
-            missing += [t for t in missing_prob if t in issue_times]
+            exported = set(issue_times)
+            missing += [t for t in missing_prob if t in exported]
             by_time = dict(zip(times, zip(prob, methods, strict=True), strict=True))
             exceedance = np.full(rain.shape[:2] + (len(thresholds),) + rain.shape[2:], np.nan, np.float32)
             ensemble_method = np.full(len(issue_times), "", dtype=object)

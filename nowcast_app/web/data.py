@@ -15,6 +15,7 @@ from nowcast_core.alerts import (
     observed_depth_mm,
 )
 from nowcast_core.contract import LEAD_MINUTES
+from nowcast_core.cycle.service import feed_stale
 from nowcast_core.dams import Disc, catchment_mask
 from nowcast_core.db.queries import alert_row, current_alert_rows
 from nowcast_core.db.schema import (
@@ -73,7 +74,7 @@ def status(ctx: WebContext) -> dict:
         "newest_scan_time": iso(newest),
         "newest_scan_age_minutes": None if age_s is None else round(age_s / 60, 1),
         "stale_after_minutes": stale_after,
-        "feed_stale": age_s is None or age_s > stale_after * 60,
+        "feed_stale": feed_stale(newest, now, stale_after),
         "last_run_issue_time": st["last_forecast_issue_time"],
         "last_run_method": st["last_forecast_method"],
         "last_run_model_version": st["last_forecast_model_version"],

@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 
 #: Runs marked per commit.
 COMMIT_EVERY = 200
-#: (table, the column holding its file's path relative to the forecasts folder)
-_FILES = ((ForecastRun, "field_path"), (EnsembleRun, "probability_path"))
+#: (table, the column holding its file's path relative to the forecasts folder, the report's count of its runs)
+_FILES = ((ForecastRun, "field_path", "forecast_runs"), (EnsembleRun, "probability_path", "ensemble_runs"))
 
 
 @dataclass
@@ -73,9 +73,9 @@ def retention_start(session: Session, keep: timedelta) -> datetime | None:
     return None if newest is None else newest - keep
 
 
-def _file(forecasts_dir: Path, relpath: str) -> Path | None:
-    """The stored file, if its recorded path lies inside the forecasts folder (it always should)."""
-    root = Path(forecasts_dir).resolve()
+def _file(root: Path, relpath: str) -> Path | None:
+    """The stored file, if its recorded path lies inside the (resolved) forecasts folder ``root`` (it always
+    should)."""
     path = (root / relpath).resolve()
     return path if path.is_relative_to(root) and path != root else None
 
@@ -91,9 +91,10 @@ def prune_forecast_files(session: Session, forecasts_dir: Path, keep: timedelta,
     if before is None:
         return report
     now = now or datetime.now(UTC)
+    root = Path(forecasts_dir).resolve()
     budget = max_runs
     days = set()
-    for table, column in _FILES:
+    for table, column, counter in _FILES:
         if budget == 0:
             break
         q = (select(table).where(table.issue_time < before, table.files_pruned_at.is_(None))
@@ -102,24 +103,27 @@ def prune_forecast_files(session: Session, forecasts_dir: Path, keep: timedelta,
         if budget is not None:
             budget -= len(runs)
         for k, run in enumerate(runs, 1):
-            if _prune_run(run, column, forecasts_dir, report, days) and not dry_run:
-                run.files_pruned_at = now
+            if _prune_run(run, column, root, report, days):
+                setattr(report, counter, getattr(report, counter) + 1)
+                if not dry_run:
+                    run.files_pruned_at = now
             if k % COMMIT_EVERY == 0:
                 session.commit()
         session.commit()
     if max_runs is not None and not dry_run:
         remaining = sum(session.scalar(select(func.count()).select_from(table).where(
-            table.issue_time < before, table.files_pruned_at.is_(None))) for table, _ in _FILES)
+            table.issue_time < before, table.files_pruned_at.is_(None))) for table, _, _ in _FILES)
         report.more = remaining > report.failed
     if not dry_run:
-        _remove_empty(days, Path(forecasts_dir).resolve())
+        _remove_empty(days, root)
     return report
 
 
-def _prune_run(run, column: str, forecasts_dir: Path, report: PruneReport, days: set[Path]) -> bool:
-    """Delete one run's file (counted in ``report``); whether the run may be marked as pruned."""
+def _prune_run(run, column: str, root: Path, report: PruneReport, days: set[Path]) -> bool:
+    """Delete one run's file under the (resolved) forecasts folder ``root``, counted in ``report``; whether
+    the run may be marked as pruned."""
     relpath = getattr(run, column)
-    path = _file(forecasts_dir, relpath) if relpath else None
+    path = _file(root, relpath) if relpath else None
     if relpath and path is None:
         log.warning("run %d: stored path %r is outside the forecasts folder; not deleted", run.id, relpath)
     elif path is not None:
@@ -137,10 +141,6 @@ def _prune_run(run, column: str, forecasts_dir: Path, report: PruneReport, days:
             report.files += 1
             report.bytes += size
             days.add(path.parent)
-    if isinstance(run, EnsembleRun):
-        report.ensemble_runs += 1
-    else:
-        report.forecast_runs += 1
     return True
 
 

@@ -351,7 +351,7 @@ class Service:
             "now": iso_utc(now, "seconds"),
             "last_scan": iso_utc(last_scan),
             "scan_age_minutes": round((now - last_scan).total_seconds() / 60, 1) if last_scan else None,
-            "feed_stale": last_scan is None or (now - last_scan).total_seconds() > 60 * self.settings.stale_scan_minutes,
+            "feed_stale": feed_stale(last_scan, now, self.settings.stale_scan_minutes),
             "last_forecast_issue_time": iso_utc(last_run.issue_time) if last_run else None,
             "last_forecast_method": last_run.method if last_run else None,
             "last_forecast_model_version": last_run.model_version if last_run else None,
@@ -382,6 +382,11 @@ class Service:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def feed_stale(newest_scan: datetime | None, now: datetime, stale_scan_minutes: float) -> bool:
+    """Whether no scan has arrived for longer than ``stale_scan_minutes`` (or none ever)."""
+    return newest_scan is None or (now - newest_scan).total_seconds() > 60 * stale_scan_minutes
 
 
 def _first(names: list[str]) -> list[str]:

@@ -29,14 +29,16 @@ class SchemaError(RuntimeError):
         self.hint = hint
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Migrate the database at ``url`` up to ``revision``; an existing schema's upgrade is logged."""
+def upgrade(url: str, revision: str = "head") -> tuple[str | None, str | None]:
+    """Migrate the database at ``url`` up to ``revision``; returns the revisions before and after (an
+    existing schema's upgrade is logged)."""
     before = current_revision(url)
-    check_known(url, before)
+    check_known(before)
     command.upgrade(alembic_config(url), revision)
     after = current_revision(url)
     if before is not None and before != after:
         log.info("database schema upgraded from %s to %s", before, after)
+    return before, after
 
 
 def known_revisions() -> set[str]:
@@ -45,37 +47,40 @@ def known_revisions() -> set[str]:
     return {r.revision for r in ScriptDirectory.from_config(alembic_config("sqlite://")).walk_revisions()}
 
 
-def check_known(url: str, current: str | None = None) -> None:
-    """Raise :class:`SchemaError` when the database was migrated by a newer version of the code (its
-    revision is unknown here): this version can neither use nor downgrade it."""
-    current = current if current is not None else current_revision(url)
+def check_known(current: str | None) -> None:
+    """Raise :class:`SchemaError` when the database's revision ``current`` (None: no schema yet) is unknown
+    here: a newer version of the code migrated it, and this one can neither use nor downgrade it."""
     if current is not None and current not in known_revisions():
+        head = head_revision()
         raise SchemaError(f"the database schema is at {current}, newer than this version of nowcast knows "
-                          f"(its newest is {head_revision()}): a newer version upgraded it",
-                          f"run the newer version, or with it `nowcast db downgrade {head_revision()}` to go back")
+                          f"(its newest is {head}): a newer version upgraded it",
+                          f"run the newer version, or with it `nowcast db downgrade {head}` to go back")
 
 
 def check_current(url: str) -> None:
     """Raise :class:`SchemaError` unless the database is at this version's head (for commands that only
     read, and never migrate)."""
     current = current_revision(url)
-    check_known(url, current)
+    check_known(current)
     if current != head_revision():
         raise SchemaError(f"the database schema is at {current or 'nothing'}, this version needs {head_revision()}",
                           "stop the daemon of the older version, back up (docs/DEPLOY.md section 8), then run "
                           "`nowcast db upgrade`")
 
 
-def downgrade(url: str, revision: str = "base", *, archive: Path | None = None, home: Path | None = None) -> None:
-    """Migrate the database at ``url`` down to ``revision``.
+def downgrade(url: str, revision: str = "base", *, archive: Path | None = None,
+              home: Path | None = None) -> tuple[str | None, str | None]:
+    """Migrate the database at ``url`` down to ``revision``; returns the revisions before and after.
 
     ``archive`` and ``home``: the installation's folders, under which revision 0009's relative paths
     are made absolute again when it is undone (default: the settings)."""
-    check_known(url)
+    before = current_revision(url)
+    check_known(before)
     cfg = alembic_config(url)
     if archive is not None and home is not None:
         cfg.attributes.update(archive=Path(archive), home=Path(home))
     command.downgrade(cfg, revision)
+    return before, current_revision(url)
 
 
 def head_revision() -> str:

@@ -98,9 +98,9 @@ function chart(dam, s) {
   const ymax = Math.max(1, ...pts.map(p => p[1])) * 1.1;
   const X = t => pad + (t - t0) / (t1 - t0) * (W - 2 * pad), Y = y => H - pad - y / ymax * (H - 2 * pad);
   const bw = Math.max(1.5, (W - 2 * pad) * 600000 / (t1 - t0) * 0.8);
+  const issueT = fc.length ? Date.parse(s.forecast[0].time) - 600000 : null;  // the first lead is +10 min
   for (const [t, y] of obs) svg.append(NC.svg("rect", {x: X(t) - bw / 2, y: Y(y), width: bw, height: H - pad - Y(y), class: "obsbar"}));
   if (fc.length) {
-    const issueT = Date.parse(s.forecast[0].time) - 600000;
     svg.append(NC.svg("line", {x1: X(issueT), x2: X(issueT), y1: 4, y2: H - pad, class: "nowline"}));
     svg.append(NC.svg("polyline", {points: fc.map(([t, y]) => `${X(t)},${Y(y)}`).join(" "), class: "fcline"}));
   }
@@ -112,10 +112,7 @@ function chart(dam, s) {
   text(W - pad, 11, "end", "observed ▮  forecast ―");
   const hhmm = t => new Date(t).toISOString().slice(11, 16);
   text(pad, H - 4, "start", `${hhmm(t0 + 5 * 60000)} UTC`);
-  if (fc.length) {
-    const issueT = Date.parse(s.forecast[0].time) - 600000;
-    text(X(issueT), H - 4, "middle", `${hhmm(issueT)} issue`);
-  }
+  if (fc.length) text(X(issueT), H - 4, "middle", `${hhmm(issueT)} issue`);
   text(W - pad, H - 4, "end", hhmm(t1 - 5 * 60000));
   const title = NC.svg("title");
   const peak = obs.length ? obs.reduce((m, p) => (p[1] > m[1] ? p : m)) : null;

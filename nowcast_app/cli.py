@@ -373,7 +373,7 @@ _SKILL_PRIORITY = ["method", "lead_minutes", "n_forecasts", "mae_mm_h", "csi_1",
                    "fss_5_5km", "fss_1_5km", "csi_0.1", "pod_1", "far_1", "pod_5", "far_5"]
 _MODELS_PRIORITY = ["id", "version", "role", "decision", "reason", "created", "promoted_at"]
 #: What a narrow terminal keeps of `nowcast forecasts` first: when, where, how much, how likely.
-_FORECASTS_PRIORITY = ["issue_time", "dam", "lead_minutes", "accum_mm", "mean_mm_h", "prob_accum_ge", "prob_rate_ge",
+_FORECASTS_PRIORITY = ["issue_time", "dam", "lead_minutes", "accum_mm", "prob_accum_ge", "mean_mm_h", "prob_rate_ge",
                        "alert", "input_quality", "accum_mm_p50", "accum_mm_p90", "max_mm_h", "method"]
 
 

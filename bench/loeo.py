@@ -247,6 +247,51 @@ def decide(data: Path, models: Path, out: Path, recipe: str, events: list[str] |
               f"({time.perf_counter() - started:.0f} s) -> {path}", flush=True)
 
 
+def cores(result: dict, models: Path | None, out: Path | None) -> tuple:
+    """Core probabilities (:func:`nowcast_core.rainnet.direct.choose_core_probability`) from the held-out
+    core counts of scored fold models: for each fold, chosen on the *other* folds' held-out events only (so
+    the fold's score stays out of sample), and for the model of every event, on all five. Prints both;
+    with ``models`` and ``out``, writes each fold model with its own choice into ``out`` (weights and
+    decisions kept). Returns the choice of all folds (the recipe's)."""
+    from dataclasses import replace
+
+    from nowcast_core.rainnet.config import load_model, save_model
+    from nowcast_core.rainnet.direct import (
+        CORE_CHOICES,
+        choose_core_probability,
+        decision_csi,
+    )
+
+    counts = {e: np.asarray(f["held_out_core_counts"]) for e, f in result["folds"].items()
+              if "held_out_core_counts" in f}
+    if len(counts) < 2:
+        raise SystemExit("need the held-out core counts of two folds or more: score direct fold models with this version")
+    thresholds = result["folds"][next(iter(counts))]["config"]["exceedance_thresholds_mm_h"]
+    total = sum(counts.values())
+    print("CSI averaged over the leads, pooled over every held-out event, per core probability "
+          f"({', '.join('none' if c is None else f'{c:g}' for c in CORE_CHOICES)}):")
+    for i, t in enumerate(thresholds):
+        print(f"  {t:g} mm/h: " + " / ".join(f"{v:.4f}" for v in decision_csi(total[i]).mean(axis=0)))
+    fmt = lambda choice: "(" + ", ".join("none" if c is None else f"{c:g}" for c in choice) + ")"  # noqa: E731
+    chosen = {}
+    for event in counts:
+        chosen[event] = choose_core_probability(sum(c for e, c in counts.items() if e != event))
+        print(f"{event}: {fmt(chosen[event])} at {', '.join(f'{t:g}' for t in thresholds)} mm/h, "
+              "chosen on the other folds' held-out events")
+    every = choose_core_probability(total)
+    print(f"all folds: {fmt(every)} (the model of every event)")
+    if models is not None and out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for event, choice in chosen.items():
+            model, config = load_model(models / f"{event}.keras")
+            path = save_model(model, out / f"{event}.keras", replace(config, core_probability=choice))
+            report = models / f"{event}.report.json"
+            if report.exists():
+                (out / report.name).write_text(report.read_text())
+            print(f"{event}: -> {path}")
+    return every
+
+
 def split_reports(models: Path) -> None:
     """``<fold>.report.json`` beside each model, from the ``training.json`` of ``train-packed``."""
     training = json.loads((models / "training.json").read_text())
@@ -354,10 +399,12 @@ class Pool:
 
 
 def score_event(event: str, model_path: Path, folders: list[Path], steps_stride: int,
-                matching: tuple[float, float], max_starts: int) -> tuple[Pool, int, np.ndarray | None]:
+                matching: tuple[float, float], max_starts: int) -> tuple[Pool, int, dict]:
     """The pooled counts of every method on the held-out event's starts, the number of starts, and for a
-    direct network its exceedance heads' decision counts there for every grid probability
-    (:func:`nowcast_core.rainnet.direct.decision_counts`; a diagnostic, nothing is chosen with it)."""
+    direct network its counts there (empty otherwise): ``decisions``, its exceedance heads' for every grid
+    probability (:func:`nowcast_core.rainnet.direct.decision_counts`; a diagnostic, nothing is chosen with
+    it), and ``cores``, its decisions' with every candidate core probability
+    (:func:`nowcast_core.rainnet.direct.core_counts`; :func:`cores` chooses with them for the other folds)."""
     from nowcast_core import extrapolation
     from nowcast_core.contract import N_LEADS
     from nowcast_core.forecasters import get_method
@@ -369,7 +416,7 @@ def score_event(event: str, model_path: Path, folders: list[Path], steps_stride:
     model, config = load_model(model_path)
     references = {name: get_method(name) for name in ("sprog", "extrapolation-filled", "pysteps", "persistence")}
     steps = get_method("steps-mean", n_members=12, seed=42)
-    pool, n_starts, held_out_decisions = Pool(), 0, None
+    pool, n_starts, held_out = Pool(), 0, {}
     for folder in folders:
         _, inputs, observed = folder_sequences(folder, N_LEADS)
         if not len(inputs):
@@ -380,23 +427,24 @@ def score_event(event: str, model_path: Path, folders: list[Path], steps_stride:
         n_starts += len(inputs)
         upstream = np.stack([extrapolation.upstream_source(seq, N_LEADS) for seq in inputs])
         newest = inputs[:, -1]
-        conditioning, growth = extrapolation.extrapolate_with_growth(inputs, N_LEADS, config.smoothing_px_per_lead,
-                                                                     config.direct and config.growth_input)
+        conditioning, growth, sharp = extrapolation.direct_inputs(
+            inputs, N_LEADS, config.smoothing_px_per_lead, config.direct and config.growth_input, config.direct)
         if config.direct:  # its forecast, and its rate head alone, before the exceedance decisions
             from nowcast_core.rainnet.direct import (
                 categorical_rates,
                 conditioning_channels,
+                core_counts,
                 decision_counts,
                 direct_outputs,
             )
 
             rate, prob = direct_outputs(model, inputs, conditioning_channels(conditioning, growth))
             pool.add("rainnet-rate-head", rate, observed, upstream)
-            counts = decision_counts(prob, observed, config.exceedance_thresholds_mm_h, rate_mm_h=rate,
-                                     rule=config.decision_rule)
-            held_out_decisions = counts if held_out_decisions is None else held_out_decisions + counts
-            raw = categorical_rates(rate, prob, config.exceedance_thresholds_mm_h, config.decision_probability,
-                                    config.decision_rule)
+            thresholds, decision, rule = config.exceedance_thresholds_mm_h, config.decision_probability, config.decision_rule
+            for key, counts in (("decisions", decision_counts(prob, observed, thresholds, rate_mm_h=rate, rule=rule)),
+                                ("cores", core_counts(rate, prob, sharp, observed, thresholds, decision, rule))):
+                held_out[key] = held_out[key] + counts if key in held_out else counts
+            raw = categorical_rates(rate, prob, thresholds, decision, rule, sharp, config.core_probability)
         else:
             raw = network_forecast(model, config, inputs, extrapolation_mm_h=conditioning)
         raw = np.nan_to_num(raw, nan=0.0).clip(0.0)
@@ -414,7 +462,7 @@ def score_event(event: str, model_path: Path, folders: list[Path], steps_stride:
             pick = np.arange(0, len(inputs), steps_stride)
             pool.add("steps-mean", steps.forecast(inputs[pick]), observed[pick], upstream[pick])
         print(f"  {folder.name}: {len(inputs)} starts", flush=True)
-    return pool, n_starts, held_out_decisions
+    return pool, n_starts, held_out
 
 
 def score(data: Path, models: Path, out: Path, windows: int, steps_stride: int, events: list[str] | None,
@@ -440,8 +488,7 @@ def score(data: Path, models: Path, out: Path, windows: int, steps_stride: int, 
         folders = [f for f in by_event[event] if int(f.name.rsplit("-w", 1)[1]) < windows]
         started = time.perf_counter()
         print(f"{event}: scoring {model_path.name} on {len(folders)} windows", flush=True)
-        pool, n_starts, held_out_decisions = score_event(event, model_path, folders, steps_stride, matching,
-                                                         max_starts)
+        pool, n_starts, held_out = score_event(event, model_path, folders, steps_stride, matching, max_starts)
         report_path = model_path.with_suffix(".report.json")
         trained = json.loads(report_path.read_text()) if report_path.exists() else {}
         result["folds"][event] = {
@@ -452,8 +499,8 @@ def score(data: Path, models: Path, out: Path, windows: int, steps_stride: int, 
             "seconds": round(time.perf_counter() - started, 1),
             "rows": pool.rows(), "counts": pool.to_json(),
         }
-        if held_out_decisions is not None:
-            result["folds"][event]["held_out_decision_counts"] = held_out_decisions.tolist()
+        for key, counts in held_out.items():
+            result["folds"][event][f"held_out_{key[:-1]}_counts"] = counts.tolist()
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1))
     result["pooled"] = pooled_rows(result)
@@ -705,6 +752,11 @@ def main(argv=None) -> None:
     dc.add_argument("--out", type=Path, required=True)
     dc.add_argument("--recipe", required=True)
     dc.add_argument("--events", nargs="*", help="fold names (all: the model of every event)")
+    co = sub.add_parser("cores", help="core probabilities chosen on held-out events: per fold on the other folds', "
+                                        "and on all folds for the model of every event")
+    co.add_argument("result", type=Path)
+    co.add_argument("--models", type=Path, help="the fold models scored in RESULT")
+    co.add_argument("--out", type=Path, help="where to write them with their own fold's choice")
     d = sub.add_parser("decisions", help="a direct network's decision probabilities against the best on "
                                           "each held-out event (a diagnostic)")
     d.add_argument("result", type=Path)
@@ -743,6 +795,8 @@ def main(argv=None) -> None:
     elif args.command == "robustness":
         for method in args.methods.split(","):
             print_robustness(json.loads(args.result.read_text()), method, args.pixels)
+    elif args.command == "cores":
+        cores(json.loads(args.result.read_text()), args.models, args.out)
     elif args.command == "decisions":
         print_decisions(json.loads(args.result.read_text()))
     else:

@@ -16,6 +16,8 @@ forecasters (:func:`motion_field`) and by RainNet; imports neither.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from nowcast_core.contract import N_LEADS
@@ -119,24 +121,49 @@ def smooth_leads(rain_rate_mm_h: np.ndarray, smoothing_px_per_lead: float) -> np
     return np.maximum(out, 0.0)
 
 
-def extrapolate_with_growth(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS, smoothing_px_per_lead: float = 0.0,
-                            growth: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """A direct RainNet's conditioning over a batch (n, 4, H, W): the :func:`extrapolate_batch` default
-    (inflow filled, smoothed) and, with ``growth``, the :func:`growth_tendency`, both (n, n_leads, H, W)
-    from one motion field per sequence; None instead of the growth without ``growth``."""
-    if not growth:
-        return extrapolate_batch(rain_rate_mm_h, n_leads, smoothing_px_per_lead), None
+class DirectInputs(NamedTuple):
+    """What a direct RainNet reads besides the scans, each (n, n_leads, H, W) mm/h or None:
+    ``extrapolation``, its conditioning (inflow filled, smoothed); ``growth``, the :func:`growth_tendency`;
+    ``sharp``, the same extrapolation unsmoothed, whose cores its decisions may keep
+    (``RainNetConfig.core_probability``)."""
+
+    extrapolation: np.ndarray
+    growth: np.ndarray | None
+    sharp: np.ndarray | None
+
+
+def direct_inputs(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS, smoothing_px_per_lead: float = 0.0,
+                  growth: bool = True, sharp: bool = False) -> DirectInputs:
+    """:class:`DirectInputs` over a batch (n, 4, H, W), all from one motion field per sequence; None for
+    the growth without ``growth`` and for the unsmoothed extrapolation without ``sharp``."""
     x = np.asarray(rain_rate_mm_h)
+    if not growth and not sharp:
+        return DirectInputs(extrapolate_batch(x, n_leads, smoothing_px_per_lead), None, None)
     extrapolations = np.zeros((len(x), n_leads) + x.shape[2:], dtype=np.float32)
-    tendencies = np.zeros_like(extrapolations)
+    tendencies = np.zeros_like(extrapolations) if growth else None
+    unsmoothed = np.zeros_like(extrapolations) if sharp else None
     for i, seq in enumerate(x):
         seq = np.maximum(np.nan_to_num(np.asarray(seq, dtype=np.float64), nan=0.0), 0.0)
         if not np.any(seq[-1] > 0):  # dry: no motion, nothing to extrapolate or grow
             continue
         velocity = motion_field(seq)
-        extrapolations[i] = smooth_leads(extrapolate(seq, n_leads, True, velocity), smoothing_px_per_lead)
-        tendencies[i] = growth_tendency(seq, n_leads, velocity=velocity)
-    return extrapolations, tendencies
+        moved = extrapolate(seq, n_leads, True, velocity)
+        extrapolations[i] = smooth_leads(moved, smoothing_px_per_lead)
+        if growth:
+            tendencies[i] = growth_tendency(seq, n_leads, velocity=velocity)
+        if sharp:
+            unsmoothed[i] = moved
+    return DirectInputs(extrapolations, tendencies, unsmoothed)
+
+
+def extrapolate_with_growth(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS, smoothing_px_per_lead: float = 0.0,
+                            growth: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """A direct RainNet's conditioning over a batch (n, 4, H, W): the :func:`extrapolate_batch` default
+    (inflow filled, smoothed) and, with ``growth``, the :func:`growth_tendency`, both (n, n_leads, H, W)
+    from one motion field per sequence; None instead of the growth without ``growth``
+    (:func:`direct_inputs` without the unsmoothed extrapolation)."""
+    inputs = direct_inputs(rain_rate_mm_h, n_leads, smoothing_px_per_lead, growth)
+    return inputs.extrapolation, inputs.growth
 
 
 def extrapolate_batch(rain_rate_mm_h: np.ndarray, n_leads: int = N_LEADS, smoothing_px_per_lead: float = 0.0,

@@ -274,3 +274,110 @@ def test_intensity_augmentation_is_refused_for_a_recursive_network():
 
     with pytest.raises(ValueError, match="intensity_log_range is a setting of the direct RainNet"):
         train(None, None, TrainConfig(intensity_log_range=0.5))
+
+
+def test_core_probability_keeps_the_unsmoothed_extrapolations_heavy_cores_the_heads_let_through():
+    """A pixel where the unsmoothed extrapolation reaches a threshold is a yes from the (lower) core
+    probability on; not where the network rules it out, not at thresholds without a core probability, and
+    still nested under the lower thresholds."""
+    from nowcast_core.rainnet.direct import categorical_rates
+
+    rate = np.array([2.0, 2.0, 2.0, 0.3, 2.0], np.float32).reshape(1, 1, 1, 5)
+    p1 = np.array([0.9, 0.9, 0.9, 0.1, 0.9], np.float32).reshape(1, 1, 1, 5)
+    p5 = np.array([0.2, 0.05, 0.2, 0.2, 0.2], np.float32).reshape(1, 1, 1, 5)
+    sharp = np.array([7.0, 7.0, 3.0, 7.0, 7.0], np.float32).reshape(1, 1, 1, 5)
+    prob = np.stack([p1, p5], axis=1)
+    decision = ((0.5,), (0.5,))
+    plain = categorical_rates(rate, prob, (1.0, 5.0), decision, "heads-or-rate")
+    np.testing.assert_allclose(plain.ravel(), [2.0, 2.0, 2.0, 0.3, 2.0], atol=1e-6)
+    cores = categorical_rates(rate, prob, (1.0, 5.0), decision, "heads-or-rate", sharp, (None, 0.1))
+    # a core with P 0.2 >= 0.1 -> 5; P 0.05 ruled out; no core (3 mm/h); below 1 mm/h, so not at 5 (nesting)
+    np.testing.assert_allclose(cores.ravel(), [5.0, 2.0, 2.0, 0.3, 5.0], atol=1e-6)
+    np.testing.assert_array_equal(
+        categorical_rates(rate, prob, (1.0, 5.0), decision, "heads-or-rate", sharp, (None, None)), plain)
+    with pytest.raises(ValueError, match="unsmoothed extrapolation"):
+        categorical_rates(rate, prob, (1.0, 5.0), decision, "heads-or-rate", None, (None, 0.1))
+    with pytest.raises(ValueError, match="2 thresholds"):
+        categorical_rates(rate, prob, (1.0, 5.0), decision, "heads-or-rate", sharp, (0.1,))
+
+
+def test_the_core_probability_is_chosen_by_the_csi_of_held_out_counts_and_none_wins_a_tie():
+    from nowcast_core.rainnet.direct import CORE_CHOICES, choose_core_probability, core_counts
+
+    rate = np.full((1, 2, 1, 4), 2.0, np.float32)
+    p5 = np.array([0.3, 0.3, 0.12, 0.12], np.float32).reshape(1, 1, 1, 4).repeat(2, axis=1)
+    prob = np.stack([np.full_like(p5, 0.9), p5], axis=1)
+    sharp = np.array([6.0, 6.0, 6.0, 1.0], np.float32).reshape(1, 1, 1, 4).repeat(2, axis=1)
+    observed = np.array([6.0, 0.0, 6.0, 6.0], np.float32).reshape(1, 1, 1, 4).repeat(2, axis=1)
+    counts = core_counts(rate, prob, sharp, observed, (1.0, 5.0), ((0.5, 0.5), (0.5, 0.5)), "heads-or-rate")
+    assert counts.shape == (2, 2, len(CORE_CHOICES), 3)
+    by_choice = dict(zip(CORE_CHOICES, counts[1, 0].tolist()))
+    assert by_choice[None] == [0, 3, 0]  # the heads (0.3 < 0.5) and the rate (2) say no everywhere
+    assert by_choice[0.1] == [2, 1, 1] and by_choice[0.25] == [1, 2, 1]  # the cores of P >= 0.1, of P >= 0.25
+    # 1 mm/h: every choice gives the same counts, so none is kept; 5 mm/h: 0.05, 0.1 tie for the best CSI
+    assert choose_core_probability(counts) == (None, 0.05)
+
+
+def test_the_unsmoothed_extrapolation_comes_from_the_same_motion_field():
+    if not RADAR.is_dir():
+        pytest.skip(f"real radar data not found at {RADAR}")
+    from nowcast_core.extrapolation import direct_inputs, extrapolate_batch, extrapolate_with_growth
+    from nowcast_core.io.sequences import folder_sequences
+
+    _, inputs, _ = folder_sequences(RADAR / "knmi-w0")
+    batch = np.concatenate([inputs[10:13], np.zeros_like(inputs[:1])])
+    both = direct_inputs(batch, 6, 2.0, growth=True, sharp=True)
+    smoothed, growth = extrapolate_with_growth(batch, 6, 2.0)
+    np.testing.assert_array_equal(both.extrapolation, smoothed)
+    np.testing.assert_array_equal(both.growth, growth)
+    np.testing.assert_array_equal(both.sharp, extrapolate_batch(batch, 6, 0.0))
+    assert both.sharp[:3].max() > both.extrapolation[:3].max() and not both.sharp[3].any()
+    assert direct_inputs(batch, 6, 2.0, growth=False).sharp is None
+
+
+def test_core_probabilities_are_saved_with_the_model_and_older_files_have_none(tmp_path):
+    from dataclasses import asdict
+
+    from nowcast_core.rainnet.config import CONFIG_MEMBER, RainNetConfig, read_config
+
+    config = RainNetConfig(direct=True, exceedance_thresholds_mm_h=(1.0, 5.0, 10.0),
+                           decision_probability=((0.4,) * 6, (0.2,) * 6, (0.2,) * 6),
+                           decision_rule="heads-or-rate", core_probability=(None, 0.1, 0.05))
+    older = {k: v for k, v in asdict(config).items() if k != "core_probability"}
+    for name, saved in (("new", asdict(config)), ("old", older)):
+        with zipfile.ZipFile(tmp_path / f"{name}.keras", "w") as archive:
+            archive.writestr(CONFIG_MEMBER, json.dumps(saved))
+    assert read_config(tmp_path / "new.keras") == config
+    assert read_config(tmp_path / "old.keras").core_probability == ()
+
+
+def test_the_forecaster_of_a_model_with_core_probabilities_keeps_the_cores_it_is_configured_for(tmp_path):
+    """Saved with core probabilities, a direct network forecasts through the production path with the
+    unsmoothed extrapolation of the same scans; without them, as the decisions alone say."""
+    if not RADAR.is_dir():
+        pytest.skip(f"real radar data not found at {RADAR}")
+    from dataclasses import replace
+
+    from nowcast_core.extrapolation import direct_inputs
+    from nowcast_core.forecasters import get_method
+    from nowcast_core.io.sequences import folder_sequences
+    from nowcast_core.rainnet.config import RainNetConfig, save_model
+    from nowcast_core.rainnet.direct import categorical_rates, conditioning_channels, direct_outputs
+
+    plain = RainNetConfig(base_filters=4, direct=True, growth_input=True, smoothing_px_per_lead=2.0,
+                          exceedance_thresholds_mm_h=(1.0, 5.0), decision_probability=((0.5,) * 6, (0.9,) * 6),
+                          decision_rule="heads-or-rate")
+    cores = replace(plain, core_probability=(None, 0.05))
+    model = plain.build()
+    _, inputs, _ = folder_sequences(RADAR / "mch-20170131-w0")
+    inputs = inputs[5:7]
+    both = direct_inputs(inputs, 6, 2.0, growth=True, sharp=True)
+    rate, prob = direct_outputs(model, inputs, conditioning_channels(both.extrapolation, both.growth))
+    for name, config in (("plain", plain), ("cores", cores)):
+        forecast = get_method("rainnet", model_path=save_model(model, tmp_path / f"{name}.keras", config)).forecast(inputs)
+        expected = categorical_rates(rate, prob, (1.0, 5.0), config.decision_probability, "heads-or-rate",
+                                     both.sharp, config.core_probability)
+        np.testing.assert_allclose(forecast, expected, atol=1e-5)
+    with_cores = get_method("rainnet", model_path=tmp_path / "cores.keras").forecast(inputs)
+    without = get_method("rainnet", model_path=tmp_path / "plain.keras").forecast(inputs)
+    assert ((with_cores >= 5) & (without < 5)).sum() > 0  # an untrained network's heads let some cores through

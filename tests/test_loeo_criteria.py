@@ -86,3 +86,31 @@ def test_robustness_shows_when_a_pooled_verdict_rests_on_one_event(loeo):
     # resampled pairs: wet + wet and the two mixed orders pass, dry + dry fails: about 3 in 4
     assert 0.70 < r["share_holding"] < 0.80
     assert rows["MAE <= S-PROG", 10]["margin"] > 0  # a pass is > 0 for MAE too (S-PROG's minus the network's)
+
+
+def test_each_folds_core_probability_is_chosen_on_the_other_folds_held_out_counts(loeo, capsys):
+    """A fold's own held-out counts never choose its core probability; the model of every event's
+    choice pools them all."""
+    import numpy as np
+
+    from nowcast_core.rainnet.direct import CORE_CHOICES
+
+    def counts(best: int) -> list:
+        # one threshold, one lead: CSI 0.5 at the choice ``best``, 0.25 elsewhere (hits, misses, false alarms)
+        c = np.tile([1, 2, 1], (1, 1, len(CORE_CHOICES), 1))
+        c[0, 0, best] = [2, 1, 1]
+        return c.tolist()
+
+    folds = {"a": counts(1), "b": counts(1), "c": counts(3)}
+    result = {"folds": {e: {"held_out_core_counts": c, "config": {"exceedance_thresholds_mm_h": [5.0]}}
+                        for e, c in folds.items()}}
+    assert loeo.cores(result, None, None) == (CORE_CHOICES[1],)  # a and b outvote c
+    out = capsys.readouterr().out
+    # c's own best (choice 3) is not seen by c; a sees b and c tie between choices 1 and 3: the earlier
+    for fold in "abc":
+        assert f"{fold}: ({CORE_CHOICES[1]:g}) at 5 mm/h" in out
+    result["folds"]["a"]["held_out_core_counts"] = counts(0)  # a, b and c now each favour another choice
+    assert loeo.cores(result, None, None) == (None,)  # a three-way tie: the earliest, none, is kept
+    assert "b: (none) at 5 mm/h" in capsys.readouterr().out  # a (none) and c (choice 3) tie for b
+    with pytest.raises(SystemExit, match="two folds"):
+        loeo.cores({"folds": {"a": result["folds"]["a"]}}, None, None)

@@ -61,17 +61,18 @@ def network_forecast(model, config, rain_rate_mm_h: np.ndarray, batch_size: int 
     """A RainNet's own forecast (n, 6, 120, 120) mm/h before probability matching: recursive, or the
     direct network's six leads at once (``config.direct``). ``extrapolation_mm_h``: its conditioning
     (n, 6, 120, 120), if already computed (the configuration's smoothing); a network with a growth input
-    computes it again with the growth, from the same motion field."""
+    or core probabilities computes it again with the growth and the unsmoothed extrapolation, from the
+    same motion field."""
     if config.direct:
-        from nowcast_core.extrapolation import extrapolate_with_growth
+        from nowcast_core.extrapolation import direct_inputs
         from nowcast_core.rainnet.direct import conditioning_channels, direct_forecast
 
-        growth = None
-        if extrapolation_mm_h is None or config.growth_input:
-            extrapolation_mm_h, growth = extrapolate_with_growth(rain_rate_mm_h, N_LEADS, config.smoothing_px_per_lead,
-                                                                 config.growth_input)
+        growth = sharp = None
+        if extrapolation_mm_h is None or config.growth_input or config.core_probability:
+            extrapolation_mm_h, growth, sharp = direct_inputs(rain_rate_mm_h, N_LEADS, config.smoothing_px_per_lead,
+                                                              config.growth_input, bool(config.core_probability))
         return direct_forecast(model, config, rain_rate_mm_h, conditioning_channels(extrapolation_mm_h, growth),
-                               batch_size)
+                               batch_size, sharp)
     from nowcast_core.rainnet.recursive import recursive_forecast
 
     return recursive_forecast(model, rain_rate_mm_h, N_LEADS, batch_size, extrapolation_mm_h,

@@ -195,7 +195,7 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
                              head_activation=arch.head_activation, direct=arch.direct,
                              growth_input=arch.growth_input,
                              exceedance_thresholds_mm_h=tuple(arch.exceedance_thresholds_mm_h),
-                             decision_rule=arch.decision_rule,
+                             decision_rule=arch.decision_rule, core_probability=tuple(arch.core_probability),
                              smoothing_px_per_lead=arch.smoothing_px_per_lead,
                              probability_matching=arch.probability_matching,
                              matching_smoothing_px_per_lead=arch.matching_smoothing_px_per_lead,

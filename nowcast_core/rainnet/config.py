@@ -41,6 +41,11 @@ class RainNetConfig:
     empty for a model saved before they were kept.
     ``decision_rule`` (direct only): how its decisions put a pixel at or above a threshold
     (:data:`nowcast_core.rainnet.direct.DECISION_RULES`); ``heads`` for a model saved before it was kept.
+    ``core_probability`` (direct only): per threshold, the exceedance probability from which a pixel
+    where the extrapolation before smoothing reaches the threshold is put at or above it too (None: not
+    at that threshold); empty: the decisions alone (:func:`nowcast_core.rainnet.direct.categorical_rates`).
+    Chosen on events held out of training (``bench/loeo.py cores``), so it comes with the recipe, not from
+    the training samples.
     """
 
     base_filters: int = 16
@@ -56,6 +61,7 @@ class RainNetConfig:
     decision_probability: tuple = ()
     fine_tuning: dict = field(default_factory=dict)
     decision_rule: str = "heads"
+    core_probability: tuple = ()
 
     def build(self):
         """A fresh, untrained network of this configuration."""
@@ -96,7 +102,7 @@ def read_config(path: str | Path) -> RainNetConfig:
         raise ValueError(f"{path} is not a readable .keras model file: {exc}") from None
     known = set(RainNetConfig.__dataclass_fields__)
     data = {k: v for k, v in data.items() if k in known}
-    for key in ("exceedance_thresholds_mm_h", "decision_probability"):  # JSON lists -> tuples
+    for key in ("exceedance_thresholds_mm_h", "decision_probability", "core_probability"):  # JSON lists -> tuples
         if key in data:
             data[key] = tuple(tuple(v) if isinstance(v, list) else v for v in data[key])
     return RainNetConfig(**data)
@@ -140,6 +146,7 @@ class TrainConfig:
     intensity_log_range: float = 0.0
     exceedance_thresholds_mm_h: tuple = THRESHOLDS_MM_H
     decision_rule: str = "heads"
+    core_probability: tuple = ()
     monitor: str = "val_loss"
     seed: int = 42
     progress: bool = True
@@ -157,5 +164,6 @@ class TrainConfig:
                              exceedance_thresholds_mm_h=tuple(self.exceedance_thresholds_mm_h) if self.direct else (),
                              decision_probability=tuple(tuple(row) for row in decision_probability),
                              fine_tuning={name: getattr(self, name) for name in FINE_TUNING_FIELDS},
-                             decision_rule=self.decision_rule if self.direct else "heads")
+                             decision_rule=self.decision_rule if self.direct else "heads",
+                             core_probability=tuple(self.core_probability) if self.direct else ())
 

@@ -13,7 +13,11 @@ chosen for that threshold and lead on the training data (:func:`choose_decision_
 the probability that maximises CSI there), the rate is raised to t, and elsewhere lowered below t.
 Under the decision rule ``heads-or-rate`` (:data:`DECISION_RULES`) a pixel whose rate head already
 reaches t stays there too: the decisions add the heavy rain a median-like rate misses and erase none
-it forecasts.
+it forecasts. With core probabilities (``RainNetConfig.core_probability``) a pixel where the
+extrapolation *before smoothing* reaches t is put there as well once P(R >= t) reaches the (lower) core
+probability: the smoothing that steadies the network's input erases small heavy cores, and the
+network's heads, confident on the events they were trained on, cannot choose such a probability there;
+it is chosen on events held out of training (:func:`choose_core_probability`).
 
 Everything here uses ``keras.ops`` and NumPy only, so the same code trains on any Keras backend
 (TensorFlow in the product; JAX on a GPU machine without TensorFlow).
@@ -48,6 +52,8 @@ BELOW_THRESHOLD_MM_H = 1e-3
 #: reaches the decision probability, and nowhere else (a rate head at or above t is lowered below it).
 #: ``heads-or-rate``: there, and also where the rate head already is at or above t.
 DECISION_RULES = ("heads", "heads-or-rate")
+#: Candidate core probabilities (:func:`choose_core_probability`); None: no cores at that threshold.
+CORE_CHOICES = (None, 0.05, 0.1, 0.15, 0.2, 0.25)
 
 
 def split_outputs(output: np.ndarray, n_leads: int) -> tuple[np.ndarray, np.ndarray]:
@@ -104,8 +110,27 @@ def _check_rule(rule: str) -> None:
         raise ValueError(f"unknown decision rule {rule!r}; known: {', '.join(DECISION_RULES)}")
 
 
+def _decided(rate, probability, i, thr, decision, rule, sharp, core):
+    """Where threshold ``thr`` (head ``i``) is reached by the decisions, before the nesting."""
+    yes = probability[:, i] >= np.asarray(decision[i], np.float32)[None, :, None, None]
+    if rule == "heads-or-rate":
+        yes |= rate >= thr
+    if core is not None:
+        yes |= (sharp >= thr) & (probability[:, i] >= core)
+    return yes
+
+
+def _cores(core_probability, n_thresholds: int, sharp_mm_h) -> tuple:
+    cores = tuple(core_probability) or (None,) * n_thresholds
+    if len(cores) != n_thresholds:
+        raise ValueError(f"{len(cores)} core probabilities for {n_thresholds} thresholds")
+    if sharp_mm_h is None and any(c is not None for c in cores):
+        raise ValueError("core probabilities need the unsmoothed extrapolation (sharp_mm_h)")
+    return cores
+
+
 def categorical_rates(rate_mm_h: np.ndarray, probability: np.ndarray, thresholds_mm_h, decision,
-                      rule: str = "heads") -> np.ndarray:
+                      rule: str = "heads", sharp_mm_h: np.ndarray | None = None, core_probability=()) -> np.ndarray:
     """The rate field made to agree with the exceedance decisions.
 
     Parameters
@@ -116,20 +141,21 @@ def categorical_rates(rate_mm_h: np.ndarray, probability: np.ndarray, thresholds
     decision : ``decision[i][k]``: P(R >= threshold i) from which lead k is put at or above it.
     rule : :data:`DECISION_RULES`; with ``heads-or-rate`` a rate head at or above a threshold counts as
         a yes too.
+    sharp_mm_h : (n, L, H, W) the unsmoothed extrapolation, needed with ``core_probability``.
+    core_probability : per threshold, the probability from which a pixel where ``sharp_mm_h`` reaches
+        it counts as a yes too (None: not at that threshold); empty: none.
 
-    A pixel is at or above threshold i where its probability reaches the decision probability (or under
-    ``heads-or-rate`` its rate already does) and it is at or above every lower threshold (so the
-    categories nest). There the rate is raised to the threshold if it was below; elsewhere it is lowered
-    to just below the threshold if it was above.
+    A pixel is at or above threshold i where it is decided so and it is at or above every lower
+    threshold (so the categories nest). There the rate is raised to the threshold if it was below;
+    elsewhere it is lowered to just below the threshold if it was above.
     """
     _check_rule(rule)
+    cores = _cores(core_probability, len(thresholds_mm_h), sharp_mm_h)
     rate = np.asarray(rate_mm_h, np.float32)
     out = rate.copy()
     above = np.ones(out.shape, bool)
     for i, thr in enumerate(thresholds_mm_h):
-        tau = np.asarray(decision[i], np.float32)[None, :, None, None]
-        yes = probability[:, i] >= tau
-        above &= (yes | (rate >= thr)) if rule == "heads-or-rate" else yes
+        above &= _decided(rate, probability, i, thr, decision, rule, sharp_mm_h, cores[i])
         out = np.where(above, np.maximum(out, thr), np.minimum(out, thr - BELOW_THRESHOLD_MM_H))
     return np.maximum(out, 0.0)
 
@@ -261,6 +287,33 @@ def _batches(samples, batch_size: int, augment: bool, seed: int, growth: bool = 
     return Batches()
 
 
+def core_counts(rate_mm_h: np.ndarray, probability: np.ndarray, sharp_mm_h: np.ndarray, observed_mm_h: np.ndarray,
+                thresholds_mm_h, decision, rule: str, choices=CORE_CHOICES) -> np.ndarray:
+    """(hits, misses, false alarms) per (threshold, lead, core choice) of the decisions (``decision``,
+    ``rule``) with each candidate core probability (:data:`CORE_CHOICES`): int64 (thresholds, L, choices, 3).
+    Per threshold on its own, as :func:`decision_counts`; pixels without an observation left out."""
+    _check_rule(rule)
+    obs = np.asarray(observed_mm_h)
+    valid = np.isfinite(obs)
+    out = np.zeros((len(thresholds_mm_h), obs.shape[1], len(choices), 3), np.int64)
+    for i, thr in enumerate(thresholds_mm_h):
+        wet = np.where(valid, obs >= thr, False)
+        for c, core in enumerate(choices):
+            f = _decided(rate_mm_h, probability, i, thr, decision, rule, sharp_mm_h, core) & valid
+            for k in range(obs.shape[1]):
+                o, y = wet[:, k], f[:, k]
+                out[i, k, c] = (np.count_nonzero(y & o), np.count_nonzero(o & ~y), np.count_nonzero(y & ~o))
+    return out
+
+
+def choose_core_probability(counts: np.ndarray, choices=CORE_CHOICES) -> tuple:
+    """Per threshold, the core choice with the highest CSI averaged over the leads in ``counts``
+    (:func:`core_counts`, summed over events held out of the network's training); on a tie the earlier
+    choice (so none before any)."""
+    csi = decision_csi(np.asarray(counts)).mean(axis=1)  # (thresholds, choices)
+    return tuple(choices[int(np.argmax(row))] for row in csi)
+
+
 def choose_decisions(model, samples, thresholds_mm_h, rule: str = "heads") -> tuple:
     """The decision probabilities (``[threshold][lead]``, :func:`choose_decision_probability`) of a trained
     direct RainNet under the decision ``rule``, on its own training ``samples`` (with their conditioning)."""
@@ -322,19 +375,22 @@ def train_direct(train_samples, val_samples, config, initial_model=None):
     decision = choose_decisions(model, train_samples, thresholds, config.decision_rule)
     history["decision_probability"] = [list(row) for row in decision]
     if val_samples is not None and len(val_samples):
+        from nowcast_core.extrapolation import direct_inputs
         from nowcast_core.verification.scores import scores_per_lead
 
+        inputs = log_to_rain_rate(unstack_scans(val_samples.frames[..., :N_INPUTS]))
+        sharp = direct_inputs(inputs, n_leads, growth=False, sharp=True).sharp if config.core_probability else None
         history["final_validation"] = {"rainnet": scores_per_lead(
-            direct_forecast(model, config.model_config(decision),
-                            log_to_rain_rate(unstack_scans(val_samples.frames[..., :N_INPUTS])), val_samples.conditioning),
+            direct_forecast(model, config.model_config(decision), inputs, val_samples.conditioning, sharp_mm_h=sharp),
             log_to_rain_rate(unstack_scans(val_samples.frames[..., N_INPUTS:])))}
     return model, history
 
 
 def direct_forecast(model, config, rain_rate_mm_h: np.ndarray, conditioning_log: np.ndarray,
-                    batch_size: int = 16) -> np.ndarray:
+                    batch_size: int = 16, sharp_mm_h: np.ndarray | None = None) -> np.ndarray:
     """The direct RainNet's forecast (n, L, 120, 120) mm/h: its rate head made to agree with its
-    exceedance decisions (:func:`categorical_rates`)."""
+    exceedance decisions (:func:`categorical_rates`); ``sharp_mm_h``, the unsmoothed extrapolation, for
+    a configuration with core probabilities."""
     rate, prob = direct_outputs(model, rain_rate_mm_h, conditioning_log, batch_size)
     return categorical_rates(rate, prob, config.exceedance_thresholds_mm_h, config.decision_probability,
-                             config.decision_rule)
+                             config.decision_rule, sharp_mm_h, config.core_probability)

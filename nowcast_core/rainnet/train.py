@@ -371,6 +371,7 @@ def train_from_folders(
     intensity_log_range: float = 0.0,
     exceedance_thresholds_mm_h: tuple = THRESHOLDS_MM_H,
     decision_rule: str = "heads",
+    core_probability: tuple = (),
     monitor: str = "val_loss",
     max_samples_per_folder: int | None = None,
     init_model: str | Path | None = None,
@@ -413,6 +414,8 @@ def train_from_folders(
     exceedance_thresholds_mm_h : (direct only) ascending thresholds of the exceedance heads (mm/h).
     decision_rule : (direct only) how its decisions put a pixel at or above a threshold
         (:data:`nowcast_core.rainnet.direct.DECISION_RULES`).
+    core_probability : (direct only) per threshold, from which probability the unsmoothed extrapolation's
+        cores are kept (``RainNetConfig.core_probability``; chosen by ``bench/loeo.py cores``, not here).
     max_samples_per_folder : keep at most this many samples of a folder, evenly spread over its
         span (long, strongly autocorrelated folders would otherwise dominate).
     monitor : early-stopping criterion, ``"val_loss"`` or ``"val_score"`` (see :func:`train`).
@@ -474,6 +477,7 @@ def train_from_folders(
         intensity_log_range=intensity_log_range,
         exceedance_thresholds_mm_h=tuple(exceedance_thresholds_mm_h),
         decision_rule=decision_rule,
+        core_probability=tuple(core_probability),
         monitor=monitor,
         seed=seed,
         progress=progress,

@@ -119,6 +119,97 @@ def add_dam_counts(counts: dict, method: str, rows: list[dict], observed_mm_h: n
                 ProbCounts.of(np.array([probability]), np.array([observed]), threshold))
 
 
+#: Where an observed depth stands against the members' 10 .. 90 % range (``accum_mm_p10`` .. ``_p90``).
+RANGE_SIDES = ("below", "inside", "above")
+
+
+def add_dam_ranges(ranges: dict, method: str, rows: list[dict], observed_mm_h: np.ndarray, dams,
+                   wet_mm: float = 1.0) -> None:
+    """Count, per lead, where the observed catchment depth since the issue time fell against the 10 .. 90 %
+    range of one start's dam products (``dam_probabilities`` rows): below it, inside it (ends included, to
+    the rows' rounding) or above it; ``all`` the forecasts, ``wet`` those where the observed depth or the
+    range's top reaches ``wet_mm`` (a dry hour forecast dry is inside any range)."""
+    from nowcast_core.dams import accumulated_depth_mm, catchment_mean_rates
+    from nowcast_core.ensembles.products import pool_members
+
+    depth = accumulated_depth_mm(catchment_mean_rates(observed_mm_h, dams))  # (6, n_dams)
+    column = {d.id: j for j, d in enumerate(dams)}
+    for r in rows:
+        observed = float(depth[r["lead_minutes"] // 10 - 1, column[r["dam_id"]]])
+        side = 0 if observed < r["accum_mm_p10"] - 1e-3 else 2 if observed > r["accum_mm_p90"] + 1e-3 else 1
+        wet = max(observed, r["accum_mm_p90"]) >= wet_mm
+        for scope in ("all", "wet") if wet else ("all",):
+            ranges.setdefault(f"{method}|{r['lead_minutes']}|{scope}", [0, 0, 0])[side] += 1
+        if wet:  # where the observation falls in the members' distribution (weighted as published; ties halved)
+            steps = r.get("steps_accum_mm_members")
+            values, weights = pool_members(np.asarray(r["accum_mm_members"]), None if steps is None else np.asarray(steps),
+                                           r.get("steps_weight"))
+            weights = np.full(len(values), 1.0 / len(values)) if weights is None else weights
+            pit = float(weights @ (values < observed - 1e-3) + 0.5 * weights @ (np.abs(values - observed) <= 1e-3))
+            ranges.setdefault(f"{method}|{r['lead_minutes']}|pit", []).append(round(pit, 4))
+
+
+def print_dam_ranges(ranges: dict) -> None:
+    """Per lead: the share of observed depths below, inside and above the 10 .. 90 % range, production
+    against STEPS, all forecasts and the wet ones (80 % inside and 10 % on each side when calibrated)."""
+    print("| lead | forecasts (wet) | production: below / inside / above, all (wet) | STEPS: below / inside / above, "
+          "all (wet) |")
+    print("|---|---|---|---|")
+    for lead in (10, 20, 30, 40, 50, 60):
+        cells = []
+        for method in ("production", "steps"):
+            parts = []
+            for scope in ("all", "wet"):
+                c = ranges.get(f"{method}|{lead}|{scope}", [0, 0, 0])
+                parts.append(" / ".join(f"{100 * v / max(sum(c), 1):.0f} %" for v in c))
+            cells.append(f"{parts[0]} ({parts[1]})")
+        n = ranges.get(f"production|{lead}|all", [0])
+        wet = ranges.get(f"production|{lead}|wet", [0])
+        print(f"| +{lead} | {sum(n)} ({sum(wet)}) | {cells[0]} | {cells[1]} |")
+
+
+def range_levels(folds: dict, method: str = "production", nominal=(0.1, 0.9)) -> dict:
+    """Member quantile levels that would make the published range hold the observation as often as its
+    name says (``nominal``), from where wet observations fell in the members' distribution (the ``pit``
+    lists of :func:`add_dam_ranges`), per lead: chosen for each fold on the *other* folds (so its coverage
+    is out of sample) and on all of them; with the coverage each fold gets below, inside and above."""
+    out = {}
+    for lead in (10, 20, 30, 40, 50, 60):
+        pits = {e: np.asarray(f["dam_ranges"].get(f"{method}|{lead}|pit", [])) for e, f in folds.items()}
+        every = np.concatenate(list(pits.values()))
+        nested = np.zeros(3)
+        for event, own in pits.items():
+            others = np.concatenate([p for e, p in pits.items() if e != event])
+            low, high = np.quantile(others, nominal)
+            nested += [np.sum(own < low), np.sum((own >= low) & (own <= high)), np.sum(own > high)]
+        out[lead] = {"levels": [round(float(v), 3) for v in np.quantile(every, nominal)],
+                     "as_published": [round(float(np.mean(every < nominal[0])), 3), round(float(np.mean(every > nominal[1])), 3)],
+                     "nested_coverage": [round(float(v), 3) for v in nested / max(nested.sum(), 1)], "n": int(every.size)}
+    return out
+
+
+def write_range_levels(result_path: Path) -> None:
+    """Put the dam range levels of a leave-one-event-out result (:func:`range_levels`, on all its folds)
+    into the production calibration file, the rest of it kept; its provenance says where they came from."""
+    from dataclasses import replace
+
+    from nowcast_core.ensembles.perturbed import CALIBRATION_FILE, Perturbations
+
+    result = json.loads(Path(result_path).read_text())
+    levels = result.get("dam_range_levels")
+    if not levels:
+        raise SystemExit(f"{result_path} has no dam_range_levels: run the leave-one-event-out bench with --fold-models")
+    leads = sorted(levels, key=int)
+    current = Perturbations.load()
+    provenance = {**current.provenance, "dam_range_levels": {
+        "from": str(result_path), "centre_models": sorted({f["centre_model"] for f in result["folds"].values()}),
+        "wet_forecasts": [levels[k]["n"] for k in leads],
+        "held_out_below_inside_above": [levels[k]["nested_coverage"] for k in leads]}}
+    updated = replace(current, dam_range_levels=tuple(tuple(levels[k]["levels"]) for k in leads), provenance=provenance)
+    CALIBRATION_FILE.write_text(updated.to_json())
+    print(f"dam range levels {updated.dam_range_levels}; wrote {CALIBRATION_FILE}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--radar", type=Path, default=REPO.parent / "shared" / "data" / "radar")
@@ -156,7 +247,13 @@ def main(argv=None) -> None:
                     "(no probability map fitted on the calibration events)")
     ap.add_argument("--no-match-cdf", action="store_true", help="perturb RainNet's forecast as it is (no probability "
                     "matching to the newest scan)")
+    ap.add_argument("--write-range-levels", type=Path, default=None, metavar="RESULT",
+                    help="write the dam range levels of an earlier leave-one-event-out result of this bench "
+                    "(dam_range_levels, chosen on all its folds) into the production calibration, and stop")
     args = ap.parse_args(argv)
+    if args.write_range_levels is not None:
+        write_range_levels(args.write_range_levels)
+        return
 
     from nowcast_core.contract import THRESHOLDS_MM_H
     from nowcast_core.dams import load_dams
@@ -235,6 +332,7 @@ def main(argv=None) -> None:
     methods = ("production", "steps")
     dams = load_dams()
     dam_pooled: dict = {}
+    range_pooled: dict = {}
     pooled = {m: {k: {t: ProbCounts() for t in EVAL_THRESHOLDS_MM_H} for k in range(6)} for m in methods}
     report = {"protocol": protocol, "match_cdf": not args.no_match_cdf, "recalibration": not args.no_recalibration, "gain_grid": args.gain_grid or "default", "windows": args.windows, "stride": args.stride,
               "calibration_stride": args.calibration_stride, "members": args.members,
@@ -315,6 +413,7 @@ def main(argv=None) -> None:
         fold = {m: {k: {t: ProbCounts() for t in EVAL_THRESHOLDS_MM_H} for k in range(6)} for m in methods}
         c = centres(model_path, x)
         dam_fold: dict = {}
+        range_fold: dict = {}
         for i in range(len(x)):
             t1 = time.perf_counter()
             issued = [times[i][1]]  # each start draws as the cycle would at its issue time
@@ -338,11 +437,13 @@ def main(argv=None) -> None:
                         pooled[m][k][thr].add(ProbCounts.from_dict(counts.as_dict()))
             # the dam products as the cycle stores them (pooled with STEPS at the map's weight), and STEPS alone
             steps_weight = dam_pool_weight(production.probability_map)
-            add_dam_counts(dam_fold, "production", dam_probabilities(
+            dam_rows = {"production": dam_probabilities(
                 c[i], members["production"], dams, steps_members_mm_h=members["steps"] if steps_weight else None,
-                steps_weight=steps_weight), y[i], dams)
-            add_dam_counts(dam_fold, "steps", dam_probabilities(members["steps"].mean(axis=0), members["steps"], dams),
-                           y[i], dams)
+                steps_weight=steps_weight),
+                "steps": dam_probabilities(members["steps"].mean(axis=0), members["steps"], dams)}
+            for m, rows in dam_rows.items():
+                add_dam_counts(dam_fold, m, rows, y[i], dams)
+                add_dam_ranges(range_fold, m, rows, y[i], dams)
         report["folds"][held_out] = {
             "centre_model": str(model_path), "calibrated_on": train_events, "starts": len(x),
             "perturbations": {"displacement_px": params.displacement_px, "log_sigma": params.log_sigma,
@@ -354,7 +455,11 @@ def main(argv=None) -> None:
             # the additive counts, so folds scored in separate runs pool exactly
             "counts": {m: {f"{thr:g}": [fold[m][k][thr].as_dict() for k in range(6)]
                            for thr in EVAL_THRESHOLDS_MM_H} for m in methods},
-            "dam_counts": {key: value.as_dict() for key, value in dam_fold.items()}}
+            "dam_counts": {key: value.as_dict() for key, value in dam_fold.items()},
+            "dam_ranges": range_fold}
+        for key, value in range_fold.items():
+            range_pooled[key] = range_pooled.get(key, []) + value if key.endswith("|pit") else [
+                a + b for a, b in zip(range_pooled.get(key, [0, 0, 0]), value)]
         for key, value in dam_fold.items():
             dam_pooled.setdefault(key, ProbCounts()).add(ProbCounts.from_dict(value.as_dict()))
         print(json.dumps({held_out: report["folds"][held_out]["brier"]}), flush=True)
@@ -382,6 +487,7 @@ def main(argv=None) -> None:
                                            "max_abs_deviation": max((abs(d["deviation"]) for d in devs), default=None)}
     n_starts = sum(f["starts"] for f in report["folds"].values())
     report["dams"] = dam_scores(dam_pooled)
+    report["dam_ranges"] = {"sides": list(RANGE_SIDES), "counts": range_pooled}
     report.update({"leads": lead_rows, "reliability": reliability, "min_bin_pixels": args.min_bin_pixels,
                    "seconds_per_start": {m: round(s / max(n_starts, 1), 3) for m, s in seconds.items()},
                    "all_better": all(r[f"production_better_{t:g}"] for r in lead_rows for t in EVAL_THRESHOLDS_MM_H)})
@@ -396,6 +502,13 @@ def main(argv=None) -> None:
     for key, rel in reliability.items():
         print(key, "max |deviation| over bins with >=", args.min_bin_pixels, "pixels:", rel["max_abs_deviation"])
     print_dam_table(report["dams"])
+    print_dam_ranges(range_pooled)
+    if len(report["folds"]) > 1:
+        report["dam_range_levels"] = range_levels(report["folds"])
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        for lead, r in report["dam_range_levels"].items():
+            print(f"+{lead}: {r['n']} wet; below p10 / above p90 as published {r['as_published']}; levels for 10 / 90 % "
+                  f"{r['levels']}; chosen on the other folds, below / inside / above {r['nested_coverage']}")
     if args.plot:
         from nowcast_core.plots import plot_reliability
 

@@ -93,13 +93,16 @@ def assess(observed_2h_mm: float, forecast_1h_mm: float, rules: AlertRules = Ale
 def assess_probabilistic(observed_2h_mm: float, forecast_1h_mm: float, member_1h_mm: Sequence[float],
                          rules: AlertRules = AlertRules(), alert_probability: float = 0.5,
                          ensemble: str = "ensemble", steps_member_1h_mm: Sequence[float] | None = None,
-                         steps_weight: float | None = None) -> Assessment:
+                         steps_weight: float | None = None,
+                         published_range_mm: tuple[float, float, float] | None = None) -> Assessment:
     """The alert level of one dam from the ensemble: the highest level whose rule at least
     ``alert_probability`` of the members reach. Where the dam products pooled STEPS members
     (``steps_member_1h_mm`` at ``steps_weight``), the members are weighed as the products weigh them
     (:func:`nowcast_core.ensembles.products.pool_members`), so the alert's probability and spread are
-    those the operator sees published. ``forecast_1h_mm`` (the deterministic forecast) is kept for the
-    record; the reason names the probability, the rule and the members' spread."""
+    those the operator sees published. ``published_range_mm``: the hour's (10 %, median, 90 %) as the
+    dam products published them (their range calibrated); without it, the members' 0.1, 0.5 and 0.9
+    quantiles. ``forecast_1h_mm`` (the deterministic forecast) is kept for the record; the reason names
+    the probability, the rule and the members' spread."""
     from nowcast_core.ensembles.products import (
         member_quantile,
         member_share,
@@ -118,7 +121,7 @@ def assess_probabilistic(observed_2h_mm: float, forecast_1h_mm: float, member_1h
     p_emergency = member_share(levels >= RANK["emergency"], weights)
     p_advisory = member_share(levels >= RANK["advisory"], weights)
     total = observed_2h_mm + forecast_1h_mm
-    low, median, high = (float(member_quantile(members, q, weights)) for q in (0.1, 0.5, 0.9))
+    low, median, high = published_range_mm or (float(member_quantile(members, q, weights)) for q in (0.1, 0.5, 0.9))
     spread = (f"{described}: forecast 1 h median {median:.1f} mm, 10-90 % {low:.1f}-{high:.1f} mm; "
               f"deterministic forecast 1 h {forecast_1h_mm:.1f} mm; observed 2 h {observed_2h_mm:.1f} mm")
     emergency_rule = (f"emergency (forecast 1 h >= {rules.emergency_1h_mm:g} mm, or >= {rules.emergency_combined_1h_mm:g} mm "
@@ -247,7 +250,8 @@ def update_alerts(sessions, dams: Sequence[Dam], archive: Path, *, rules: AlertR
             ensemble = session.scalar(select(EnsembleRun).where(EnsembleRun.run_id == run.id, EnsembleRun.is_production))
             members_1h = {} if ensemble is None else {dam_id: rest for dam_id, *rest in session.execute(
                 select(DamProbability.dam_id, DamProbability.accum_mm_members, DamProbability.steps_accum_mm_members,
-                       DamProbability.steps_weight).where(
+                       DamProbability.steps_weight, DamProbability.accum_mm_p10, DamProbability.accum_mm_p50,
+                       DamProbability.accum_mm_p90).where(
                     DamProbability.ensemble_id == ensemble.id, DamProbability.lead_minutes == 60))}
             observed = means.get(observed_scan_times(run.issue_time))
             fresh = run.issue_time >= newest - notify_max_age
@@ -256,10 +260,10 @@ def update_alerts(sessions, dams: Sequence[Dam], archive: Path, *, rules: AlertR
                 if dam is None:  # a dam removed from the dams file since the run
                     continue
                 observed_mm = observed_depth_mm([m.get(dam_id) for m in observed.values()])
-                own, steps, steps_weight = members_1h.get(dam_id) or ((), None, None)
+                own, steps, steps_weight, *published = members_1h.get(dam_id) or ((), None, None)
                 if own:
                     a = assess_probabilistic(observed_mm, forecast_mm, own, rules, alert_probability, ensemble.method,
-                                             steps, steps_weight)
+                                             steps, steps_weight, tuple(published) if published else None)
                 else:
                     a = assess(observed_mm, forecast_mm, rules)
                     a = replace(a, reason=f"{a.reason}; deterministic: no ensemble for this run")

@@ -98,6 +98,41 @@ def test_products_are_ordered_and_in_range():
     assert (np.diff(prob, axis=1) <= 0).all() and prob.min() >= 0 and prob.max() <= 1
 
 
+def test_the_published_range_is_the_calibrated_member_quantiles_and_the_alert_quotes_it(tmp_path):
+    """With range levels (chosen on held-out events) the dam depth's 10 .. 90 % range is the members'
+    quantiles at those levels; the median stays the members'; the alert's reason quotes what was published."""
+    from dataclasses import replace
+
+    from nowcast_core.ensembles.products import member_quantile
+
+    members = CentredEnsemble(12, 1, "persistence", SPREAD).members(
+        np.zeros((1, 4, 120, 120), np.float32), centre_mm_h=_centre()[None])[0]
+    dams = load_dams()
+    levels = ((0.2, 0.95),) * 6
+    plain = dam_probabilities(_centre(), members, dams)
+    rows = dam_probabilities(_centre(), members, dams, range_levels=levels)
+    wet = max(rows, key=lambda r: r["accum_mm_p90"])
+    assert wet["lead_minutes"] == 60 and wet["accum_mm_p90"] > wet["accum_mm_p10"] > 0
+    own = np.asarray(wet["accum_mm_members"])
+    assert wet["accum_mm_p10"] == pytest.approx(float(member_quantile(own, 0.2)), rel=1e-4, abs=1e-3)
+    assert wet["accum_mm_p90"] == pytest.approx(float(member_quantile(own, 0.95)), rel=1e-4, abs=1e-3)
+    same = next(r for r in plain if (r["dam_id"], r["lead_minutes"]) == (wet["dam_id"], 60))
+    assert same["accum_mm_p10"] < wet["accum_mm_p10"] and same["accum_mm_p90"] < wet["accum_mm_p90"]
+    assert same["accum_mm_p50"] == wet["accum_mm_p50"]
+    published = (wet["accum_mm_p10"], wet["accum_mm_p50"], wet["accum_mm_p90"])
+    a = assess_probabilistic(0.0, wet["accum_mm"], wet["accum_mm_members"], AlertRules(), 0.5, "test",
+                             published_range_mm=published)
+    assert f"10-90 % {published[0]:.1f}-{published[2]:.1f} mm" in a.reason
+    # the levels are part of the calibration (its digest, so the ensemble's version) and are checked
+    calibrated = replace(SPREAD, dam_range_levels=levels)
+    assert calibrated.digest() != SPREAD.digest()
+    (tmp_path / "cal.json").write_text(calibrated.to_json())
+    assert Perturbations.load(tmp_path / "cal.json").dam_range_levels == levels
+    for bad in (((0.6, 0.9),) * 6, ((0.1, 0.9),) * 5):
+        with pytest.raises(ValueError, match="dam range levels"):
+            replace(SPREAD, dam_range_levels=bad)
+
+
 def test_probabilistic_alert_levels_from_members():
     rules = AlertRules()
     emergency = assess_probabilistic(0.0, 70.0, [80.0] * 6 + [10.0] * 4, rules, 0.5, "test")
@@ -329,3 +364,21 @@ def test_accumulation_thresholds_come_from_the_dams_file(tmp_path):
                    '"accum_thresholds_mm": [30, 2]}]')
     with pytest.raises(ValueError, match="accum_thresholds_mm.*increasing"):
         load_dams(bad)
+
+
+def test_range_levels_are_chosen_on_the_other_folds_and_their_coverage_is_the_held_out_folds():
+    """The bench's range levels: an observation above every member counts above any level; a fold's
+    coverage uses levels from the other folds only."""
+    from conftest import bench_module
+
+    bench = bench_module("probabilistic_skill")
+    low_folds = {e: {"dam_ranges": {f"production|{lead}|pit": [0.05 * i for i in range(20)]
+                                    for lead in (10, 20, 30, 40, 50, 60)}} for e in ("a", "b")}
+    high = {"dam_ranges": {f"production|{lead}|pit": [1.0] * 20 for lead in (10, 20, 30, 40, 50, 60)}}
+    levels = bench.range_levels({**low_folds, "c": high})[60]
+    # below 0.1: 0 and 0.05 of a and of b; above 0.9: 0.95 of a and of b, and all of c
+    assert levels["n"] == 60 and levels["as_published"] == [pytest.approx(4 / 60, abs=1e-3), pytest.approx(22 / 60, abs=1e-3)]
+    # c, judged by levels from a and b (0.1 .. 0.855), lies above them all; a and b, judged with c, mostly inside
+    below, inside, above = levels["nested_coverage"]
+    assert above == pytest.approx(20 / 60, abs=1e-3) and below + inside + above == pytest.approx(1.0, abs=1e-3)
+    assert bench.range_levels(low_folds)[60]["nested_coverage"][1] == pytest.approx(0.75, abs=0.06)

@@ -62,7 +62,8 @@ def store_ensemble(session: Session, *, issue_time, ensemble: Ensemble, members_
                       n_members=int(members_mm_h.shape[0]), seed=int(ensemble.seed), seconds=seconds,
                       probability_path=rel, probability_checksum=checksum, input_quality=input_quality)
     for r in dam_probabilities(centre_mm_h, members_mm_h, dams, steps_members_mm_h=steps_members_mm_h,
-                               steps_weight=dam_pool_weight(probability_map)):
+                               steps_weight=dam_pool_weight(probability_map),
+                               range_levels=getattr(ensemble, "dam_range_levels", ())):
         row.dams.append(DamProbability(valid_time=issue_time + timedelta(minutes=int(r["lead_minutes"])), **r))
     session.add(row)
     try:

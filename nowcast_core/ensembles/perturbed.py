@@ -55,6 +55,10 @@ class Perturbations:
     provenance: dict = field(default_factory=dict, compare=False)
     #: The exceedance probabilities' recalibration (:mod:`nowcast_core.ensembles.recalibration`); None: raw shares.
     probability_map: ProbabilityMap | None = None
+    #: Per lead, the member quantile levels (low, high) published as the dam depth's 10 .. 90 % range
+    #: (``accum_mm_p10`` / ``_p90``): those at which observed depths on held-out events fell below and above
+    #: 10 % of the time (``bench/probabilistic_skill.py --write-range-levels``); empty: the members' 0.1 and 0.9.
+    dam_range_levels: tuple = ()
 
     def __post_init__(self):
         if len(self.displacement_px) != N_LEADS or len(self.log_sigma) != N_LEADS or len(self.gain) != N_LEADS:
@@ -62,6 +66,10 @@ class Perturbations:
                              f"displacements and {len(self.log_sigma)} noise amplitudes")
         if min(self.displacement_px) < 0 or min(self.log_sigma) < 0 or self.corr_px <= 0 or min(self.gain) <= 0:
             raise ValueError("perturbation spreads must be >= 0, corr_px and gains > 0")
+        if self.dam_range_levels and (len(self.dam_range_levels) != N_LEADS or not all(
+                len(pair) == 2 and 0.0 <= pair[0] < 0.5 < pair[1] <= 1.0 for pair in self.dam_range_levels)):
+            raise ValueError(f"dam range levels need {N_LEADS} (low, high) pairs with 0 <= low < 0.5 < high <= 1, "
+                             f"got {self.dam_range_levels!r}")
 
     @classmethod
     def load(cls, path: str | Path = CALIBRATION_FILE) -> "Perturbations":
@@ -71,7 +79,8 @@ class Perturbations:
             return cls(tuple(float(v) for v in doc["displacement_px"]), tuple(float(v) for v in doc["log_sigma"]),
                        float(doc["corr_px"]), tuple(float(v) for v in doc.get("gain", (1.0,) * N_LEADS)),
                        bool(doc.get("match_cdf", False)), doc.get("provenance", {}),
-                       ProbabilityMap.from_dict(doc["probability_map"]) if doc.get("probability_map") else None)
+                       ProbabilityMap.from_dict(doc["probability_map"]) if doc.get("probability_map") else None,
+                       tuple(tuple(float(v) for v in pair) for pair in doc.get("dam_range_levels") or ()))
         except FileNotFoundError:
             raise FileNotFoundError(f"ensemble calibration file not found: {path}") from None
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -85,8 +94,9 @@ class Perturbations:
     def digest(self) -> str:
         mapping = self.probability_map.as_dict() if self.probability_map is not None else None
         floats = [[float(v) for v in values] for values in (self.displacement_px, self.log_sigma, self.gain)]
+        levels = [[float(v) for v in pair] for pair in self.dam_range_levels]
         key = json.dumps([floats[0], floats[1], float(self.corr_px), floats[2], self.match_cdf]
-                         + ([mapping] if mapping is not None else []))
+                         + ([mapping] if mapping is not None else []) + ([levels] if levels else []))
         return hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
@@ -159,6 +169,8 @@ class CentredEnsemble:
         self.version = f"{centre_method}-perturbed-{self.n_members}members-seed{self.seed}-cal{self.perturbations.digest()}"
         #: How the members' exceedance shares become probabilities (None: as they are).
         self.probability_map = self.perturbations.probability_map
+        #: Which member quantiles the dam depth's published 10 .. 90 % range is (empty: 0.1 and 0.9).
+        self.dam_range_levels = self.perturbations.dam_range_levels
 
     def centre(self):
         """The centre forecaster (loaded on first use)."""

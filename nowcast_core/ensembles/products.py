@@ -105,13 +105,16 @@ def exceedance_probability(members_mm_h: np.ndarray, thresholds_mm_h: Sequence[f
 
 def dam_probabilities(centre_mm_h: np.ndarray, members_mm_h: np.ndarray, dams: Sequence[Dam],
                       rate_thresholds_mm_h: Sequence[float] = RATE_THRESHOLDS_MM_H,
-                      steps_members_mm_h: np.ndarray | None = None, steps_weight: float = 0.0) -> list[dict]:
+                      steps_members_mm_h: np.ndarray | None = None, steps_weight: float = 0.0,
+                      range_levels: Sequence[Sequence[float]] = ()) -> list[dict]:
     """One row per dam and lead (dam by dam, lead by lead) with ``dam_id``, ``lead_minutes``,
     ``accum_mm``, ``accum_mm_p10``, ``accum_mm_p50``, ``accum_mm_p90``, ``accum_mm_members``,
     ``prob_accum_ge`` {mm: p} and ``prob_rate_ge`` {mm/h: p}. With ``steps_weight`` > 0 the members
     are pooled with ``steps_members_mm_h`` at that weight (:func:`pool_members`): ``accum_mm_members``
     stays the members', ``steps_accum_mm_members`` and ``steps_weight`` hold what they were pooled with
-    (None unpooled), so the alert weighs the members as these products do."""
+    (None unpooled), so the alert weighs the members as these products do. ``range_levels``: per lead,
+    the member quantile levels (low, high) published as ``accum_mm_p10`` and ``_p90``
+    (``ensemble.dam_range_levels``, calibrated on held-out events); empty: 0.1 and 0.9."""
     centre = np.asarray(centre_mm_h, dtype=np.float32)
     members = _check_members(members_mm_h)
     if centre.shape != members.shape[1:]:
@@ -128,6 +131,9 @@ def dam_probabilities(centre_mm_h: np.ndarray, members_mm_h: np.ndarray, dams: S
     member_rates, weights = pool_members(own_rates, steps_rates, steps_weight)
     member_accum, _ = pool_members(own_accum, steps_accum, steps_weight)
     quantiles = {k: member_quantile(member_accum, q, weights) for k, q in QUANTILES.items()}
+    for k, (low, high) in enumerate(range_levels):  # (6, n_dams) rows of the calibrated range
+        quantiles["accum_mm_p10"][k] = member_quantile(member_accum[:, k], low, weights)
+        quantiles["accum_mm_p90"][k] = member_quantile(member_accum[:, k], high, weights)
 
     rows = []
     for d, dam in enumerate(dams):

@@ -119,6 +119,12 @@ def test_the_published_range_is_the_calibrated_member_quantiles_and_the_alert_qu
     same = next(r for r in plain if (r["dam_id"], r["lead_minutes"]) == (wet["dam_id"], 60))
     assert same["accum_mm_p10"] < wet["accum_mm_p10"] and same["accum_mm_p90"] < wet["accum_mm_p90"]
     assert same["accum_mm_p50"] == wet["accum_mm_p50"]
+    # levels that differ per lead still give a range that never falls as the depth accumulates
+    varied = dam_probabilities(_centre(), members, dams, range_levels=((0.25, 0.97),) * 3 + ((0.15, 0.91),) * 3)
+    for dam in dams:
+        for key in ("accum_mm_p10", "accum_mm_p90"):
+            values = [r[key] for r in varied if r["dam_id"] == dam.id]
+            assert values == sorted(values), (dam.id, key)
     published = (wet["accum_mm_p10"], wet["accum_mm_p50"], wet["accum_mm_p90"])
     a = assess_probabilistic(0.0, wet["accum_mm"], wet["accum_mm_members"], AlertRules(), 0.5, "test",
                              published_range_mm=published)

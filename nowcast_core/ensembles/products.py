@@ -131,9 +131,12 @@ def dam_probabilities(centre_mm_h: np.ndarray, members_mm_h: np.ndarray, dams: S
     member_rates, weights = pool_members(own_rates, steps_rates, steps_weight)
     member_accum, _ = pool_members(own_accum, steps_accum, steps_weight)
     quantiles = {k: member_quantile(member_accum, q, weights) for k, q in QUANTILES.items()}
-    for k, (low, high) in enumerate(range_levels):  # (6, n_dams) rows of the calibrated range
-        quantiles["accum_mm_p10"][k] = member_quantile(member_accum[:, k], low, weights)
-        quantiles["accum_mm_p90"][k] = member_quantile(member_accum[:, k], high, weights)
+    if len(range_levels):
+        for k, (low, high) in enumerate(range_levels):  # (6, n_dams) rows of the calibrated range
+            quantiles["accum_mm_p10"][k] = member_quantile(member_accum[:, k], low, weights)
+            quantiles["accum_mm_p90"][k] = member_quantile(member_accum[:, k], high, weights)
+        for key in ("accum_mm_p10", "accum_mm_p90"):  # a depth since the issue time never falls with the lead,
+            quantiles[key] = np.maximum.accumulate(quantiles[key], axis=0)  # though each lead's level differs
 
     rows = []
     for d, dam in enumerate(dams):

@@ -87,6 +87,7 @@ def forecast_cycle(trigger: str = "sweep") -> dict:
     started_at, t0 = datetime.now(UTC), time.perf_counter()
     try:
         with file_lock(svc.settings.home / "cycle.lock"):
+            svc.check_database_file()  # never write on into a database file moved away under this process
             pruned = prune(svc)
             inbox = ingest(svc)
             production = forecast_production(svc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -61,10 +62,13 @@ def _settings(**overrides):
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
-    from nowcast_core.config import load_settings
+    from nowcast_core.config import SettingsFileError, load_settings, unknown_variables
 
     try:
         settings = load_settings(**overrides)
+    except SettingsFileError as exc:
+        raise usage_error(str(exc), "fix the file (the README lists the settings), or point NOWCAST_CONFIG "
+                                    "elsewhere") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         name = ".".join(str(x) for x in first.get("loc", ())) or "settings"
@@ -76,7 +80,14 @@ def _settings(**overrides):
         raise usage_error(f"setting {name} ({_set_where(name)}): not valid JSON "
                           f"(a list is written [\"a\", \"b\"])") from None
     _check_names(settings)
+    for line in unknown_variables():  # a typo's setting keeps its default: said once per process
+        if line not in _WARNED:
+            _WARNED.add(line)
+            err.print(f"nowcast: warning: {line}")
     return settings
+
+
+_WARNED: set[str] = set()
 
 
 def _set_where(name: str) -> str:
@@ -141,13 +152,6 @@ def _missing_sqlite_file(settings) -> Path | None:
 
     db_file = Path(make_url(url).database or "")
     return None if db_file.is_file() else db_file
-
-
-def _schema_exists(settings) -> bool:
-    """Whether the installation's database exists and has a schema (of any version)."""
-    from nowcast_core.db.migrate import current_revision
-
-    return _missing_sqlite_file(settings) is None and current_revision(settings.database_url) is not None
 
 
 def _existing_service():
@@ -249,13 +253,25 @@ def db_upgrade(revision: str = "head") -> None:
 
 
 @db_app.command("downgrade")
-def db_downgrade(revision: str) -> None:
-    """Migrate the database down to REVISION ('base' removes every table)."""
+def db_downgrade(revision: str,
+                 yes: Annotated[bool, typer.Option("--yes", help="confirm: a downgrade drops the tables and "
+                                                   "columns newer than REVISION, with their data")] = False) -> None:
+    """Migrate the database down to REVISION ('base' removes every table), with the daemon stopped."""
+    from nowcast_core.cycle.locks import LockHeld, file_lock
     from nowcast_core.db import downgrade
 
     settings = _settings()
     _known_revision(revision)
-    before, after = downgrade(settings.database_url, revision, archive=settings.archive, home=settings.home)
+    if not yes:
+        raise usage_error(f"a downgrade to {revision} drops the data of every newer schema revision"
+                          + (" (every table)" if revision == "base" else ""),
+                          "back up first (docs/DEPLOY.md), then repeat with --yes")
+    lock = Path(settings.home) / "daemon.lock"
+    try:
+        with file_lock(lock) if lock.parent.is_dir() else contextlib.nullcontext():
+            before, after = downgrade(settings.database_url, revision, archive=settings.archive, home=settings.home)
+    except LockHeld as exc:
+        raise CliError(f"the daemon is running on this home ({exc})", "stop it first, then downgrade") from None
     err.print(f"database at {after or 'base (no tables)'}" + (f" (downgraded from {before})" if before != after else ""))
 
 
@@ -313,7 +329,6 @@ def serve(host: Annotated[Optional[str], typer.Option(help="address to listen on
     """Serve the dashboard, the read-only HTTP API (/api/v1, /docs) and /metrics."""
     from nowcast_app.web.server import ServeError, check_bind
     from nowcast_app.web.server import serve as serve_web
-    from nowcast_core.db.migrate import check_current
 
     settings = _settings()
     setup_logging(log_format=settings.log_format)
@@ -322,10 +337,7 @@ def serve(host: Annotated[Optional[str], typer.Option(help="address to listen on
         check_bind(settings, host)
     except ServeError as exc:
         raise usage_error(str(exc)) from None
-    if _schema_exists(settings):
-        check_current(settings.database_url)  # read-only: an installation is upgraded by `db upgrade` or `run`
-    else:
-        _service().close()  # a new installation: its schema is created
+    _existing_service().close()  # read-only: never creates or upgrades an installation (a mistyped home is an error)
     try:
         serve_web(settings, host, port or settings.web_port)
     except ServeError as exc:

@@ -7,8 +7,10 @@ Precedence: explicit arguments > environment > TOML file (``NOWCAST_CONFIG``, de
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
+import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -27,11 +29,25 @@ from nowcast_core.dams import DEFAULT_DAMS_FILE
 MAX_KEEP_DAYS = 36500
 
 
+#: ``NOWCAST_*`` environment variables that are not settings but are read elsewhere.
+OTHER_VARIABLES = frozenset({"NOWCAST_CONFIG", "NOWCAST_XLA", "NOWCAST_WORK_POOL", "NOWCAST_TRAINING_POOL",
+                             "NOWCAST_PG_BINDIR", "NOWCAST_PG_TMPDIR"})
+
+
+class SettingsFileError(ValueError):
+    """The TOML settings file is missing (where ``NOWCAST_CONFIG`` names it), unreadable, not TOML, or sets
+    something that is not a setting."""
+
+
 def toml_file() -> Path | None:
-    """The TOML settings file in effect: ``NOWCAST_CONFIG``, else ``$NOWCAST_HOME/nowcast.toml`` when present."""
+    """The TOML settings file in effect: ``NOWCAST_CONFIG``, else ``$NOWCAST_HOME/nowcast.toml`` when present.
+    Raises :class:`SettingsFileError` when ``NOWCAST_CONFIG`` names no file (it would be silently unused)."""
     explicit = os.environ.get("NOWCAST_CONFIG")
     if explicit:
-        return Path(explicit)
+        path = Path(explicit)
+        if not path.is_file():
+            raise SettingsFileError(f"NOWCAST_CONFIG names {path}, which is not a file")
+        return path
     home = Path(os.environ.get("NOWCAST_HOME", "./var"))
     candidate = home / "nowcast.toml"
     return candidate if candidate.exists() else None
@@ -213,6 +229,37 @@ def retention_problem(keep_days: float, max_scan_age_h: float) -> str | None:
             f"up to NOWCAST_MAX_SCAN_AGE_H + 1 h old")
 
 
+def _close(name: str, known) -> str:
+    match = difflib.get_close_matches(name, sorted(known), n=1)
+    return f"; did you mean {match[0]}?" if match else ""
+
+
+def check_toml_file(path: Path) -> None:
+    """Raise :class:`SettingsFileError` for a settings file that cannot be read, is not TOML, or sets a
+    name that is not a setting (a typo there would leave the default in force without a word)."""
+    try:
+        names = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsFileError(f"settings file {path} cannot be read: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsFileError(f"settings file {path} is not valid TOML: {exc}") from None
+    for name in sorted(set(names) - set(Settings.model_fields)):
+        raise SettingsFileError(f"settings file {path}: {name!r} is not a setting{_close(name, Settings.model_fields)}")
+
+
+def unknown_variables(environ=None) -> list[str]:
+    """A line for each ``NOWCAST_*`` environment variable that is neither a setting nor read elsewhere
+    (:data:`OTHER_VARIABLES`): most likely a typo, whose setting keeps its default."""
+    environ = os.environ if environ is None else environ
+    known = {f"NOWCAST_{name.upper()}" for name in Settings.model_fields} | OTHER_VARIABLES
+    return [f"{name} is not a setting and is ignored{_close(name, known)}"
+            for name in sorted(environ) if name.startswith("NOWCAST_") and name not in known]
+
+
 def load_settings(**overrides) -> Settings:
-    """Settings from the environment and TOML file, with explicit overrides."""
+    """Settings from the environment and TOML file, with explicit overrides; :class:`SettingsFileError` for
+    a settings file that is missing, unreadable or sets an unknown name."""
+    toml = toml_file()
+    if toml is not None:
+        check_toml_file(toml)
     return Settings(**{k: v for k, v in overrides.items() if v is not None})

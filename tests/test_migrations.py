@@ -219,6 +219,9 @@ def test_utc_datetime_refuses_naive_times(engine):
 
 
 def test_each_test_gets_a_fresh_empty_database(db_url):
+    from nowcast_core.db.engine import create_sqlite_file
+
+    create_sqlite_file(db_url)  # as a migration does first (no engine creates a SQLite file)
     assert _tables(db_url) == {}
     eng = make_engine(db_url)
     try:

@@ -72,9 +72,16 @@ def test_public_address_without_token_is_refused(tmp_path):
     assert not (tmp_path / "home").exists()  # refused before anything was created
 
 
+def _installed(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a migrated, empty installation at ``home`` (serve never creates one)."""
+    env = _env(home, **extra)
+    subprocess.run([*_nowcast_exe(), "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
+    return env
+
+
 def test_serve_listens_on_loopback_only_by_default(tmp_path):
     port = _free_port()
-    proc = subprocess.Popen([*_nowcast_exe(), "serve", "--port", str(port)], env=_env(tmp_path / "home"),
+    proc = subprocess.Popen([*_nowcast_exe(), "serve", "--port", str(port)], env=_installed(tmp_path / "home"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         r = _wait_http(f"http://127.0.0.1:{port}/api/v1/status", proc, 90)
@@ -87,7 +94,7 @@ def test_serve_listens_on_loopback_only_by_default(tmp_path):
 def test_token_required_on_a_public_address(tmp_path):
     port = _free_port()
     proc = subprocess.Popen([*_nowcast_exe(), "serve", "--host", "0.0.0.0", "--port", str(port)],
-                            env=_env(tmp_path / "home", NOWCAST_API_TOKEN="t0ken"),
+                            env=_installed(tmp_path / "home", NOWCAST_API_TOKEN="t0ken"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         r = _wait_http(f"http://127.0.0.1:{port}/api/v1/status", proc, 90)

@@ -25,6 +25,7 @@ from nowcast_core.cycle.retention import (
 )
 from nowcast_core.dams import load_dams
 from nowcast_core.db import make_engine, session_factory, upgrade
+from nowcast_core.db.engine import sqlite_file
 from nowcast_core.db.schema import ForecastRun, FrameRecord, RejectedFile
 from nowcast_core.forecasters import Forecaster, get_method
 from nowcast_core.inbox.entries import scan_inbox
@@ -70,6 +71,7 @@ class Service:
     #: False: open an existing installation only (read-only commands never create a home).
     create: bool = True
     _disk_warned_at: datetime | None = field(default=None, init=False, repr=False)
+    _database_file: tuple | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.create:
@@ -83,8 +85,30 @@ class Service:
         return cls(load_settings(**overrides))
 
     def migrate(self) -> None:
-        """Bring the schema to this version's (an existing installation's upgrade is logged)."""
+        """Bring the schema to this version's (an existing installation's upgrade is logged), and remember
+        which SQLite file that was (:meth:`check_database_file`)."""
         upgrade(self.settings.database_url)
+        path = sqlite_file(self.settings.database_url)
+        if path is not None:
+            st = path.stat()
+            self._database_file = (path, st.st_dev, st.st_ino)
+
+    def check_database_file(self) -> None:
+        """Raise :class:`DatabaseFileGone` when the SQLite file this process migrated has since been moved
+        away, deleted or replaced: its open connections would go on writing into a file nobody reads. The
+        cycle checks it first, so the scans stay in the inbox until the file is back."""
+        if self._database_file is None:
+            return
+        path, dev, ino = self._database_file
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise DatabaseFileGone(f"the database file {path} is gone (moved or deleted while the daemon ran); "
+                                   "scans wait in the inbox until it is back, or restore it from a backup "
+                                   "(docs/DEPLOY.md) and restart the daemon") from None
+        if (st.st_dev, st.st_ino) != (dev, ino):
+            raise DatabaseFileGone(f"the database file {path} was replaced while the daemon ran; restart the daemon "
+                                   "to use the new one (scans wait in the inbox)")
 
     # -- the cycle's steps -------------------------------------------------------------------
     def ingest(self, now: datetime | None = None) -> IngestReport:
@@ -382,6 +406,10 @@ class Service:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+class DatabaseFileGone(RuntimeError):
+    """The SQLite file a running process works on was moved, deleted or replaced under it."""
 
 
 def feed_stale(newest_scan: datetime | None, now: datetime, stale_scan_minutes: float) -> bool:

@@ -31,7 +31,10 @@ class SchemaError(RuntimeError):
 
 def upgrade(url: str, revision: str = "head") -> tuple[str | None, str | None]:
     """Migrate the database at ``url`` up to ``revision``; returns the revisions before and after (an
-    existing schema's upgrade is logged)."""
+    existing schema's upgrade is logged). A new SQLite installation's database file is created here."""
+    from nowcast_core.db.engine import create_sqlite_file
+
+    create_sqlite_file(url)
     before = current_revision(url)
     check_known(before)
     command.upgrade(alembic_config(url), revision)
@@ -91,10 +94,14 @@ def head_revision() -> str:
 
 
 def current_revision(url: str) -> str | None:
+    """The schema revision of the database at ``url``; None for none yet (a SQLite file not yet created)."""
     from alembic.runtime.migration import MigrationContext
 
-    from nowcast_core.db.engine import make_engine
+    from nowcast_core.db.engine import make_engine, sqlite_file
 
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        return None
     engine = make_engine(url)
     try:
         with engine.connect() as conn:

@@ -42,14 +42,13 @@ def _guarded(cycle, name: str = "forecast cycle"):
     be reached or a full disk is one line (the traceback at debug level); anything else, a traceback."""
     from sqlalchemy.exc import InterfaceError, OperationalError
 
-    from nowcast_core.cycle.service import DatabaseFileGone
+    from nowcast_core.cycle.service import DatabaseFileGone, failure_reason
 
     def tick(*args, **kwargs):
         try:
             cycle(*args, **kwargs)
         except (OperationalError, InterfaceError, OSError, DatabaseFileGone) as exc:
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
-            log.error("%s failed: %s; the next one retries", name, reason)
+            log.error("%s failed: %s; the next one retries", name, failure_reason(exc))
             log.debug("%s failure", name, exc_info=True)
         except Exception:
             log.exception("%s failed; the next one retries", name)

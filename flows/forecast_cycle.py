@@ -96,6 +96,9 @@ def forecast_cycle(trigger: str = "sweep") -> dict:
     except LockHeld as exc:
         log.warning("previous cycle still running, this one skipped: %s", exc)
         return {"skipped": str(exc)}
+    except Exception as exc:
+        svc.record_cycle_failure(exc)  # status, the page and /metrics show it, not only the log
+        raise
     svc.record_cycle(started_at, time.perf_counter() - t0)  # the last cycle's duration, for /metrics
     summary = {"inbox": inbox, "production": production, "baselines": baselines, "verified": verified,
                "pruned_files": pruned}

@@ -11,7 +11,7 @@ import os
 import shutil
 import socket
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -240,6 +240,21 @@ def test_banner_warns_when_a_disk_runs_low(browser, site, web_home, tmp_path):
         assert text.startswith("LOW DISK: ") and "GB free for home, inbox" in text and "(limit 1000000000 GB)" in text
         assert page.eval_on_selector("#banner", "e => e.className") == "banner warn"
         _shot(page, tmp_path, "dashboard-low-disk")
+        assert problems == []
+        page.close()
+
+
+def test_banner_says_when_the_forecast_cycle_keeps_failing(browser, make_sqlite_service, tmp_path):
+    svc = make_sqlite_service()
+    svc.record_cycle_failure(OSError(28, "No space left on device"))
+    with _served(svc.settings, Clock(datetime.now(UTC))) as web:
+        page, problems = _open(browser, web.url)
+        page.goto(web.url)
+        page.wait_for_selector("#banner[data-cycle-failures='1']")
+        text = page.locator("#banner").inner_text()
+        assert "FORECAST CYCLE FAILING (1 in a row): " in text and "No space left on device" in text, text
+        assert page.eval_on_selector("#banner", "e => e.className") in ("banner warn", "banner stale")
+        _shot(page, tmp_path, "dashboard-cycle-failing")
         assert problems == []
         page.close()
 

@@ -88,7 +88,8 @@ def status(ctx: WebContext) -> dict:
         "disk_free_folders": st["disk_free_folders"],
         "disk_low": st["disk_low"],
         "min_free_disk_gb": ctx.settings.min_free_disk_gb,
-        **{k: st[k] for k in ("keep_forecast_files_days", "forecast_files_since", "last_prune", "prune_failing")},
+        **{k: st[k] for k in ("keep_forecast_files_days", "forecast_files_since", "last_prune", "prune_failing",
+                              "cycle_failures", "last_cycle_error")},
     }
 
 

@@ -45,6 +45,7 @@ class NowcastCollector:
                                  .group_by(RejectedFile.reason_kind)).all()
             cycle = s.get(ServiceState, "last_cycle")
             failing_prune = prune_failing(last_prune(s))
+            health = ctx.service.cycle_health(s)
             failures = s.scalar(select(func.count(WebhookAttempt.id)).where(WebhookAttempt.ok.is_(False)))
             delivered = s.scalar(select(func.count(WebhookAttempt.id)).where(WebhookAttempt.ok.is_(True)))
             levels = [(a.dam_id, a.level) for a in current_levels(s)]
@@ -108,6 +109,10 @@ class NowcastCollector:
                                     "or left files it could not delete (NOWCAST_KEEP_FORECAST_FILES_DAYS)")
         failing.add_metric([], 1.0 if failing_prune else 0.0)
         yield failing
+        cycle_failures = GaugeMetricFamily("nowcast_cycle_consecutive_failures", "Forecast cycles failed in a row "
+                                           "since the last that ran through (0: the last one did)")
+        cycle_failures.add_metric([], float(health["cycle_failures"]))
+        yield cycle_failures
         level = GaugeMetricFamily("nowcast_alert_level", "Alert level per dam: 0 none, 1 advisory, 2 emergency",
                                   labels=["dam"])
         for dam_id, name in levels:

@@ -269,14 +269,43 @@ class Service:
         return report
 
     def record_cycle(self, started_at: datetime, seconds: float) -> None:
-        """Remember the last cycle (for /metrics in any process)."""
+        """Remember the last cycle that ran through (for status and /metrics in any process): it ends a run
+        of failures (:meth:`record_cycle_failure`)."""
         from nowcast_core.db.schema import ServiceState
 
         with self.sessions() as session:
             state = session.get(ServiceState, "last_cycle") or ServiceState(key="last_cycle")
-            state.value = {"started_at": iso_utc(started_at), "duration_s": round(seconds, 3)}
+            state.value = {"started_at": iso_utc(started_at), "duration_s": round(seconds, 3), "failures": 0}
             session.add(state)
             session.commit()
+
+    def record_cycle_failure(self, exc: BaseException, now: datetime | None = None) -> None:
+        """Count a failed cycle and keep its reason beside the last good one, so status, the page and
+        /metrics show that the cycle is failing (the log alone is not watched). Best effort: where the
+        database itself is what fails, status says so when it cannot read it."""
+        from nowcast_core.db.schema import ServiceState
+
+        try:
+            with self.sessions() as session:
+                state = session.get(ServiceState, "last_cycle") or ServiceState(key="last_cycle")
+                value = dict(state.value or {})
+                value.update(failures=int(value.get("failures") or 0) + 1, error=failure_reason(exc),
+                             error_at=iso_utc(now or datetime.now(UTC), "seconds"))
+                state.value = value
+                session.add(state)
+                session.commit()
+        except Exception:  # noqa: BLE001 - the failure itself is logged by the caller
+            log.debug("the cycle failure could not be recorded", exc_info=True)
+
+    def cycle_health(self, session) -> dict:
+        """``cycle_failures`` in a row since the last good cycle, and ``last_cycle_error`` (when, why)."""
+        from nowcast_core.db.schema import ServiceState
+
+        state = session.get(ServiceState, "last_cycle")
+        value = dict(state.value or {}) if state is not None else {}
+        failures = int(value.get("failures") or 0)
+        return {"cycle_failures": failures,
+                "last_cycle_error": f"{value['error_at']}: {value['error']}" if failures and value.get("error") else None}
 
     def _forecast(self, *, production: bool, method: str | None, progress) -> ForecastSummary:
         if production:
@@ -365,6 +394,7 @@ class Service:
             latency = round((last_run.finished_at - arrived).total_seconds(), 3) if arrived else None
             files_since = oldest_kept(session)
             pruned = last_prune(session)
+            health = self.cycle_health(session)
         now = datetime.now(UTC)
         entries = scan_inbox(self.settings.inbox)
         unexpected = [f"{e.shown} ({e.what})" for e in entries if e.kind == "unexpected"]
@@ -401,6 +431,7 @@ class Service:
             "last_prune": (f"{pruned['at']}: {pruned['error'] or pruned['done'] or 'nothing to prune'}"
                            if pruned else None),
             "prune_failing": prune_failing(pruned),
+            **health,
             **counts,
         }
 
@@ -410,6 +441,12 @@ class Service:
 
 class DatabaseFileGone(RuntimeError):
     """The SQLite file a running process works on was moved, deleted or replaced under it."""
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line on why something failed: a database driver's own message rather than SQLAlchemy's wrapper."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 def feed_stale(newest_scan: datetime | None, now: datetime, stale_scan_minutes: float) -> bool:

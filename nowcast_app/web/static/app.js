@@ -11,23 +11,26 @@ const state = {run: null, frames: [], index: 0, timer: null, images: []};
 
 function banner(st) {
   const b = document.getElementById("banner");
+  const none = st.newest_scan_time === null;  // a new installation: no scan has arrived yet
   const parts = [
-    `newest scan ${NC.utc(st.newest_scan_time)} UTC (${NC.ago(st.newest_scan_age_minutes)} ago)`,
+    none ? "no scan received yet" : `newest scan ${NC.utc(st.newest_scan_time)} UTC (${NC.ago(st.newest_scan_age_minutes)} ago)`,
     `forecast lag ${st.forecast_lag_minutes === null ? "–" : st.forecast_lag_minutes + " min"}`,
     `method ${st.method_in_use || "–"}`,
     st.fallback_reason ? `FALLBACK: ${st.fallback_reason}` : "no fallback",
   ];
   if (st.open_alerts.length) parts.push(`${st.open_alerts.length} dam(s) on alert`);
+  if (st.cycle_failures) parts.unshift(`FORECAST CYCLE FAILING (${st.cycle_failures} in a row): ${st.last_cycle_error}`);
   if (st.disk_low) parts.unshift(`LOW DISK: ${st.disk_free_gb} GB free for ${st.disk_free_folders.join(", ")} (limit ${st.min_free_disk_gb} GB)`);
-  b.textContent = (st.feed_stale ? `NO NEW SCAN FOR ${NC.ago(st.newest_scan_age_minutes)} (limit ${st.stale_after_minutes} min) · ` : "") + parts.join(" · ");
-  b.className = "banner " + (st.feed_stale ? "stale" : st.fallback_reason || st.disk_low ? "warn" : "ok");
+  b.textContent = (st.feed_stale && !none ? `NO NEW SCAN FOR ${NC.ago(st.newest_scan_age_minutes)} (limit ${st.stale_after_minutes} min) · ` : "") + parts.join(" · ");
+  b.className = "banner " + (st.feed_stale ? "stale" : st.fallback_reason || st.disk_low || st.cycle_failures ? "warn" : "ok");
+  b.dataset.cycleFailures = String(st.cycle_failures || 0);
   b.dataset.diskLow = String(st.disk_low);
   b.dataset.stale = String(st.feed_stale);
   const cards = document.getElementById("dams");
   cards.classList.toggle("stale", st.feed_stale);  // an old forecast must not look current
   document.getElementById("stale-note").hidden = !st.feed_stale;
-  document.getElementById("stale-note").textContent = st.feed_stale ?
-    `STALE: no scan for ${NC.ago(st.newest_scan_age_minutes)}; these forecasts were issued ${NC.utc(st.last_run_issue_time)} UTC` : "";
+  document.getElementById("stale-note").textContent = !st.feed_stale ? "" : none ? "NO SCAN YET: no forecast can be made" :
+    `STALE: no scan for ${NC.ago(st.newest_scan_age_minutes)}; these forecasts were issued ${NC.utc(st.last_run_issue_time)} UTC`;
 }
 
 function legend(lg) {

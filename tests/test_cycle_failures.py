@@ -1,0 +1,36 @@
+"""A failing forecast cycle shows in status, the page's API, the banner and /metrics, not only in the log
+(operator trial: a full disk and an unwritable folder left status at "lag 10 min" and nothing else)."""
+
+from __future__ import annotations
+
+import errno
+
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from nowcast_app.web import create_app
+
+
+def _health(settings) -> tuple:
+    with TestClient(create_app(settings)) as client:  # a new app each time: the page shares answers for 2 s
+        st = client.get("/api/v1/status").json()
+        families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    return st["cycle_failures"], st["last_cycle_error"], families["nowcast_cycle_consecutive_failures"].samples[0].value
+
+
+def test_failures_in_a_row_are_counted_with_their_reason_until_a_cycle_runs_through(make_sqlite_service):
+    from datetime import UTC, datetime
+
+    svc = make_sqlite_service()
+    assert svc.status()["cycle_failures"] == 0 and svc.status()["last_cycle_error"] is None
+    assert _health(svc.settings) == (0, None, 0.0)
+    svc.record_cycle_failure(OSError(errno.ENOSPC, "No space left on device"),
+                             now=datetime(2026, 11, 30, 23, 0, tzinfo=UTC))
+    svc.record_cycle_failure(OSError(errno.ENOSPC, "No space left on device"),
+                             now=datetime(2026, 11, 30, 23, 1, tzinfo=UTC))
+    failures, error, gauge = _health(svc.settings)
+    assert failures == 2 and gauge == 2.0
+    assert error == "2026-11-30T23:01:00Z: [Errno 28] No space left on device"
+    assert svc.status()["cycle_failures"] == 2
+    svc.record_cycle(datetime.now(UTC), 0.5)  # a cycle that ran through ends the run
+    assert _health(svc.settings) == (0, None, 0.0)

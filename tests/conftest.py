@@ -153,3 +153,28 @@ try:
     from .web_home import web_home  # noqa: E402,F401
 except ImportError:
     from web_home import web_home  # noqa: E402,F401
+
+
+# --- the command line as a new user meets it (tests/test_cli_errors.py and others)
+@pytest.fixture
+def in_empty_folder(tmp_path, monkeypatch):
+    """An empty working folder and no NOWCAST_* settings, as for a new user."""
+    for key in list(os.environ):
+        if key.startswith("NOWCAST_"):
+            monkeypatch.delenv(key)
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+@pytest.fixture
+def installed_home(tmp_path, monkeypatch, in_empty_folder, capsys):
+    """A migrated, empty installation."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("NOWCAST_HOME", str(home))
+    from test_cli_errors import nowcast
+
+    code, lines = nowcast(capsys, "db", "upgrade")
+    assert code == 0, lines
+    return home

@@ -4,7 +4,6 @@ never create a home."""
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
@@ -12,18 +11,6 @@ import pytest
 
 from nowcast_app.cli import app
 from nowcast_app.errors import run
-
-
-@pytest.fixture
-def in_empty_folder(tmp_path, monkeypatch):
-    """An empty working folder and no NOWCAST_* settings, as for a new user."""
-    for key in list(os.environ):
-        if key.startswith("NOWCAST_"):
-            monkeypatch.delenv(key)
-    folder = tmp_path / "empty"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    return folder
 
 
 def nowcast(capsys, *args: str) -> tuple[int, list[str]]:
@@ -41,16 +28,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture
-def installed_home(tmp_path, monkeypatch, in_empty_folder, capsys):
-    """A migrated, empty installation."""
-    home = tmp_path / "home"
-    monkeypatch.setenv("NOWCAST_HOME", str(home))
-    code, lines = nowcast(capsys, "db", "upgrade")
-    assert code == 0, lines
-    return home
 
 
 @pytest.mark.parametrize("args, code, words", [

@@ -10,7 +10,7 @@ import shutil
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
-from test_cli_errors import _assert_short, _free_port, in_empty_folder, installed_home, nowcast  # noqa: F401
+from test_cli_errors import _assert_short, _free_port, nowcast
 
 from nowcast_core.cycle.locks import file_lock
 from nowcast_core.cycle.service import DatabaseFileGone

@@ -4,7 +4,7 @@ NOWCAST_CONFIG file and a mistyped variable each left the default in force witho
 from __future__ import annotations
 
 import pytest
-from test_cli_errors import _assert_short, in_empty_folder, nowcast  # noqa: F401
+from test_cli_errors import _assert_short, nowcast
 
 
 @pytest.mark.parametrize("content, words", [

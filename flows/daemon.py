@@ -37,6 +37,27 @@ log = logging.getLogger("nowcast.daemon")
 PREFECT_HISTORY_EVERY_S = 3600
 
 
+def _warn_unregistered(svc) -> None:
+    """Say at start-up when the archive holds scans the database does not (a database restored from an
+    older backup, or lost): they are not forecast or verified until `nowcast recover` re-registers them."""
+    from nowcast_core.inbox.recovery import archived_not_registered
+
+    try:
+        with svc.sessions() as session:
+            missing = archived_not_registered(session, svc.settings.archive)
+    except Exception:  # noqa: BLE001 - a check, never a reason not to start
+        log.debug("the archive could not be compared with the database", exc_info=True)
+        return
+    if missing:
+        log.warning("the archive holds %d scans the database does not have (%s .. %s): run `nowcast recover` "
+                    "to register them again", len(missing), missing[0].name, missing[-1].name)
+
+
+def _log_if(message: str | None) -> None:
+    if message:
+        log.warning(message)
+
+
 def _guarded(cycle, name: str = "forecast cycle"):
     """The scheduled job: a failing cycle is logged and the next tick retries. A database that cannot
     be reached or a full disk is one line (the traceback at debug level); anything else, a traceback."""
@@ -73,6 +94,7 @@ def run_daemon(settings: Settings, *, once: bool = False,
 
     jobs = [*jobs, ("Prefect history pruning", _prune_prefect_history, PREFECT_HISTORY_EVERY_S)]
     if once:
+        _warn_unregistered(service())
         forecast_cycle()
         for name, job, _interval in jobs:
             _guarded(job, name)()
@@ -87,6 +109,7 @@ def run_daemon(settings: Settings, *, once: bool = False,
     signal.signal(signal.SIGINT, _stop)
     with file_lock(settings.home / "daemon.lock"):
         svc = service()  # migrate once, before anything else
+        _warn_unregistered(svc)
         try:
             svc.warm_up()  # load (and trace) the forecasters once, before the first scan
         except Exception:  # the cycle falls back or reports it; the daemon must still start
@@ -116,6 +139,9 @@ def run_daemon(settings: Settings, *, once: bool = False,
         scheduler.add_job(_retrain, CronTrigger.from_crontab(settings.retrain_cron, timezone=UTC), id="retrain")
         for name, job, interval in jobs:
             scheduler.add_job(_guarded(job, name), "interval", seconds=interval, id=name)
+        if watcher is not None:  # an inbox deleted and made again is watched again, not left to the sweeps
+            scheduler.add_job(_guarded(lambda: _log_if(watcher.check()), "inbox watch check"), "interval",
+                              seconds=settings.poll_interval_s, id="inbox watch check")
         scheduler.start()
         runner.start()  # the first cycle, a sweep, runs now
         log.info("daemon started: home %s, inbox %s (%s), sweep every %.0f s", settings.home, settings.inbox,
@@ -131,8 +157,6 @@ def run_daemon(settings: Settings, *, once: bool = False,
                 child.terminate()
             runner.stop()
             scheduler.shutdown(wait=True)
-            if watcher is not None:
-                watcher.join(5)
             svc.close()
             log.info("daemon stopped")
     if temporary_server_gone():
@@ -196,10 +220,10 @@ def _watch(settings: Settings, on_scan):
     """The inbox watcher, or None (``NOWCAST_WATCH=0``, or the folder cannot be watched: sweeps only)."""
     if not settings.watch:
         return None
-    from nowcast_core.inbox.watch import start_watcher
+    from nowcast_core.inbox.watch import InboxWatch
 
     try:
-        return start_watcher(settings.inbox, on_scan)
+        return InboxWatch(settings.inbox, on_scan)
     except OSError as exc:
         log.warning("cannot watch the inbox %s (%s): sweeps every %.0f s only", settings.inbox, exc,
                     settings.poll_interval_s)

@@ -509,6 +509,32 @@ def status(fmt: FormatOpt = Format.table) -> None:
 
 
 @app.command()
+def recover(dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would be copied; copy nothing")] = False,
+            ) -> None:
+    """Copy the archived scans the database does not have back into the inbox, where the daemon registers
+    them again (after a database restored from an older backup, or lost); the archive stays as it is."""
+    from nowcast_core.inbox.recovery import archived_not_registered, requeue
+
+    svc = _existing_service()
+    with svc.sessions() as session:
+        missing = archived_not_registered(session, svc.settings.archive)
+    svc.close()
+    if not missing:
+        err.print("every archived scan is registered: nothing to recover")
+        return
+    found = f"{len(missing)} archived scans are not in the database ({missing[0].name} .. {missing[-1].name})"
+    if dry_run:
+        err.print(f"{found}; nothing copied (--dry-run)")
+        return
+    copied = requeue(missing, svc.settings.inbox)
+    err.print(f"{found}; {len(copied)} copied into the inbox {svc.settings.inbox} (the others were waiting there "
+              f"already): the daemon registers them at its next cycle, or run `nowcast run --once`"
+              if len(copied) < len(missing) else
+              f"{found}; copied into the inbox {svc.settings.inbox}: the daemon registers them at its next "
+              "cycle, or run `nowcast run --once`")
+
+
+@app.command()
 def verify() -> None:
     """Score every stored forecast whose observed scan has arrived (once)."""
     setup_logging()

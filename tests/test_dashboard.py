@@ -244,15 +244,17 @@ def test_banner_warns_when_a_disk_runs_low(browser, site, web_home, tmp_path):
         page.close()
 
 
-def test_banner_says_when_the_forecast_cycle_keeps_failing(browser, make_sqlite_service, tmp_path):
+def test_banner_says_when_the_forecast_cycle_keeps_failing_and_the_inbox_is_gone(browser, make_sqlite_service, tmp_path):
     svc = make_sqlite_service()
     svc.record_cycle_failure(OSError(28, "No space left on device"))
+    shutil.rmtree(svc.settings.inbox)  # and the inbox deleted: scans cannot arrive
     with _served(svc.settings, Clock(datetime.now(UTC))) as web:
         page, problems = _open(browser, web.url)
         page.goto(web.url)
         page.wait_for_selector("#banner[data-cycle-failures='1']")
         text = page.locator("#banner").inner_text()
         assert "FORECAST CYCLE FAILING (1 in a row): " in text and "No space left on device" in text, text
+        assert "INBOX FOLDER MISSING: scans cannot arrive" in text, text
         assert page.eval_on_selector("#banner", "e => e.className") in ("banner warn", "banner stale")
         _shot(page, tmp_path, "dashboard-cycle-failing")
         assert problems == []

@@ -43,7 +43,7 @@ class WebContext:
 
     def __init__(self, settings: Settings, clock: Callable[[], datetime] = utc_now):
         self.settings = settings
-        self.service = Service(settings)
+        self.service = Service(settings, create=False)  # read-only: never makes a folder (a deleted inbox shows)
         self.sessions = self.service.sessions
         self.dams = self.service.dams
         self.dam_ids = [d.id for d in self.dams]

@@ -89,7 +89,7 @@ def status(ctx: WebContext) -> dict:
         "disk_low": st["disk_low"],
         "min_free_disk_gb": ctx.settings.min_free_disk_gb,
         **{k: st[k] for k in ("keep_forecast_files_days", "forecast_files_since", "last_prune", "prune_failing",
-                              "cycle_failures", "last_cycle_error")},
+                              "cycle_failures", "last_cycle_error", "inbox_missing")},
     }
 
 

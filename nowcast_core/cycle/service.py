@@ -396,7 +396,10 @@ class Service:
             pruned = last_prune(session)
             health = self.cycle_health(session)
         now = datetime.now(UTC)
-        entries = scan_inbox(self.settings.inbox)
+        try:
+            entries, inbox_missing = scan_inbox(self.settings.inbox), False
+        except FileNotFoundError:  # deleted: said here, not a failed status (the cycle fails and says so too)
+            entries, inbox_missing = [], True
         unexpected = [f"{e.shown} ({e.what})" for e in entries if e.kind == "unexpected"]
         waiting = [f"{e.shown} (modified {duration_text(now.timestamp() - e.st.st_mtime)} ago)"
                    for e in sorted((e for e in entries if e.kind in ("file", "symlink")), key=lambda e: e.st.st_mtime)]
@@ -418,6 +421,7 @@ class Service:
             "fallback_reason": choice.note or None,
             "last_forecast_note": (last_run.note or None) if last_run else None,
             "last_forecast_input_quality": last_run.input_quality if last_run else None,
+            "inbox_missing": inbox_missing,
             "inbox_waiting": len(waiting),
             "inbox_waiting_names": _first(waiting),
             "inbox_in_transfer": sum(1 for e in entries if e.kind == "temporary"),

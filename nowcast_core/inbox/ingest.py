@@ -254,11 +254,16 @@ def _register_or_drop(session: Session, entry: Entry, scan: ScanFile, folders: _
     frame = scan.frame
     existing = session.scalar(select(FrameRecord).where(FrameRecord.scan_time == frame.scan_time))
     if existing is not None:
-        if existing.checksum == frame.checksum:
+        same_bytes = existing.checksum == frame.checksum
+        if same_bytes or _same_scan(existing, frame, folders.archive):
             dest = durable.unique_destination(folders.home / "duplicates" / f"{frame.scan_time:%Y/%m/%d}", entry.name)
             durable.write_verified(scan.data, dest)
             durable.unlink_if_unchanged(entry.path, scan.stat)
-            log.debug("identical duplicate of registered scan %s dropped (kept at %s)", entry.name, dest)
+            if same_bytes:
+                log.debug("identical duplicate of registered scan %s dropped (kept at %s)", entry.name, dest)
+            else:  # e.g. re-sent with another zip compression: nothing to chase at the radar
+                log.info("duplicate of registered scan %s: the same pixels in a differently encoded file (kept at %s)",
+                         entry.name, dest)
             report.duplicates.append(entry.name)
         else:
             reason = (
@@ -290,6 +295,16 @@ def _register_or_drop(session: Session, entry: Entry, scan: ScanFile, folders: _
         log.warning("registered %s as implausible: %s", entry.name, record.quality)
     else:
         log.debug("registered %s", entry.name)
+
+
+def _same_scan(existing: FrameRecord, frame, archive: Path) -> bool:
+    """Whether a file with other bytes holds the registered scan's very pixels and no-data mask (the
+    contract allows compressed and uncompressed .npz alike); False where the archived file cannot be read."""
+    try:
+        registered = read_frame(existing.archived_file(archive))
+    except Exception:  # noqa: BLE001 - then it is judged a conflict, as before
+        return False
+    return bool(np.array_equal(registered.frame, frame.frame) and np.array_equal(registered.nodata, frame.nodata))
 
 
 def _ingest_entry(session: Session, entry: Entry, folders: _Folders, now: datetime, rules: IngestRules,

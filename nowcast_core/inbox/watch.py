@@ -97,6 +97,41 @@ def start_watcher(inbox: Path, on_scan: OnScan):
     return observer
 
 
+class InboxWatch:
+    """The inbox watcher that follows its folder: a deleted and re-created inbox leaves inotify watching
+    the old, gone folder, so :meth:`check` (each sweep) starts it again on the new one."""
+
+    def __init__(self, inbox: Path, on_scan: OnScan):
+        self.inbox, self.on_scan = Path(inbox), on_scan
+        self.observer = None
+        self._identity = None
+        self._start()
+
+    def _start(self) -> None:
+        st = self.inbox.stat()  # OSError where there is no folder to watch
+        self.observer = start_watcher(self.inbox, self.on_scan)
+        self._identity = (st.st_dev, st.st_ino)
+
+    def check(self) -> str | None:
+        """Watch the inbox again if it was re-created since (or the watcher died); what was done, for
+        the log, or None. A missing inbox is left to the cycle, which fails and says so."""
+        try:
+            st = self.inbox.stat()
+        except OSError:
+            return None
+        watching = self.observer.is_alive() and all(e.is_alive() for e in self.observer.emitters)
+        if (st.st_dev, st.st_ino) == self._identity and watching:  # a deleted folder stops its emitter
+            return None
+        self.stop()
+        self._start()
+        return f"the inbox {self.inbox} was re-created: watching it again"
+
+    def stop(self) -> None:
+        if self.observer is not None:
+            self.observer.stop()
+            self.observer.join(5)
+
+
 #: Whether the watcher sees "closed after writing" events (inotify); elsewhere a created file
 #: is checked again once the settle time has passed.
 CLOSE_EVENTS = sys.platform.startswith("linux")

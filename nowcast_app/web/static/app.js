@@ -19,10 +19,11 @@ function banner(st) {
     st.fallback_reason ? `FALLBACK: ${st.fallback_reason}` : "no fallback",
   ];
   if (st.open_alerts.length) parts.push(`${st.open_alerts.length} dam(s) on alert`);
+  if (st.inbox_missing) parts.unshift("INBOX FOLDER MISSING: scans cannot arrive");
   if (st.cycle_failures) parts.unshift(`FORECAST CYCLE FAILING (${st.cycle_failures} in a row): ${st.last_cycle_error}`);
   if (st.disk_low) parts.unshift(`LOW DISK: ${st.disk_free_gb} GB free for ${st.disk_free_folders.join(", ")} (limit ${st.min_free_disk_gb} GB)`);
   b.textContent = (st.feed_stale && !none ? `NO NEW SCAN FOR ${NC.ago(st.newest_scan_age_minutes)} (limit ${st.stale_after_minutes} min) · ` : "") + parts.join(" · ");
-  b.className = "banner " + (st.feed_stale ? "stale" : st.fallback_reason || st.disk_low || st.cycle_failures ? "warn" : "ok");
+  b.className = "banner " + (st.feed_stale ? "stale" : st.fallback_reason || st.disk_low || st.cycle_failures || st.inbox_missing ? "warn" : "ok");
   b.dataset.cycleFailures = String(st.cycle_failures || 0);
   b.dataset.diskLow = String(st.disk_low);
   b.dataset.stale = String(st.feed_stale);

@@ -1,0 +1,46 @@
+"""Scans the archive holds but the database does not: after a database restored from an older backup,
+lost, or dropped by a downgrade. The archive is the record (never pruned), so they can be registered
+again: :func:`requeue` copies them back into the inbox, where the ingest validates and registers them as
+any delivery (the archived file stays where it is)."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from nowcast_core.db.schema import FrameRecord
+from nowcast_core.io.frames import FrameError, scan_time_from_name
+
+
+def archived_not_registered(session: Session, archive: Path) -> list[Path]:
+    """One archived file per scan time the database has no frame for, oldest first (a name that is no
+    scan's is not the archive's and is left out)."""
+    registered = set(session.scalars(select(FrameRecord.scan_time)))
+    missing: dict[datetime, Path] = {}
+    for path in sorted(Path(archive).rglob("RDR_*.npz")):
+        try:
+            scan_time = scan_time_from_name(path.name)
+        except FrameError:
+            continue
+        if scan_time not in registered and scan_time not in missing:
+            missing[scan_time] = path
+    return [missing[t] for t in sorted(missing)]
+
+
+def requeue(paths: list[Path], inbox: Path) -> list[Path]:
+    """Copy archived scans into the inbox under their names (written under a dot name, then renamed, so
+    the ingest never reads half a file); a name already waiting there is left alone. Returns those copied."""
+    copied = []
+    for path in paths:
+        dest = Path(inbox) / path.name
+        if dest.exists():
+            continue
+        partial = dest.with_name(f".{path.name}.part")
+        shutil.copyfile(path, partial)
+        partial.replace(dest)
+        copied.append(dest)
+    return copied

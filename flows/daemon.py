@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC
 
@@ -58,21 +59,51 @@ def _log_if(message: str | None) -> None:
         log.warning(message)
 
 
-def _guarded(cycle, name: str = "forecast cycle"):
+#: A job failing the same way again is logged once per this many seconds (with the count), not at every tick.
+REPEAT_LOG_S = 300.0
+
+
+def _guarded(cycle, name: str = "forecast cycle", clock: Callable[[], float] = time.monotonic):
     """The scheduled job: a failing cycle is logged and the next tick retries. A database that cannot
-    be reached or a full disk is one line (the traceback at debug level); anything else, a traceback."""
+    be reached or a full disk is one line (the traceback at debug level); anything else, a traceback.
+    The same failure again is logged once per :data:`REPEAT_LOG_S` with how often it happened (an outage
+    of a day is not 17,000 lines), and the first success after failures says that it works again."""
     from sqlalchemy.exc import InterfaceError, OperationalError
 
     from nowcast_core.cycle.service import DatabaseFileGone, failure_reason
+
+    state = {"reason": None, "logged_at": 0.0, "since_logged": 0, "failures": 0}
+
+    def failed(reason: str) -> bool:
+        """Count a failure; whether to log it now."""
+        state["failures"] += 1
+        now = clock()
+        if reason == state["reason"] and now - state["logged_at"] < REPEAT_LOG_S:
+            state["since_logged"] += 1
+            return False
+        state.update(reason=reason, logged_at=now)
+        return True
+
+    def repeated() -> str:
+        count, state["since_logged"] = state["since_logged"], 0
+        return f" (and {count} more times since it was last logged)" if count else ""
 
     def tick(*args, **kwargs):
         try:
             cycle(*args, **kwargs)
         except (OperationalError, InterfaceError, OSError, DatabaseFileGone) as exc:
-            log.error("%s failed: %s; the next one retries", name, failure_reason(exc))
+            reason = failure_reason(exc)
+            if failed(reason):
+                log.error("%s failed: %s; the next one retries%s", name, reason, repeated())
             log.debug("%s failure", name, exc_info=True)
-        except Exception:
-            log.exception("%s failed; the next one retries", name)
+        except Exception as exc:
+            if failed(f"{type(exc).__name__}: {exc}"):
+                log.exception("%s failed; the next one retries%s", name, repeated())
+        else:
+            if state["failures"]:
+                n = state["failures"]
+                log.info("%s works again after %d failed attempt%s", name, n, "" if n == 1 else "s")
+                state.update(reason=None, logged_at=0.0, since_logged=0, failures=0)
 
     return tick
 

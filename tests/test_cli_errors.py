@@ -246,3 +246,14 @@ def test_train_settings_are_checked_before_any_work(in_empty_folder, tmp_path, c
     for word in words:
         assert word in " ".join(lines)
     assert not out.exists()
+
+
+def test_serve_on_a_port_in_use_is_one_line(installed_home, capsys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, lines = nowcast(capsys, "serve", "--port", str(port))
+    assert code == 1, lines
+    _assert_short(lines)
+    assert f"could not listen on 127.0.0.1:{port}: Address already in use" in lines[0] and "--port" in lines[0]

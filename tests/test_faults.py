@@ -188,14 +188,33 @@ def test_daemon_tick_survives_a_failing_cycle(tmp_path, monkeypatch, caplog):
         raise OperationalError("SELECT 1", {}, Exception("connection refused"))
 
     # The same wrapper the scheduler calls: exceptions must not escape it.
-    tick = daemon._guarded(failing)
+    now = [0.0]
+    tick = daemon._guarded(failing, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="nowcast.daemon"):
+        tick()
+        for _ in range(3):  # the same failure again, within the repeat interval: counted, not logged
+            now[0] += 5
+            tick()
+        now[0] += daemon.REPEAT_LOG_S
+        tick()
+    assert len(calls) == 5
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 2 and all(r.exc_info is None for r in errors)  # no traceback for an outage
+    assert errors[0].getMessage() == "forecast cycle failed: connection refused; the next one retries"
+    assert errors[1].getMessage().endswith("(and 3 more times since it was last logged)")
+    calls_ok = daemon._guarded(lambda: None)
+    calls_ok()  # no failure before: nothing to say
+    flaky = iter([True, False])
+
+    def once_failing():
+        if next(flaky):
+            raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    tick = daemon._guarded(once_failing)
     with caplog.at_level(logging.INFO, logger="nowcast.daemon"):
         tick()
         tick()
-    assert len(calls) == 2
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 2 and all(r.exc_info is None for r in errors)  # no traceback for an outage
-    assert "forecast cycle failed: connection refused; the next one retries" in errors[0].getMessage()
+    assert caplog.records[-1].getMessage() == "forecast cycle works again after 1 failed attempt"
 
 
 def test_archive_write_failure_keeps_scan_in_inbox(tmp_path, monkeypatch):

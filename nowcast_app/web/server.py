@@ -45,10 +45,29 @@ def build_server(settings, host: str, port: int, **app_kwargs):
     return uvicorn.Server(config)
 
 
+def check_port(host: str, port: int) -> None:
+    """Raise :class:`ServeError` when ``host:port`` cannot be listened on (in use, or not this machine's)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ServeError(f"could not listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise ServeError(f"could not listen on {host}:{port}: {exc.strerror or exc} "
+                             "(another server on that port? choose one with --port)") from None
+
+
 def serve(settings, host: str, port: int) -> None:
     """Serve in the foreground until SIGINT/SIGTERM (then exit cleanly, status 0)."""
     import signal
 
+    check_port(host, port)  # one clear line, before uvicorn would log its own traceback
     web = WebThread(settings, host, port)
     if not web.start():
         raise ServeError(f"could not listen on {host}:{port} (address in use?)")
@@ -72,7 +91,9 @@ class WebThread:
     def _run(self) -> None:
         try:
             self.server.run()
-        except BaseException:  # noqa: BLE001 - uvicorn exits with SystemExit when it cannot bind
+        except SystemExit:  # uvicorn's way out when it cannot bind: it has logged why
+            log.error("the web server stopped: it could not listen on %s", self.url)
+        except BaseException:  # noqa: BLE001
             log.exception("the web server stopped")
 
     def start(self, timeout_s: float = 10.0) -> bool:

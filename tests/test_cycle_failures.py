@@ -34,3 +34,19 @@ def test_failures_in_a_row_are_counted_with_their_reason_until_a_cycle_runs_thro
     assert svc.status()["cycle_failures"] == 2
     svc.record_cycle(datetime.now(UTC), 0.5)  # a cycle that ran through ends the run
     assert _health(svc.settings) == (0, None, 0.0)
+
+
+def test_a_database_outage_is_a_503_that_says_so_and_one_log_line(make_sqlite_service, tmp_path, caplog):
+    import logging
+
+    svc = make_sqlite_service()
+    db = tmp_path / "nowcast.db"
+    with TestClient(create_app(svc.settings)) as client:
+        db.rename(tmp_path / "away.db")  # the page's own engine never makes a new one in its place
+        with caplog.at_level(logging.ERROR, logger="nowcast.web"):
+            r = client.get("/api/v1/forecasts")
+        assert r.status_code == 503 and r.json()["error"].startswith("the database is unavailable: unable to open")
+        assert not db.exists()
+        lines = [rec for rec in caplog.records if rec.name == "nowcast.web"]
+        assert len(lines) == 1 and lines[0].exc_info is None and "database unavailable on /api/v1/forecasts" in \
+            lines[0].getMessage()

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nowcast_app.web.api import router
@@ -20,6 +21,7 @@ from nowcast_app.web.context import WebContext, utc_now
 from nowcast_app.web.metrics import metrics_text
 from nowcast_app.web.params import ApiError, error_response
 from nowcast_core.config import Settings
+from nowcast_core.cycle.service import failure_reason
 
 log = logging.getLogger("nowcast.web")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -85,6 +87,14 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request, exc: StarletteHTTPException):
         return error_response(exc.status_code, "not found" if exc.status_code == 404 else str(exc.detail))
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def _database(request: Request, exc: Exception):
+        # an outage, not a bug: one line per request (the page polls), and the answer says what it is
+        reason = failure_reason(exc)
+        log.error("database unavailable on %s: %s", request.url.path, reason)
+        return error_response(503, f"the database is unavailable: {reason}")
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception):

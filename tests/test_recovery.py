@@ -78,6 +78,7 @@ def test_a_re_created_inbox_is_watched_again(tmp_path):
         assert arrived.wait(10) and seen == ["RDR_201701311000.npz"]
     finally:
         watch.stop()
+    assert watch.check() is None and not watch.observer.is_alive()  # stopped for good: never started again
 
 
 def test_a_resent_scan_with_other_bytes_but_the_same_pixels_is_a_duplicate(make_sqlite_service, shared_radar):

@@ -105,6 +105,8 @@ class InboxWatch:
         self.inbox, self.on_scan = Path(inbox), on_scan
         self.observer = None
         self._identity = None
+        self._stopped = False
+        self._lock = threading.Lock()  # check (a scheduler thread) and stop (the daemon's) never interleave
         self._start()
 
     def _start(self) -> None:
@@ -115,18 +117,27 @@ class InboxWatch:
     def check(self) -> str | None:
         """Watch the inbox again if it was re-created since (or the watcher died); what was done, for
         the log, or None. A missing inbox is left to the cycle, which fails and says so."""
-        try:
-            st = self.inbox.stat()
-        except OSError:
-            return None
-        watching = self.observer.is_alive() and all(e.is_alive() for e in self.observer.emitters)
-        if (st.st_dev, st.st_ino) == self._identity and watching:  # a deleted folder stops its emitter
-            return None
-        self.stop()
-        self._start()
-        return f"the inbox {self.inbox} was re-created: watching it again"
+        with self._lock:
+            if self._stopped:  # the daemon is stopping: a watcher it stopped is not to be started again
+                return None
+            try:
+                st = self.inbox.stat()
+            except OSError:
+                return None
+            watching = self.observer.is_alive() and all(e.is_alive() for e in self.observer.emitters)
+            if (st.st_dev, st.st_ino) == self._identity and watching:  # a deleted folder stops its emitter
+                return None
+            self._stop_observer()
+            self._start()
+            return f"the inbox {self.inbox} was re-created: watching it again"
 
     def stop(self) -> None:
+        """Stop watching for good (:meth:`check` then does nothing)."""
+        with self._lock:
+            self._stopped = True
+            self._stop_observer()
+
+    def _stop_observer(self) -> None:
         if self.observer is not None:
             self.observer.stop()
             self.observer.join(5)

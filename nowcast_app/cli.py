@@ -145,13 +145,10 @@ def _service():
 
 def _missing_sqlite_file(settings) -> Path | None:
     """The SQLite database file of the settings when it does not exist (None: it exists, or PostgreSQL)."""
-    url = settings.database_url
-    if not url.startswith("sqlite"):
-        return None
-    from sqlalchemy.engine import make_url
+    from nowcast_core.db.engine import sqlite_file
 
-    db_file = Path(make_url(url).database or "")
-    return None if db_file.is_file() else db_file
+    path = sqlite_file(settings.database_url)
+    return path if path is not None and not path.is_file() else None
 
 
 def _existing_service():
@@ -527,11 +524,9 @@ def recover(dry_run: Annotated[bool, typer.Option("--dry-run", help="say what wo
         err.print(f"{found}; nothing copied (--dry-run)")
         return
     copied = requeue(missing, svc.settings.inbox)
-    err.print(f"{found}; {len(copied)} copied into the inbox {svc.settings.inbox} (the others were waiting there "
-              f"already): the daemon registers them at its next cycle, or run `nowcast run --once`"
-              if len(copied) < len(missing) else
-              f"{found}; copied into the inbox {svc.settings.inbox}: the daemon registers them at its next "
-              "cycle, or run `nowcast run --once`")
+    waiting = f" ({len(missing) - len(copied)} were waiting there already)" if len(copied) < len(missing) else ""
+    err.print(f"{found}; {len(copied)} copied into the inbox {svc.settings.inbox}{waiting}: the daemon registers "
+              "them at its next cycle, or run `nowcast run --once`")
 
 
 @app.command()

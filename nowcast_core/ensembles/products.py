@@ -130,13 +130,15 @@ def dam_probabilities(centre_mm_h: np.ndarray, members_mm_h: np.ndarray, dams: S
         steps_accum = accumulated_depth_mm(steps_rates)
     member_rates, weights = pool_members(own_rates, steps_rates, steps_weight)
     member_accum, _ = pool_members(own_accum, steps_accum, steps_weight)
-    quantiles = {k: member_quantile(member_accum, q, weights) for k, q in QUANTILES.items()}
-    if len(range_levels):
-        for k, (low, high) in enumerate(range_levels):  # (6, n_dams) rows of the calibrated range
-            quantiles["accum_mm_p10"][k] = member_quantile(member_accum[:, k], low, weights)
-            quantiles["accum_mm_p90"][k] = member_quantile(member_accum[:, k], high, weights)
-        for key in ("accum_mm_p10", "accum_mm_p90"):  # a depth since the issue time never falls with the lead,
-            quantiles[key] = np.maximum.accumulate(quantiles[key], axis=0)  # though each lead's level differs
+    levels = np.asarray(range_levels, float) if len(range_levels) else None  # (6, 2): the calibrated range
+    quantiles = {}
+    for key, q in QUANTILES.items():
+        if levels is None or key == "accum_mm_p50":
+            quantiles[key] = member_quantile(member_accum, q, weights)
+        else:  # each lead at its own level; a depth since the issue time never falls with the lead
+            side = 0 if key == "accum_mm_p10" else 1
+            per_lead = [member_quantile(member_accum[:, k], levels[k, side], weights) for k in range(len(levels))]
+            quantiles[key] = np.maximum.accumulate(np.stack(per_lead), axis=0)
 
     rows = []
     for d, dam in enumerate(dams):

@@ -138,7 +138,11 @@ def run_daemon(settings: Settings, *, once: bool = False,
     # Before the slow start (migration, model loading): a stop asked for then is honoured at once after it.
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    with file_lock(settings.home / "daemon.lock"):
+    with file_lock(settings.home / "daemon.lock") as unclean:
+        if unclean:
+            log.warning("the daemon before this one (%s) ended without stopping: killed, crashed or the power "
+                        "failed. Scans it had not moved are still in the inbox and are swept now, and any forecast "
+                        "it had not stored is made again", unclean)
         svc = service()  # migrate once, before anything else
         _warn_unregistered(svc)
         try:

@@ -220,9 +220,9 @@ def decide(data: Path, models: Path, out: Path, recipe: str, events: list[str] |
     for held_out in names:
         model, config = load_model(models / f"{held_out}.keras")
         same = (config.direct, config.growth_input, tuple(config.exceedance_thresholds_mm_h),
-                config.smoothing_px_per_lead)
+                config.smoothing_px_per_lead, config.members)
         wanted = (True, bool(settings.get("growth_input")), tuple(settings.get("exceedance_thresholds_mm_h", ())),
-                  settings.get("smoothing_px_per_lead", 0.0))
+                  settings.get("smoothing_px_per_lead", 0.0), settings.get("members", 1))
         if same != wanted or any(config.fine_tuning.get(k, v) != v for k, v in settings.items()):
             raise SystemExit(f"{held_out}: the model was not trained with recipe {recipe}'s settings")
         folders = [f for e, fs in sorted(by_event.items()) if e != held_out for f in fs]

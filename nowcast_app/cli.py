@@ -777,7 +777,10 @@ def train(folders: Annotated[list[Path], typer.Argument(exists=True, file_okay=F
     except ValueError as exc:
         raise CliError(f"training not possible: {exc}") from None
     width = settings.get("base_filters", 16)
-    err.print(f"model written to {out}, report to {report_path_for(out)} ({len(history['epochs'])} epochs)")
+    members = settings.get("members", 1)
+    trained = f"{members} networks of {len(history['epochs']) // members} epochs" if members > 1 \
+        else f"{len(history['epochs'])} epochs"
+    err.print(f"model written to {out}, report to {report_path_for(out)} ({trained})")
     if register:
         from nowcast_core.models import registry
 

@@ -203,9 +203,10 @@ def test_the_direct_loss_is_its_terms_and_rewards_the_right_exceedance():
     np.testing.assert_allclose(float(bce(tf.constant(target), tf.constant(wrong))), math.log1p(math.exp(4)), rtol=1e-4)
 
 
-@pytest.mark.parametrize("growth_input, thresholds", [(False, (1.0, 5.0)), (True, (1.0, 5.0)), (True, (1.0, 5.0, 10.0))])
+@pytest.mark.parametrize("growth_input, thresholds, members", [(False, (1.0, 5.0), 1), (True, (1.0, 5.0), 1),
+                                                                 (True, (1.0, 5.0, 10.0), 1), (True, (1.0, 5.0), 2)])
 def test_a_tiny_direct_training_run_saves_its_decisions_and_forecasts_through_the_interface(tmp_path, growth_input,
-                                                                                             thresholds):
+                                                                                             thresholds, members):
     if not RADAR.is_dir():
         pytest.skip(f"real radar data not found at {RADAR}")
     from nowcast_core.forecasters import get_method
@@ -217,23 +218,59 @@ def test_a_tiny_direct_training_run_saves_its_decisions_and_forecasts_through_th
                                  direct=True, epochs=1, smoothing_px_per_lead=2.0, rain_mae_weight=1.0,
                                  logcosh_weight=0.3, exceedance_weight=2.0, max_samples_per_folder=4,
                                  val_events=["fmi-20160928"], batch_size=4, progress=False, with_baselines=False,
-                                 growth_input=growth_input, exceedance_thresholds_mm_h=thresholds)
-    assert history["n_train_samples"] == 4 and [e["stage"] for e in history["epochs"]] == ["direct"]
+                                 growth_input=growth_input, exceedance_thresholds_mm_h=thresholds, members=members)
+    assert history["n_train_samples"] == 4 and [e["stage"] for e in history["epochs"]] == ["direct"] * members
+    if members > 1:  # one after the other, each with its own seed; the saved model is their mean
+        assert [e["member"] for e in history["epochs"]] == [0, 1]
     with zipfile.ZipFile(out) as archive:
         saved = json.loads(archive.read(CONFIG_MEMBER))
     assert saved["direct"] is True and saved["exceedance_thresholds_mm_h"] == list(thresholds)
-    assert saved["growth_input"] is growth_input
+    assert saved["growth_input"] is growth_input and saved["members"] == members
     assert np.array(saved["decision_probability"]).shape == (len(thresholds), 6)
     report = json.loads(report_path_for(out).read_text())
     assert report["decision_probability"] == saved["decision_probability"]
     assert [r["lead_minutes"] for r in report["final_validation"]["rainnet"]] == [10, 20, 30, 40, 50, 60]
 
     forecaster = get_method("rainnet", model_path=out)  # safe mode
+    assert history["parameters"] == forecaster.model.count_params()
+    if members > 1:
+        first, second = (forecaster.model.get_layer(f"member_{k}") for k in range(2))
+        assert forecaster.model.count_params() == 2 * first.count_params()
+        assert not all(np.array_equal(a, b) for a, b in zip(first.get_weights(), second.get_weights()))
     assert forecaster.config.direct and forecaster.config.decision_probability == tuple(
         tuple(row) for row in saved["decision_probability"])
     rain = np.random.default_rng(0).gamma(0.3, 3.0, size=(3, 4, 120, 120)).astype(np.float32)
     y = forecaster.forecast(rain)
     assert y.shape == (3, 6, 120, 120) and np.all(np.isfinite(y)) and np.all(y >= 0)
+
+
+def test_the_mean_of_members_is_one_network_that_loads_in_safe_mode_and_keeps_each_member(tmp_path):
+    import keras
+
+    from nowcast_core.rainnet.config import RainNetConfig, load_model, save_model
+    from nowcast_core.rainnet.model import average_members, build_direct_rainnet
+
+    members = [build_direct_rainnet(4, 6, (1.0, 5.0, 10.0), growth_input=True) for _ in range(2)]
+    rng = np.random.default_rng(3)
+    for member in members:
+        member.set_weights([rng.normal(0.0, 0.05, w.shape).astype(np.float32) for w in member.get_weights()])
+    frames, conditioning = _inputs()
+    inputs = [frames, conditioning, conditioning / 4]
+    outputs = [np.asarray(member(inputs)) for member in members]
+    mean = average_members(members)
+    assert len(mean.inputs) == 3 and mean.count_params() == 2 * members[0].count_params()
+    np.testing.assert_allclose(np.asarray(mean(inputs)), (outputs[0] + outputs[1]) / 2, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(outputs[0], outputs[1])
+    config = RainNetConfig(base_filters=4, conditioning=True, direct=True, growth_input=True,
+                           exceedance_thresholds_mm_h=(1.0, 5.0, 10.0), members=2)
+    loaded, saved = load_model(save_model(mean, tmp_path / "mean.keras", config))  # safe mode
+    assert saved.members == 2
+    np.testing.assert_allclose(np.asarray(loaded(inputs)), np.asarray(mean(inputs)), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(loaded.get_layer("member_1")(inputs)), outputs[1], rtol=1e-6, atol=1e-6)
+    fresh = config.build()  # the configuration builds the same structure, for fine-tuning from the file
+    fresh.set_weights(loaded.get_weights())
+    assert isinstance(fresh.get_layer("member_0"), keras.Model)
+    assert RainNetConfig().members == 1 and average_members(members[:1]) is members[0]
 
 
 def test_intensity_augmentation_scales_scans_targets_and_extrapolation_alike_but_not_growth():

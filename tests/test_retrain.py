@@ -112,10 +112,10 @@ def test_a_challenger_made_worse_on_purpose_is_not_promoted(archived, monkeypatc
     assert {"id", "created", "decision", "metrics"} <= set(listed[0])
 
 
-@pytest.mark.parametrize(("thresholds", "intensity_log_range", "decision_rule"),
-                         [((1.0, 5.0), 0.0, "heads"), ((1.0, 5.0, 10.0), math.log(2.0), "heads-or-rate")])
+@pytest.mark.parametrize(("thresholds", "intensity_log_range", "decision_rule", "members"),
+                         [((1.0, 5.0), 0.0, "heads", 1), ((1.0, 5.0, 10.0), math.log(2.0), "heads-or-rate", 2)])
 def test_a_direct_champion_is_fine_tuned_as_a_direct_network(archived, shared_radar, tmp_path, thresholds,
-                                                              intensity_log_range, decision_rule):
+                                                              intensity_log_range, decision_rule, members):
     from nowcast_core.forecasters import get_method
     from nowcast_core.rainnet.config import read_config
     from nowcast_core.rainnet.train import train_from_folders
@@ -124,7 +124,7 @@ def test_a_direct_champion_is_fine_tuned_as_a_direct_network(archived, shared_ra
     train_from_folders([shared_radar / "mch-20170131-w0"], direct, base_filters=4, direct=True, epochs=1,
                        smoothing_px_per_lead=2.0, max_samples_per_folder=4, batch_size=4, progress=False,
                        exceedance_thresholds_mm_h=thresholds, exceedance_weight=3.0,
-                       intensity_log_range=intensity_log_range, decision_rule=decision_rule)
+                       intensity_log_range=intensity_log_range, decision_rule=decision_rule, members=members)
     assert read_config(direct).decision_rule == decision_rule
     trained_with = read_config(direct).fine_tuning
     assert trained_with["exceedance_weight"] == 3.0 and trained_with["intensity_log_range"] == intensity_log_range
@@ -138,6 +138,14 @@ def test_a_direct_champion_is_fine_tuned_as_a_direct_network(archived, shared_ra
     assert challenger.config.exceedance_thresholds_mm_h == thresholds  # the champion's heads
     assert challenger.config.fine_tuning == trained_with  # fine-tuned with the champion's loss and augmentation
     assert challenger.config.decision_rule == decision_rule  # and decides as the champion does
+    assert challenger.config.members == members  # each member fine-tuned from its own weights
+    if members > 1:
+        champion = get_method("rainnet", model_path=direct).model
+        for k in range(members):
+            before = champion.get_layer(f"member_{k}").get_weights()
+            after = challenger.model.get_layer(f"member_{k}").get_weights()
+            assert all(a.shape == b.shape for a, b in zip(before, after))
+            assert not all(np.array_equal(a, b) for a, b in zip(before, after))
     assert np.array(challenger.config.decision_probability).shape == (len(thresholds), 6)  # chosen again
     assert entry["metrics"]["champion_version"] == record.version
     assert entry["decision"] in ("promoted", "rejected") and entry["metrics"]["epochs"] == 1

@@ -196,6 +196,7 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
                              growth_input=arch.growth_input,
                              exceedance_thresholds_mm_h=tuple(arch.exceedance_thresholds_mm_h),
                              decision_rule=arch.decision_rule, core_probability=tuple(arch.core_probability),
+                             members=arch.members,
                              smoothing_px_per_lead=arch.smoothing_px_per_lead,
                              probability_matching=arch.probability_matching,
                              matching_smoothing_px_per_lead=arch.matching_smoothing_px_per_lead,
@@ -217,7 +218,8 @@ def retrain(settings: Settings, *, epochs: int | None = None, extra_folders: Seq
             "validation_wet_pixels": wet_pixels(observed),
             "training_windows": len(train_samples),
             "validation_start": iso_utc(split),
-            "epochs": len(history["epochs"]),
+            "epochs": sum(e.get("member", 0) == 0 for e in history["epochs"]),  # per member
+            "members": config.members,
             "train_loss": [round(e["loss"], 5) for e in history["epochs"]],
         }
         promote, reason = decide(metrics["challenger"], metrics["champion"], settings.promotion_metric,

@@ -46,6 +46,8 @@ class RainNetConfig:
     at that threshold); empty: the decisions alone (:func:`nowcast_core.rainnet.direct.categorical_rates`).
     Chosen on events held out of training (``bench/loeo.py cores``), so it comes with the recipe, not from
     the training samples.
+    ``members`` (direct only): how many networks of this configuration, trained with consecutive seeds,
+    make the model; its output is their mean (:func:`nowcast_core.rainnet.model.average_members`).
     """
 
     base_filters: int = 16
@@ -62,15 +64,18 @@ class RainNetConfig:
     fine_tuning: dict = field(default_factory=dict)
     decision_rule: str = "heads"
     core_probability: tuple = ()
+    members: int = 1
 
     def build(self):
         """A fresh, untrained network of this configuration."""
         from nowcast_core.contract import N_LEADS
-        from nowcast_core.rainnet.model import build_direct_rainnet, build_rainnet
+        from nowcast_core.rainnet.model import average_members, build_direct_rainnet, build_rainnet
 
         if self.direct:
-            return build_direct_rainnet(self.base_filters, N_LEADS, tuple(self.exceedance_thresholds_mm_h),
-                                        upsampling=self.upsampling, growth_input=self.growth_input)
+            return average_members([build_direct_rainnet(self.base_filters, N_LEADS,
+                                                         tuple(self.exceedance_thresholds_mm_h),
+                                                         upsampling=self.upsampling, growth_input=self.growth_input)
+                                    for _ in range(self.members)])
         return build_rainnet(self.base_filters, upsampling=self.upsampling,
                              conditioning_channels=1 if self.conditioning else 0, residual=self.conditioning,
                              name=f"rainnet{self.base_filters}", head_activation=self.head_activation)
@@ -147,6 +152,7 @@ class TrainConfig:
     exceedance_thresholds_mm_h: tuple = THRESHOLDS_MM_H
     decision_rule: str = "heads"
     core_probability: tuple = ()
+    members: int = 1
     monitor: str = "val_loss"
     seed: int = 42
     progress: bool = True
@@ -165,5 +171,6 @@ class TrainConfig:
                              decision_probability=tuple(tuple(row) for row in decision_probability),
                              fine_tuning={name: getattr(self, name) for name in FINE_TUNING_FIELDS},
                              decision_rule=self.decision_rule if self.direct else "heads",
-                             core_probability=tuple(self.core_probability) if self.direct else ())
+                             core_probability=tuple(self.core_probability) if self.direct else (),
+                             members=self.members if self.direct else 1)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -333,7 +334,47 @@ def train_direct(train_samples, val_samples, config, initial_model=None):
     Returns (model, history) like :func:`nowcast_core.rainnet.train.train`, the decision probabilities in
     ``history["decision_probability"]``
     (they belong in the saved :class:`~nowcast_core.rainnet.config.RainNetConfig`); validation samples, if
-    any, are only scored."""
+    any, are only scored. With ``config.members`` above 1, that many networks are trained one after the
+    other (seeds ``config.seed``, ``config.seed + 1``, ...; each from its member of ``initial_model`` when
+    fine-tuning) and the model is their mean (:func:`~nowcast_core.rainnet.model.average_members`), whose
+    decisions are then chosen."""
+    from nowcast_core.rainnet.model import average_members
+
+    members, history = [], None
+    for k in range(config.members):
+        start = initial_model if initial_model is None or config.members == 1 else initial_model.get_layer(f"member_{k}")
+        member, member_history = _fit_direct(train_samples, val_samples, replace(config, seed=config.seed + k), start)
+        if config.members > 1:
+            for record in member_history["epochs"]:
+                record["member"] = k
+        if history is None:
+            history = member_history
+        else:
+            history["epochs"] += member_history["epochs"]
+        if config.members > 1:  # uncompiled (no loss inside the saved mean), same weights
+            member, trained = replace(config.model_config(), members=1).build(), member
+            member.set_weights(trained.get_weights())
+        members.append(member)
+    model = average_members(members)
+    history["parameters"] = int(model.count_params())
+    thresholds = tuple(config.model_config().exceedance_thresholds_mm_h)
+    decision = choose_decisions(model, train_samples, thresholds, config.decision_rule)
+    history["decision_probability"] = [list(row) for row in decision]
+    if val_samples is not None and len(val_samples):
+        from nowcast_core.extrapolation import direct_inputs
+        from nowcast_core.verification.scores import scores_per_lead
+
+        inputs = log_to_rain_rate(unstack_scans(val_samples.frames[..., :N_INPUTS]))
+        sharp = direct_inputs(inputs, train_samples.n_leads, growth=False, sharp=True).sharp \
+            if config.core_probability else None
+        history["final_validation"] = {"rainnet": scores_per_lead(
+            direct_forecast(model, config.model_config(decision), inputs, val_samples.conditioning, sharp_mm_h=sharp),
+            log_to_rain_rate(unstack_scans(val_samples.frames[..., N_INPUTS:])))}
+    return model, history
+
+
+def _fit_direct(train_samples, val_samples, config, initial_model=None):
+    """One direct network of ``config`` (``members`` aside) trained by Keras ``fit`` with ``config.seed``."""
     import keras
 
     if train_samples.conditioning is None:
@@ -344,7 +385,7 @@ def train_direct(train_samples, val_samples, config, initial_model=None):
                          f"needs {channels} (growth_input={config.growth_input})")
     keras.utils.set_random_seed(config.seed)
     model_config = config.model_config()
-    model = model_config.build()
+    model = replace(model_config, members=1).build()
     if initial_model is not None:
         model.set_weights(initial_model.get_weights())
     n_leads = train_samples.n_leads
@@ -372,17 +413,6 @@ def train_direct(train_samples, val_samples, config, initial_model=None):
                        config.intensity_log_range),
               epochs=config.epochs,
               verbose=0, callbacks=[Record()])
-    decision = choose_decisions(model, train_samples, thresholds, config.decision_rule)
-    history["decision_probability"] = [list(row) for row in decision]
-    if val_samples is not None and len(val_samples):
-        from nowcast_core.extrapolation import direct_inputs
-        from nowcast_core.verification.scores import scores_per_lead
-
-        inputs = log_to_rain_rate(unstack_scans(val_samples.frames[..., :N_INPUTS]))
-        sharp = direct_inputs(inputs, n_leads, growth=False, sharp=True).sharp if config.core_probability else None
-        history["final_validation"] = {"rainnet": scores_per_lead(
-            direct_forecast(model, config.model_config(decision), inputs, val_samples.conditioning, sharp_mm_h=sharp),
-            log_to_rain_rate(unstack_scans(val_samples.frames[..., N_INPUTS:])))}
     return model, history
 
 

@@ -172,3 +172,19 @@ def build_direct_rainnet(
         outputs.append(layers.Add(dtype="float32", name=f"exceedance_logit_{i}")([prior, delta]))
     out = layers.Concatenate(dtype="float32", name="forecast")(outputs)
     return keras.Model(inputs=inputs, outputs=out, name=name or f"rainnet{f}-direct{'-growth' if growth_input else ''}")
+
+
+def average_members(members: list, name: str | None = None) -> keras.Model:
+    """One network whose output is the mean of ``members``' outputs (networks of one configuration,
+    trained with different seeds): for a direct RainNet the mean of their ln(R + 0.01) and of their
+    exceedance logits, so a geometric mean of the rates and a logit mean of the probabilities. The
+    members stay whole inside it (layers ``member_0``, ``member_1``, ...), so each can be taken out and
+    fine-tuned alone; a single member is returned as it is."""
+    if len(members) == 1:
+        return members[0]
+    inputs = [keras.Input(shape=tensor.shape[1:], name=tensor.name.split(":")[0]) for tensor in members[0].inputs]
+    for k, member in enumerate(members):
+        member.name = f"member_{k}"
+    outputs = [member(inputs) for member in members]
+    out = layers.Average(dtype="float32", name="member_average")(outputs)
+    return keras.Model(inputs=inputs, outputs=out, name=name or f"{members[0].name.split('_')[0]}-x{len(members)}")

@@ -47,6 +47,10 @@
   weights) under the decision rule ``heads-or-rate`` (``nowcast_core.rainnet.direct.DECISION_RULES``):
   a pixel whose rate head reaches a threshold stays there even where its exceedance head says no. The
   rate head alone beat the input at 5 and 10 mm/h at +10 minutes, where the heads' decisions lost to it.
+- ``loeo-direct-members-2``: ``loeo-direct-heads-or-rate`` trained twice, with seeds 42 and 43, the model
+  the mean of the two networks (``RainNetConfig.members``), its decisions chosen on that mean: each
+  network's heads are sure of themselves on the events they were trained on, and on other events two
+  networks that learned differently disagree where neither should be sure.
 - ``loeo-fss``: the recipe of the leave-one-event-out test (``bench/loeo.py``): fixed epochs and
   no validation events (the held-out event chooses nothing), every window capped at 15 samples,
   the neighbourhood (1 - FSS) loss term added.
@@ -114,6 +118,7 @@ RECIPES["loeo-direct-growth-intensity-10"] = {**RECIPES["loeo-direct-growth-inte
                                               "exceedance_thresholds_mm_h": (1.0, 5.0, 10.0),
                                               "exceedance_weight": 3.0}  # 1.0 per head, as with two heads at 2.0
 RECIPES["loeo-direct-heads-or-rate"] = {**RECIPES["loeo-direct-growth-intensity-10"], "decision_rule": "heads-or-rate"}
+RECIPES["loeo-direct-members-2"] = {**RECIPES["loeo-direct-heads-or-rate"], "members": 2}
 RECIPES["shipped"] = RECIPES["loeo-direct-heads-or-rate"]
 
 

@@ -372,6 +372,7 @@ def train_from_folders(
     exceedance_thresholds_mm_h: tuple = THRESHOLDS_MM_H,
     decision_rule: str = "heads",
     core_probability: tuple = (),
+    members: int = 1,
     monitor: str = "val_loss",
     max_samples_per_folder: int | None = None,
     init_model: str | Path | None = None,
@@ -416,6 +417,7 @@ def train_from_folders(
         (:data:`nowcast_core.rainnet.direct.DECISION_RULES`).
     core_probability : (direct only) per threshold, from which probability the unsmoothed extrapolation's
         cores are kept (``RainNetConfig.core_probability``; chosen by ``bench/loeo.py cores``, not here).
+    members : (direct only) networks trained with seeds ``seed``, ``seed + 1``, ...; the model is their mean.
     max_samples_per_folder : keep at most this many samples of a folder, evenly spread over its
         span (long, strongly autocorrelated folders would otherwise dominate).
     monitor : early-stopping criterion, ``"val_loss"`` or ``"val_score"`` (see :func:`train`).
@@ -478,6 +480,7 @@ def train_from_folders(
         exceedance_thresholds_mm_h=tuple(exceedance_thresholds_mm_h),
         decision_rule=decision_rule,
         core_probability=tuple(core_probability),
+        members=members,
         monitor=monitor,
         seed=seed,
         progress=progress,

@@ -50,7 +50,8 @@
 - ``loeo-direct-members-2``: ``loeo-direct-heads-or-rate`` trained twice, with seeds 42 and 43, the model
   the mean of the two networks (``RainNetConfig.members``), its decisions chosen on that mean: each
   network's heads are sure of themselves on the events they were trained on, and on other events two
-  networks that learned differently disagree where neither should be sure.
+  networks that learned differently disagree where neither should be sure. Tried, not shipped: held out,
+  it fails 2 pooled checks where seed 42 alone fails 1 (``docs/MODEL_CARD.md``).
 - ``loeo-fss``: the recipe of the leave-one-event-out test (``bench/loeo.py``): fixed epochs and
   no validation events (the held-out event chooses nothing), every window capped at 15 samples,
   the neighbourhood (1 - FSS) loss term added.

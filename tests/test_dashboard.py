@@ -288,6 +288,23 @@ def test_phone_layout_and_skill_page(browser, site, tmp_path):
     labels = page.evaluate("""() => [...NC.lineChart([{name: "m", colour: "#fff", points: [[10, 0.021], [60, 0.042]]}])
         .querySelectorAll("text.axis")].slice(0, 3).map(t => t.textContent)""")
     assert labels == ["0", "0.023", "0.046"]
+    # how sure, and per dam: the ensembles' Brier score and each dam's catchment error, as the API has them
+    page.wait_for_selector("#dam-skill tbody tr[data-dam]")
+    prob = page.request.get(f"{url}api/v1/skill?probabilistic=true").json()
+    rows = page.locator("#prob-skill tbody tr[data-lead]")  # one per method and lead, the thresholds side by side
+    assert prob and rows.count() == len({(r["method"], r["lead_minutes"]) for r in prob})
+    first = {r["threshold_mm_h"]: r for r in prob if (r["method"], r["lead_minutes"]) == (prob[0]["method"], prob[0]["lead_minutes"])}
+    cells = rows.first.locator("td").all_inner_texts()
+    assert cells[:3] == [prob[0]["method"], str(prob[0]["lead_minutes"]), str(first[5.0]["n_runs"])]
+    assert cells[3:6] == [_fixed(first[t]["brier"], 4) for t in (1.0, 5.0, 10.0)]
+    assert page.locator("#chart-brier polyline").count() == len({r["method"] for r in prob})
+    dams = page.request.get(f"{url}api/v1/skill?by=dam").json()
+    ensemble_dams = page.request.get(f"{url}api/v1/skill?by=dam&probabilistic=true").json()
+    assert page.locator("#dam-skill tbody tr[data-dam]").count() == len(dams) + len(ensemble_dams)
+    crps = page.locator(f"#dam-skill tbody tr[data-dam='{ensemble_dams[0]['dam']}'][data-method='{ensemble_dams[0]['method']}'] td")
+    assert crps.last.inner_text() == _fixed(ensemble_dams[0]["crps_accum_mm"], 2)
+    assert len({d for d in page.locator("#dam-skill tbody tr[data-dam]").evaluate_all(
+        "rows => rows.map(r => r.dataset.dam)")}) == 7
     _shot(page, tmp_path, "skill-phone", full_page=True)
     page.goto(f"{url}docs")
     page.wait_for_selector(".endpoint")

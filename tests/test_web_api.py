@@ -243,6 +243,15 @@ def test_skill_as_the_command_line(client, web_home, svc):
         assert client.get("/api/v1/skill", params={"by": by}).json() == expected
     rows = client.get("/api/v1/skill").json()
     assert {r["method"] for r in rows} == {"pysteps", "persistence"} and rows == _cli_json(web_home, "skill")
+    # the ensembles' skill, as `nowcast skill --probabilistic`: Brier and reliability per lead and threshold
+    prob = client.get("/api/v1/skill", params={"probabilistic": "true"}).json()
+    assert prob and prob == _cli_json(web_home, "skill", "--probabilistic")
+    assert {r["threshold_mm_h"] for r in prob} >= {1.0, 5.0} and all(0 <= r["brier"] <= 1 for r in prob)
+    by_dam = client.get("/api/v1/skill", params={"probabilistic": "true", "by": "dam"}).json()
+    assert by_dam == _cli_json(web_home, "skill", "--probabilistic", "--by", "dam") and len({r["dam"] for r in by_dam}) == 7
+    csv_text = client.get("/api/v1/skill", params={"probabilistic": "true", "format": "csv"}).text
+    header = csv_text.splitlines()[0].split(",")
+    assert "brier" in header and "reliability_diagram" not in header and len(csv_text.splitlines()) == len(prob) + 1
 
 
 def test_metrics_from_the_database(client, svc):

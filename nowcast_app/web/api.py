@@ -28,6 +28,7 @@ from nowcast_core.io import read_frame
 from nowcast_core.io.fields import load_field
 from nowcast_core.io.scale import pixel_to_rain_rate
 from nowcast_core.plots import COLOURS, DRY_COLOUR, LEVELS_MM_H, NO_DATA_COLOUR
+from nowcast_core.verification.probabilistic_stored import probabilistic_skill_rows
 from nowcast_core.verification.stored import skill_rows
 
 router = APIRouter(prefix="/api/v1")
@@ -72,13 +73,22 @@ def get_forecasts(ctx: Ctx, dam: str | None = None, method: str | None = None, i
     return rows_response(rows, format, filename="forecasts")
 
 
-@router.get("/skill", summary="Verified skill by lead, dam or method, as `nowcast skill`")
-def get_skill(ctx: Ctx, by: str = "lead", since: Time = None, until: Time = None, format: Fmt = "json") -> Response:
+@router.get("/skill", summary="Verified skill by lead, dam or method, as `nowcast skill` (with probabilistic=true: "
+            "the ensembles' Brier score, reliability and CRPS, as `nowcast skill --probabilistic`)")
+def get_skill(ctx: Ctx, by: str = "lead", since: Time = None, until: Time = None, format: Fmt = "json",
+              probabilistic: bool = False) -> Response:
     check_format(format)
     if by not in ("lead", "dam", "method"):
         raise ApiError(422, f"by: {by!r} is not one of lead, dam, method")
     t0, t1 = parse_time(since, "since"), parse_time(until, "until")
     check_range(t0, t1)
+    if probabilistic:
+        with ctx.sessions() as session:
+            rows = ctx.live.get(("probabilistic skill", by, t0, t1),
+                                lambda: probabilistic_skill_rows(session, since=t0, until=t1, by=by))
+        if format == "csv":  # one value per cell: the diagram and the histogram are JSON's
+            rows = [{k: v for k, v in r.items() if k not in ("reliability_diagram", "rank_histogram")} for r in rows]
+        return rows_response(rows, format, max_age=60, filename=f"probabilistic-skill-by-{by}")
     with ctx.sessions() as session:
         rows = ctx.live.get(("skill", by, t0, t1), lambda: skill_rows(session, since=t0, until=t1, by=by))
     return rows_response(rows, format, max_age=60, filename=f"skill-by-{by}")

@@ -322,7 +322,7 @@ def run(once: Annotated[bool, typer.Option("--once", help="run one cycle and exi
 @app.command()
 def serve(host: Annotated[Optional[str], typer.Option(help="address to listen on (default NOWCAST_WEB_HOST, "
                                                       "127.0.0.1); any other than loopback needs NOWCAST_API_TOKEN")] = None,
-          port: Annotated[Optional[int], typer.Option(help="port (default NOWCAST_WEB_PORT, 8080)")] = None) -> None:
+          port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="port (default NOWCAST_WEB_PORT, 8080)")] = None) -> None:
     """Serve the dashboard, the read-only HTTP API (/api/v1, /docs) and /metrics."""
     from nowcast_app.web.server import ServeError, check_bind
     from nowcast_app.web.server import serve as serve_web
@@ -336,7 +336,7 @@ def serve(host: Annotated[Optional[str], typer.Option(help="address to listen on
         raise usage_error(str(exc)) from None
     _existing_service().close()  # read-only: never creates or upgrades an installation (a mistyped home is an error)
     try:
-        serve_web(settings, host, port or settings.web_port)
+        serve_web(settings, host, settings.web_port if port is None else port)
     except ServeError as exc:
         raise CliError(str(exc)) from None
 

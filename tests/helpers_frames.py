@@ -141,6 +141,7 @@ def fault_files(tripwire_marker: Path | None = None) -> list[tuple[str, bytes, s
         (t(9), zip_bytes({"frame.npy": npy_bytes(good) + bytes(1000)}), "oversized"),  # extra bytes in the member
         (t(10), npz_bytes(frame=good, extra=good), "unexpected_member"),
         (t(11), zip_bytes({"frame.npy": npy_bytes(good)}, zipfile.ZIP_BZIP2), "unsupported_compression"),
+        (t(12), b"radar notes, not a scan\n", "not_npz"),  # a scan's name, a text's bytes: never an archive
     ]
 
 

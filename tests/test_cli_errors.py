@@ -257,3 +257,12 @@ def test_serve_on_a_port_in_use_is_one_line(installed_home, capsys):
     assert code == 1, lines
     _assert_short(lines)
     assert f"could not listen on 127.0.0.1:{port}: Address already in use" in lines[0] and "--port" in lines[0]
+
+
+@pytest.mark.parametrize(("port", "bound"), [("99999", "less than or equal to 65535"), ("0", "greater than or equal to 1"),
+                                             ("-5", "greater than or equal to 1")])
+def test_serve_on_a_port_that_cannot_exist_is_a_usage_error(installed_home, capsys, port, bound):
+    code, lines = nowcast(capsys, "serve", "--port", port)
+    assert code == 2, lines
+    _assert_short(lines)
+    assert "Invalid value for '--port'" in lines[0] and bound in lines[0]

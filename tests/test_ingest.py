@@ -230,7 +230,7 @@ def test_undecodable_archives_are_quarantined_and_the_poll_goes_on(make_service,
     report = svc.ingest()
 
     assert report.registered == [t0]
-    assert {r.file_name: r.reason_kind for r in _rejected(svc)} == {name: "corrupt" for name in bad}
+    assert {r.file_name: r.reason_kind for r in _rejected(svc)} == dict(zip(bad, ["corrupt", "not_npz"]))
     assert list(inbox.iterdir()) == []
     assert hf.count_files(*_state_folders(svc)) == 3
 

@@ -71,6 +71,10 @@ def test_an_incomplete_file_is_quarantined_once_it_is_older_than_the_grace(make_
     report = svc.ingest()
     assert {f: k for f, k, _ in report.rejected} == {young.name: "corrupt", empty.name: "empty"}
     assert all("unchanged for 1 min" in reason for _, _, reason in report.rejected)
+    # a file whose first bytes are not a zip's will never be one: not waited for either
+    text = hf.write_file(svc.settings.inbox, frame_file_name(hf.FAULT_DAY + hf.minutes(2)), b"radar notes\n", age_s=0)
+    [(name, kind, reason)] = svc.ingest().rejected
+    assert (name, kind) == (text.name, "not_npz") and "is not a zip (.npz) archive (it starts with b'radar no')" in reason
     # a complete archive that breaks the contract is not waited for
     bad = hf.write_file(svc.settings.inbox, frame_file_name(hf.FAULT_DAY + hf.minutes(1)),
                         hf.npz_bytes(frame=hf.good_frame().astype("int16")), age_s=0)

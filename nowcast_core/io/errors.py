@@ -7,6 +7,7 @@ FAULT_KINDS = {
     "bad_name": "the name is not RDR_YYYYMMDDHHMM.npz with minutes a multiple of 10",
     "empty": "zero-byte file",
     "corrupt": "not a readable .npz archive (truncated or damaged)",
+    "not_npz": "not an .npz archive at all: its first bytes are not a zip archive's (text, a bare .npy, ...)",
     "oversized": "the file or an archive member holds more bytes than the contract needs",
     "unexpected_member": "the archive holds something other than frame.npy and nodata.npy",
     "unsupported_compression": "a member is compressed with a method other than stored or deflate, or encrypted",

@@ -43,13 +43,17 @@ def _names(names: list[str]) -> str:
 
 
 def _check_not_zip(data: bytes, label: str) -> None:
+    """A file whose first four bytes are there and are not a zip's will never be an archive: it is not
+    waited for (``not_npz``), unlike a prefix of one (``corrupt``), which may still be arriving."""
     if data.startswith(b"PK\x03\x04"):
         return
     if data.startswith(b"\x93NUMPY"):
-        raise FrameError("corrupt", f"{label} is a bare .npy array, not an .npz archive")
+        raise FrameError("not_npz", f"{label} is a bare .npy array, not an .npz archive")
     if data.startswith(b"\x80"):
         raise FrameError("pickled", f"{label} is a pickle, not an .npz archive")
-    raise FrameError("corrupt", f"{label} is not a zip (.npz) archive")
+    if len(data) < 4 and b"PK\x03\x04".startswith(data):
+        raise FrameError("corrupt", f"{label} is too short for a zip (.npz) archive")
+    raise FrameError("not_npz", f"{label} is not a zip (.npz) archive (it starts with {ascii(data[:8])})")
 
 
 def check_directory(infos: list[zipfile.ZipInfo], label: str) -> dict[str, zipfile.ZipInfo]:

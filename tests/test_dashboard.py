@@ -296,8 +296,12 @@ def test_phone_layout_and_skill_page(browser, site, tmp_path):
     first = {r["threshold_mm_h"]: r for r in prob if (r["method"], r["lead_minutes"]) == (prob[0]["method"], prob[0]["lead_minutes"])}
     cells = rows.first.locator("td").all_inner_texts()
     assert cells[:3] == [prob[0]["method"], str(prob[0]["lead_minutes"]), str(first[5.0]["n_runs"])]
-    assert cells[3:6] == [_fixed(first[t]["brier"], 4) for t in (1.0, 5.0, 10.0)]
-    assert page.locator("#chart-brier polyline").count() == len({r["method"] for r in prob})
+    # where nothing reached the threshold, a small Brier score is no skill: the cell says so
+    assert cells[3:6] == [_fixed(first[t]["brier"], 4) if first[t]["brier_uncertainty"] > 0 else "none fell"
+                          for t in (1.0, 5.0, 10.0)]
+    assert "none fell" not in cells[3]  # 1 mm/h fell in this event
+    fell_5 = [r for r in prob if r["threshold_mm_h"] == 5.0 and r["brier_uncertainty"] > 0]
+    assert page.locator("#chart-brier polyline").count() == (len({r["method"] for r in prob}) if fell_5 else 0)
     dams = page.request.get(f"{url}api/v1/skill?by=dam").json()
     ensemble_dams = page.request.get(f"{url}api/v1/skill?by=dam&probabilistic=true").json()
     assert page.locator("#dam-skill tbody tr[data-dam]").count() == len(dams) + len(ensemble_dams)

@@ -31,7 +31,7 @@ const NC = {
   },
   // A line chart: series = [{name, colour, points: [[x, y], ...], dashed}], x and y numbers.
   lineChart(series, {width = 520, height = 220, xLabel = "", yLabel = ""} = {}) {
-    const pad = {l: 46, r: 12, t: 26, b: 34};
+    const pad = {l: 60, r: 12, t: 26, b: 34};  // room for a label such as 0.000055
     const all = series.flatMap(s => s.points).filter(p => p[1] !== null);
     const svg = NC.svg("svg", {viewBox: `0 0 ${width} ${height}`, class: "linechart", role: "img"});
     if (!all.length) { svg.append(Object.assign(NC.svg("text", {x: 20, y: 30, class: "axis"}), {textContent: "no data yet"})); return svg; }

@@ -128,7 +128,8 @@ def describe_cycle(summary: dict, newest_scan) -> str:
         age_s = (datetime.now(UTC) - newest_scan).total_seconds()
         lag = (f"newest scan {duration_text(age_s)} old" if age_s >= 0
                else f"newest scan {duration_text(-age_s)} ahead of this machine's clock")
-    parts = [f"cycle: {inbox['registered']} scans registered, {inbox['rejected']} rejected",
+    parts = [f"cycle: {inbox['registered']} scan{'' if inbox['registered'] == 1 else 's'} registered, "
+             f"{inbox['rejected']} rejected",
              f"{inbox['waiting']} waiting" if inbox["waiting"] else "",
              f"{inbox['implausible']} implausible" if inbox.get("implausible") else "",
              f"{inbox['unexpected']} unexpected entries in the inbox" if inbox.get("unexpected") else "",

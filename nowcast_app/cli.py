@@ -378,8 +378,12 @@ _FORECASTS_TABLE_LEFT_OUT = ("valid_time", "wet_fraction", "depth_mm", "model_ve
 #: What a narrow terminal keeps first of `frames`, `alerts`, `skill` (and `evaluate`) and `models list`.
 _FRAMES_PRIORITY = ["scan_time", "quality", "mean_mm_h", "arrived_at", "wet_fraction", "nodata_fraction"]
 _ALERTS_PRIORITY = ["dam", "level", "probability", "reason", "issue_time", "forecast_1h_mm", "total_3h_mm"]
-_SKILL_PRIORITY = ["method", "lead_minutes", "n_forecasts", "mae_mm_h", "csi_1", "csi_5", "csi_10", "area_ratio_5",
-                   "fss_5_5km", "fss_1_5km", "csi_0.1", "pod_1", "far_1", "pod_5", "far_5"]
+_SKILL_PRIORITY = ["method", "lead_minutes", "dam", "mae_mm_h", "mean_forecast_mm_h", "mean_observed_mm_h", "n_forecasts",
+                   "csi_1", "csi_5", "csi_10", "area_ratio_5", "fss_5_5km", "fss_1_5km", "csi_0.1", "pod_1", "far_1",
+                   "pod_5", "far_5"]
+#: What a narrow terminal keeps of `nowcast skill --probabilistic` first: the scores, then the counts.
+_PROBABILISTIC_SKILL_PRIORITY = ["method", "lead_minutes", "dam", "threshold_mm_h", "brier", "brier_reliability", "roc_area",
+                                 "crps_accum_mm", "n_runs", "n_dam_accumulations"]
 _MODELS_PRIORITY = ["id", "version", "role", "decision", "reason", "created", "promoted_at"]
 #: What a narrow terminal keeps of `nowcast forecasts` first: when, where, how much, how likely.
 _FORECASTS_PRIORITY = ["issue_time", "dam", "lead_minutes", "accum_mm", "prob_accum_ge", "mean_mm_h", "prob_rate_ge",
@@ -621,8 +625,8 @@ def skill(since: Optional[str] = None, until: Optional[str] = None, by: By = By.
                                    "times of each cycle" if len(set(runs.values())) > 1 else "")
             err.print(f"reliability diagram written to {plot}")
         if fmt == Format.table:  # the diagram and histogram are for JSON; the table stays readable
-            rows = [{k: v for k, v in r.items() if k != "reliability_diagram"} for r in rows]
-        render(rows, fmt, title=f"probabilistic skill by {by.value}")
+            rows = [{k: v for k, v in r.items() if k not in ("reliability_diagram", "rank_histogram")} for r in rows]
+        render(rows, fmt, title=f"probabilistic skill by {by.value}", priority=_PROBABILISTIC_SKILL_PRIORITY)
         return
     with svc.sessions() as session:
         rows = skill_rows(session, since=start, until=end, by=by.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -98,7 +99,7 @@ def test_idle_and_catch_up_console_is_one_line_per_cycle(tmp_path, shared_radar)
     assert not any(w in text for w in ("oneDNN", "cpu_feature_guard", "absl", "maximum number of running instances",
                                        "Traceback")), text
     assert not any(" WARNING " in line or " ERROR " in line for line in lines), text
-    assert sum(int(line.split(" cycle: ")[1].split(" scans registered")[0]) for line in cycles) == len(scans)
+    assert sum(int(re.search(r" cycle: (\d+) scans? registered", line)[1]) for line in cycles) == len(scans)
 
 
 def test_json_log_format_is_one_object_per_line(tmp_path, shared_radar):
@@ -143,6 +144,9 @@ def test_describe_cycle_names_what_an_operator_needs():
                                          {"method": "steps", "runs": 1, "ensemble": True}], "verified": 0},
                           datetime.now(UTC) - timedelta(minutes=4))
     assert line.startswith("cycle: 3 scans registered, 1 rejected")
+    one = describe_cycle({"inbox": {"registered": 1, "rejected": 0, "waiting": 0},
+                          "production": {"runs": 1, "method": "rainnet", "note": ""}, "baselines": [], "verified": 0}, None)
+    assert one.startswith("cycle: 1 scan registered, 0 rejected;")
     assert "4 runs stored (2 production); 1 reference ensemble run;" in line  # as `nowcast status` counts forecast runs
     assert "newest scan 4 min old" in line and "method rainnet" in line
     assert "\n" not in line

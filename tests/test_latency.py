@@ -54,7 +54,7 @@ def test_nowcast_run_stores_a_moved_in_scan_within_seconds_and_shows_when(tmp_pa
         staged.write_bytes(files[3].read_bytes())  # just written: the sweep would let it settle
         moved = time.time()
         os.rename(staged, home / "inbox" / files[3].name)
-        while "1 scans registered" not in log_path.read_text():
+        while "1 scan registered" not in log_path.read_text():
             assert daemon.poll() is None and time.time() - moved < 10.0, "not forecast within 10 s (sweep: 60 s)"
             time.sleep(0.1)
     finally:

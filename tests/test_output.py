@@ -56,3 +56,23 @@ def test_a_less_important_column_never_takes_the_place_of_a_more_important_one()
     assert "accum_mm" in header and "prob_accum_ge" not in header and "method" not in header
     caption = " ".join(line.strip() for line in lines[-3:])
     assert "prob_accum_ge" in caption and "method" in caption
+
+
+def test_skill_tables_on_80_columns_keep_a_score_and_what_it_is_compared_with():
+    """`nowcast skill --probabilistic` keeps the Brier score, `skill --by dam` the observed mean beside the forecast."""
+    from nowcast_app.cli import _PROBABILISTIC_SKILL_PRIORITY, _SKILL_PRIORITY
+
+    def header(rows, priority):
+        out = io.StringIO()
+        render(rows, Format.table, console=Console(file=out, width=80), priority=priority)
+        return out.getvalue().splitlines()[1]
+
+    probabilistic = [{"method": "pysteps-ensemble", "lead_minutes": 10, "threshold_mm_h": 5.0, "n_runs": 16,
+                      "n_pixels": 230400, "brier": 0.0174, "brier_reliability": 0.0004, "brier_resolution": 0.0066,
+                      "brier_uncertainty": 0.0237, "roc_area": 0.8754, "n_dam_accumulations": 112, "crps_accum_mm": 0.0428}]
+    assert "brier " in header(probabilistic, _PROBABILISTIC_SKILL_PRIORITY) + " "
+    assert "n_pixels" not in header(probabilistic, _PROBABILISTIC_SKILL_PRIORITY)
+    by_dam = [{"method": "persistence", "dam": "dam-1", "n_forecasts": 81, "mae_mm_h": 1.039, "csi_1": None,
+               "mean_forecast_mm_h": 1.3029, "mean_observed_mm_h": 1.4911}]
+    shown = header(by_dam, _SKILL_PRIORITY)
+    assert "mean_forecast_mm_h" in shown and "mean_observed_mm_h" in shown

@@ -99,7 +99,7 @@ def forecast_cycle(trigger: str = "sweep") -> dict:
     except Exception as exc:
         svc.record_cycle_failure(exc)  # status, the page and /metrics show it, not only the log
         raise
-    svc.record_cycle(started_at, time.perf_counter() - t0)  # the last cycle's duration, for /metrics
+    svc.record_cycle(started_at, time.perf_counter() - t0, production.get("method"))  # for /metrics and status
     summary = {"inbox": inbox, "production": production, "baselines": baselines, "verified": verified,
                "pruned_files": pruned}
     # An event cycle that found nothing to do (e.g. the settle re-check of a file already taken) stays quiet.

@@ -50,3 +50,25 @@ def test_a_database_outage_is_a_503_that_says_so_and_one_log_line(make_sqlite_se
         lines = [rec for rec in caplog.records if rec.name == "nowcast.web"]
         assert len(lines) == 1 and lines[0].exc_info is None and "database unavailable on /api/v1/forecasts" in \
             lines[0].getMessage()
+
+
+def test_status_reports_the_method_the_daemon_ran_not_this_shells_settings(make_sqlite_service):
+    """An operator's shell lacks the service unit's NOWCAST_METHOD: status must not claim another method."""
+    from datetime import UTC, datetime
+
+    from nowcast_core.config import load_settings
+    from nowcast_core.cycle.service import Service
+
+    daemon = make_sqlite_service(method="persistence")
+    assert "method_note" not in daemon.status()  # nothing recorded yet: these settings are all there is
+    daemon.record_cycle(datetime.now(UTC), 0.5, "persistence")
+    assert daemon.status()["method_in_use"] == "persistence" and "method_note" not in daemon.status()
+    shell = Service(load_settings(home=daemon.settings.home, database_url=daemon.settings.database_url,
+                                  method="pysteps", baselines=[], reference_ensemble=""))
+    try:
+        status = shell.status()
+    finally:
+        shell.close()
+    assert status["method_in_use"] == "persistence" and status["method_of_these_settings"] == "pysteps"
+    assert status["method_note"].startswith("the daemon's last cycle ran persistence; this command's settings resolve "
+                                            "to pysteps")

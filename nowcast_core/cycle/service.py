@@ -268,14 +268,16 @@ class Service:
                 record_prune(session, report)
         return report
 
-    def record_cycle(self, started_at: datetime, seconds: float) -> None:
+    def record_cycle(self, started_at: datetime, seconds: float, method: str | None = None) -> None:
         """Remember the last cycle that ran through (for status and /metrics in any process): it ends a run
-        of failures (:meth:`record_cycle_failure`)."""
+        of failures (:meth:`record_cycle_failure`). ``method``: the production method its settings resolved
+        to, which ``status`` run with other settings (another shell's environment) then reports."""
         from nowcast_core.db.schema import ServiceState
 
         with self.sessions() as session:
             state = session.get(ServiceState, "last_cycle") or ServiceState(key="last_cycle")
-            state.value = {"started_at": iso_utc(started_at), "duration_s": round(seconds, 3), "failures": 0}
+            state.value = {"started_at": iso_utc(started_at), "duration_s": round(seconds, 3), "failures": 0,
+                           **({"method": method} if method else {})}
             session.add(state)
             session.commit()
 
@@ -305,7 +307,8 @@ class Service:
         value = dict(state.value or {}) if state is not None else {}
         failures = int(value.get("failures") or 0)
         return {"cycle_failures": failures,
-                "last_cycle_error": f"{value['error_at']}: {value['error']}" if failures and value.get("error") else None}
+                "last_cycle_error": f"{value['error_at']}: {value['error']}" if failures and value.get("error") else None,
+                "last_cycle_method": value.get("method")}
 
     def _forecast(self, *, production: bool, method: str | None, progress) -> ForecastSummary:
         if production:
@@ -419,6 +422,7 @@ class Service:
             "method_in_use": choice.method,
             "model": str(choice.model_path) if choice.model_path else None,
             "fallback_reason": choice.note or None,
+            **_method_of_the_daemon(choice.method, health.pop("last_cycle_method")),
             "last_forecast_note": (last_run.note or None) if last_run else None,
             "last_forecast_input_quality": last_run.input_quality if last_run else None,
             "inbox_missing": inbox_missing,
@@ -462,3 +466,13 @@ def _first(names: list[str]) -> list[str]:
     """At most :data:`MAX_NAMES_SHOWN` names, and how many more there are."""
     more = len(names) - MAX_NAMES_SHOWN
     return names[:MAX_NAMES_SHOWN] + ([f"... and {more} more"] if more > 0 else [])
+
+
+def _method_of_the_daemon(here: str, daemon: str | None) -> dict:
+    """Where the last cycle (the daemon, with its own settings) ran another method than the settings of this
+    process resolve to (a shell without the service unit's NOWCAST_METHOD): the daemon's is the one in use."""
+    if daemon is None or daemon == here:
+        return {}
+    return {"method_in_use": daemon, "method_of_these_settings": here,
+            "method_note": f"the daemon's last cycle ran {daemon}; this command's settings resolve to {here}: "
+                           "they differ from the daemon's (its environment or settings file)"}

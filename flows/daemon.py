@@ -39,13 +39,14 @@ PREFECT_HISTORY_EVERY_S = 3600
 
 
 def _warn_unregistered(svc) -> None:
-    """Say at start-up when the archive holds scans the database does not (a database restored from an
-    older backup, or lost): they are not forecast or verified until `nowcast recover` re-registers them."""
+    """Say at start-up when the archive holds scans newer than the database's newest (a database restored
+    from an older backup, or lost): they are not forecast or verified until `nowcast recover` re-registers
+    them. Only the day folders from the newest scan on are read; `nowcast recover` reads them all."""
     from nowcast_core.inbox.recovery import archived_not_registered
 
     try:
         with svc.sessions() as session:
-            missing = archived_not_registered(session, svc.settings.archive)
+            missing = archived_not_registered(session, svc.settings.archive, after_newest=True)
     except Exception:  # noqa: BLE001 - a check, never a reason not to start
         log.debug("the archive could not be compared with the database", exc_info=True)
         return

@@ -607,6 +607,7 @@ def skill(since: Optional[str] = None, until: Optional[str] = None, by: By = By.
             probabilistic_skill_rows,
             reliability_counts,
             verified_runs,
+            without_lists,
         )
 
         with svc.sessions() as session:
@@ -625,7 +626,7 @@ def skill(since: Optional[str] = None, until: Optional[str] = None, by: By = By.
                                    "times of each cycle" if len(set(runs.values())) > 1 else "")
             err.print(f"reliability diagram written to {plot}")
         if fmt == Format.table:  # the diagram and histogram are for JSON; the table stays readable
-            rows = [{k: v for k, v in r.items() if k not in ("reliability_diagram", "rank_histogram")} for r in rows]
+            rows = without_lists(rows)
         render(rows, fmt, title=f"probabilistic skill by {by.value}", priority=_PROBABILISTIC_SKILL_PRIORITY)
         return
     with svc.sessions() as session:

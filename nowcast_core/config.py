@@ -243,7 +243,9 @@ def check_toml_file(path: Path) -> None:
         raise SettingsFileError(f"settings file {path} cannot be read: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SettingsFileError(f"settings file {path} is not valid TOML: {exc}") from None
-    for name in sorted(set(names) - set(Settings.model_fields)):
+    unknown = sorted(set(names) - set(Settings.model_fields))
+    if unknown:
+        name = unknown[0]
         raise SettingsFileError(f"settings file {path}: {name!r} is not a setting{_close(name, Settings.model_fields)}")
 
 

@@ -111,3 +111,36 @@ def test_a_missing_inbox_is_a_status_field(make_sqlite_service):
     shutil.rmtree(svc.settings.inbox)
     st = svc.status()
     assert st["inbox_missing"] is True and st["inbox_waiting"] == 0
+
+
+def test_the_start_up_check_reads_only_the_days_since_the_newest_registered_scan(make_sqlite_service, shared_radar,
+                                                                                caplog):
+    """A database restored from an older backup lacks the newest scans: the daemon says so at start, without
+    reading years of archive: it reads the newest scan's day on. A gap on an older day is `nowcast recover`'s
+    to find (it reads everything)."""
+    import logging
+
+    from flows.daemon import _warn_unregistered
+
+    svc = make_sqlite_service()
+    hf.deliver(hf.event_files(shared_radar, n=6), svc.settings.inbox)
+    assert len(svc.ingest().registered) == 6
+    with svc.sessions() as s:
+        times = sorted(s.scalars(FrameRecord.__table__.select().with_only_columns(FrameRecord.scan_time)))
+        older_day = svc.settings.archive / "2001" / "01" / "01"  # a day before the newest scan's, never registered
+        older_day.mkdir(parents=True)
+        shutil.copy(next(svc.settings.archive.rglob("RDR_*.npz")), older_day / "RDR_200101010000.npz")
+        s.execute(delete(FrameRecord).where(FrameRecord.scan_time.in_(times[1:2])))  # a gap on the newest day
+        s.commit()
+        gap = f"RDR_{times[1]:%Y%m%d%H%M}.npz"
+        assert [p.name for p in archived_not_registered(s, svc.settings.archive, after_newest=True)] == [gap]
+        assert [p.name for p in archived_not_registered(s, svc.settings.archive)] == ["RDR_200101010000.npz", gap]
+        s.execute(delete(FrameRecord).where(FrameRecord.scan_time.in_(times[4:])))  # as a restored older backup
+        s.commit()
+        lost = [gap] + [f"RDR_{t:%Y%m%d%H%M}.npz" for t in times[4:]]
+        assert [p.name for p in archived_not_registered(s, svc.settings.archive, after_newest=True)] == lost
+    with caplog.at_level(logging.WARNING, logger="nowcast.daemon"):
+        _warn_unregistered(svc)
+    [record] = caplog.records
+    assert record.getMessage() == (f"the archive holds 3 scans the database does not have ({lost[0]} .. "
+                                   f"{lost[-1]}): run `nowcast recover` to register them again")

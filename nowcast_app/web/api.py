@@ -28,7 +28,7 @@ from nowcast_core.io import read_frame
 from nowcast_core.io.fields import load_field
 from nowcast_core.io.scale import pixel_to_rain_rate
 from nowcast_core.plots import COLOURS, DRY_COLOUR, LEVELS_MM_H, NO_DATA_COLOUR
-from nowcast_core.verification.probabilistic_stored import probabilistic_skill_rows
+from nowcast_core.verification.probabilistic_stored import probabilistic_skill_rows, without_lists
 from nowcast_core.verification.stored import skill_rows
 
 router = APIRouter(prefix="/api/v1")
@@ -86,8 +86,8 @@ def get_skill(ctx: Ctx, by: str = "lead", since: Time = None, until: Time = None
         with ctx.sessions() as session:
             rows = ctx.live.get(("probabilistic skill", by, t0, t1),
                                 lambda: probabilistic_skill_rows(session, since=t0, until=t1, by=by))
-        if format == "csv":  # one value per cell: the diagram and the histogram are JSON's
-            rows = [{k: v for k, v in r.items() if k not in ("reliability_diagram", "rank_histogram")} for r in rows]
+        if format == "csv":
+            rows = without_lists(rows)
         return rows_response(rows, format, max_age=60, filename=f"probabilistic-skill-by-{by}")
     with ctx.sessions() as session:
         rows = ctx.live.get(("skill", by, t0, t1), lambda: skill_rows(session, since=t0, until=t1, by=by))

@@ -17,7 +17,6 @@ from nowcast_core.db.schema import (
     ForecastRun,
     FrameRecord,
     RejectedFile,
-    ServiceState,
     WebhookAttempt,
 )
 from nowcast_core.verification.scores import score_key
@@ -43,7 +42,7 @@ class NowcastCollector:
             runs = s.execute(select(ForecastRun.method, func.count(ForecastRun.id)).group_by(ForecastRun.method)).all()
             rejected = s.execute(select(RejectedFile.reason_kind, func.count(RejectedFile.id))
                                  .group_by(RejectedFile.reason_kind)).all()
-            cycle = s.get(ServiceState, "last_cycle")
+            cycle = ctx.service.last_cycle(s)
             failing_prune = prune_failing(last_prune(s))
             health = ctx.service.cycle_health(s)
             failures = s.scalar(select(func.count(WebhookAttempt.id)).where(WebhookAttempt.ok.is_(False)))
@@ -60,8 +59,8 @@ class NowcastCollector:
             lag.add_metric([], (newest - last.issue_time).total_seconds())
         yield lag
         duration = GaugeMetricFamily("nowcast_cycle_duration_seconds", "Duration of the daemon's last forecast cycle")
-        if cycle is not None and "duration_s" in (cycle.value or {}):
-            duration.add_metric([], float(cycle.value["duration_s"]))
+        if "duration_s" in cycle:
+            duration.add_metric([], float(cycle["duration_s"]))
         yield duration
         stored = CounterMetricFamily("nowcast_runs_stored", "Forecast runs stored, by method", labels=["method"])
         for method, n in runs:

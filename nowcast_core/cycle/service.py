@@ -299,16 +299,20 @@ class Service:
         except Exception:  # noqa: BLE001 - the failure itself is logged by the caller
             log.debug("the cycle failure could not be recorded", exc_info=True)
 
-    def cycle_health(self, session) -> dict:
-        """``cycle_failures`` in a row since the last good cycle, and ``last_cycle_error`` (when, why)."""
+    @staticmethod
+    def last_cycle(session) -> dict:
+        """What :meth:`record_cycle` and :meth:`record_cycle_failure` kept of the last cycle ({}: none yet)."""
         from nowcast_core.db.schema import ServiceState
 
         state = session.get(ServiceState, "last_cycle")
-        value = dict(state.value or {}) if state is not None else {}
+        return dict(state.value or {}) if state is not None else {}
+
+    def cycle_health(self, session) -> dict:
+        """``cycle_failures`` in a row since the last good cycle, and ``last_cycle_error`` (when, why)."""
+        value = self.last_cycle(session)
         failures = int(value.get("failures") or 0)
         return {"cycle_failures": failures,
-                "last_cycle_error": f"{value['error_at']}: {value['error']}" if failures and value.get("error") else None,
-                "last_cycle_method": value.get("method")}
+                "last_cycle_error": f"{value['error_at']}: {value['error']}" if failures and value.get("error") else None}
 
     def _forecast(self, *, production: bool, method: str | None, progress) -> ForecastSummary:
         if production:
@@ -398,6 +402,7 @@ class Service:
             files_since = oldest_kept(session)
             pruned = last_prune(session)
             health = self.cycle_health(session)
+            daemon_method = self.last_cycle(session).get("method")
         now = datetime.now(UTC)
         try:
             entries, inbox_missing = scan_inbox(self.settings.inbox), False
@@ -422,7 +427,7 @@ class Service:
             "method_in_use": choice.method,
             "model": str(choice.model_path) if choice.model_path else None,
             "fallback_reason": choice.note or None,
-            **_method_of_the_daemon(choice.method, health.pop("last_cycle_method")),
+            **_method_of_the_daemon(choice.method, daemon_method),
             "last_forecast_note": (last_run.note or None) if last_run else None,
             "last_forecast_input_quality": last_run.input_quality if last_run else None,
             "inbox_missing": inbox_missing,

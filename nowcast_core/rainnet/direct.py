@@ -340,21 +340,15 @@ def train_direct(train_samples, val_samples, config, initial_model=None):
     decisions are then chosen."""
     from nowcast_core.rainnet.model import average_members
 
-    members, history = [], None
-    for k in range(config.members):
-        start = initial_model if initial_model is None or config.members == 1 else initial_model.get_layer(f"member_{k}")
-        member, member_history = _fit_direct(train_samples, val_samples, replace(config, seed=config.seed + k), start)
-        if config.members > 1:
-            for record in member_history["epochs"]:
-                record["member"] = k
-        if history is None:
-            history = member_history
-        else:
-            history["epochs"] += member_history["epochs"]
-        if config.members > 1:  # uncompiled (no loss inside the saved mean), same weights
-            member, trained = replace(config.model_config(), members=1).build(), member
-            member.set_weights(trained.get_weights())
-        members.append(member)
+    fits = [_fit_direct(train_samples, val_samples, replace(config, seed=config.seed + k),
+                        initial_model if initial_model is None or config.members == 1
+                        else initial_model.get_layer(f"member_{k}"))
+            for k in range(config.members)]
+    history = fits[0][1]
+    members = [member for member, _ in fits]
+    if config.members > 1:
+        history["epochs"] = [{**record, "member": k} for k, (_, h) in enumerate(fits) for record in h["epochs"]]
+        members = [_uncompiled(member, config) for member in members]  # the saved mean holds no loss
     model = average_members(members)
     history["parameters"] = int(model.count_params())
     thresholds = tuple(config.model_config().exceedance_thresholds_mm_h)
@@ -371,6 +365,13 @@ def train_direct(train_samples, val_samples, config, initial_model=None):
             direct_forecast(model, config.model_config(decision), inputs, val_samples.conditioning, sharp_mm_h=sharp),
             log_to_rain_rate(unstack_scans(val_samples.frames[..., N_INPUTS:])))}
     return model, history
+
+
+def _uncompiled(model, config):
+    """A fresh, uncompiled network of ``config`` (one member) with ``model``'s weights."""
+    fresh = replace(config.model_config(), members=1).build()
+    fresh.set_weights(model.get_weights())
+    return fresh
 
 
 def _fit_direct(train_samples, val_samples, config, initial_model=None):

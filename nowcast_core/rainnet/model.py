@@ -182,9 +182,9 @@ def average_members(members: list, name: str | None = None) -> keras.Model:
     fine-tuned alone; a single member is returned as it is."""
     if len(members) == 1:
         return members[0]
+    name = name or f"{members[0].name}-x{len(members)}"
     inputs = [keras.Input(shape=tensor.shape[1:], name=tensor.name.split(":")[0]) for tensor in members[0].inputs]
     for k, member in enumerate(members):
         member.name = f"member_{k}"
-    outputs = [member(inputs) for member in members]
-    out = layers.Average(dtype="float32", name="member_average")(outputs)
-    return keras.Model(inputs=inputs, outputs=out, name=name or f"{members[0].name.split('_')[0]}-x{len(members)}")
+    out = layers.Average(dtype="float32", name="member_average")([member(inputs) for member in members])
+    return keras.Model(inputs=inputs, outputs=out, name=name)

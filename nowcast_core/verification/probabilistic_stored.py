@@ -118,6 +118,16 @@ def _fmt(x, digits: int = 4):
     return None if x is None or not np.isfinite(x) else round(float(x), digits)
 
 
+#: The keys of :func:`probabilistic_skill_rows` that hold lists (the reliability diagram, the rank histogram):
+#: for JSON; a table or CSV shows the rest (:func:`without_lists`).
+LIST_KEYS = ("reliability_diagram", "rank_histogram")
+
+
+def without_lists(rows: list[dict]) -> list[dict]:
+    """``rows`` without their :data:`LIST_KEYS`: one value per cell."""
+    return [{k: v for k, v in r.items() if k not in LIST_KEYS} for r in rows]
+
+
 def probabilistic_skill_rows(session: Session, *, since: datetime | None = None, until: datetime | None = None,
                              by: str = "lead") -> list[dict]:
     """Probabilistic skill from stored counts: ``by='lead'`` one row per method, lead and threshold;

@@ -17,18 +17,22 @@
 
   const prob = await NC.get("/api/v1/skill?by=lead&probabilistic=true");
   const pbody = document.querySelector("#prob-skill tbody");
-  const at = (m, lead, t) => prob.find(r => r.method === m && r.lead_minutes === lead && r.threshold_mm_h === t) || {};
   // where no pixel reached the threshold, a small Brier score is no skill: say that none fell
   const fell = r => r.brier_uncertainty > 0;
-  const score = (r, key, digits) => r.brier === undefined ? "–" : fell(r) ? NC.mm(r[key], digits) : "none fell";
-  for (const key of [...new Set(prob.map(r => r.method + "|" + r.lead_minutes))]) {  // one row per method and lead
-    const [m, lead] = [key.split("|")[0], Number(key.split("|")[1])];
-    const five = at(m, lead, 5);
-    pbody.append(NC.el("tr", {"data-method": m, "data-lead": lead},
-      NC.el("td", {text: m}), NC.el("td", {text: lead}), NC.el("td", {text: five.n_runs ?? at(m, lead, 1).n_runs ?? "–"}),
-      ...[1, 5, 10].map(t => NC.el("td", {class: "num", text: score(at(m, lead, t), "brier", 4)})),
-      NC.el("td", {class: "num", text: score(five, "brier_reliability", 4)}), NC.el("td", {class: "num", text: score(five, "roc_area", 3)}),
-      NC.el("td", {class: "num", text: NC.mm(five.crps_accum_mm, 2)})));
+  const score = (r, key, digits) => r === undefined ? "–" : fell(r) ? NC.mm(r[key], digits) : "none fell";
+  const groups = new Map();  // one row per method and lead, its thresholds side by side
+  for (const r of prob) {
+    const key = `${r.method} ${r.lead_minutes}`;
+    if (!groups.has(key)) groups.set(key, {method: r.method, lead: r.lead_minutes, runs: r.n_runs, crps: r.crps_accum_mm, at: {}});
+    groups.get(key).at[r.threshold_mm_h] = r;
+  }
+  for (const g of groups.values()) {
+    pbody.append(NC.el("tr", {"data-method": g.method, "data-lead": g.lead},
+      NC.el("td", {text: g.method}), NC.el("td", {text: g.lead}), NC.el("td", {text: g.runs}),
+      ...[1, 5, 10].map(t => NC.el("td", {class: "num", text: score(g.at[t], "brier", 4)})),
+      NC.el("td", {class: "num", text: score(g.at[5], "brier_reliability", 4)}),
+      NC.el("td", {class: "num", text: score(g.at[5], "roc_area", 3)}),
+      NC.el("td", {class: "num", text: NC.mm(g.crps, 2)})));
   }
   if (!prob.length) pbody.append(NC.el("tr", {}, NC.el("td", {colspan: 9, text: "no ensemble verified yet: runs are scored when their observed scans arrive"})));
   const probMethods = [...new Set(prob.map(r => r.method))];

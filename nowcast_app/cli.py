@@ -158,6 +158,11 @@ def _existing_service():
 
     settings = _settings()
     if (db_file := _missing_sqlite_file(settings)) is not None:
+        if any(Path(settings.archive).glob("*/*/*/RDR_*.npz")):  # an installation that lost its database
+            raise CliError(f"the database {db_file} is missing, but {Path(settings.archive).resolve()} holds "
+                           "archived scans: it was moved or deleted",
+                           "restore it from a backup (docs/DEPLOY.md), or start a new one with `nowcast run` "
+                           "and register the archive again with `nowcast recover`")
         raise CliError(f"no nowcast installation at {Path(settings.home).resolve()} (no database {db_file})",
                        "set NOWCAST_HOME (or NOWCAST_DATABASE_URL) to an installation, or start one with `nowcast run`")
     check_current(settings.database_url)

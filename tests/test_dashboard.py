@@ -261,6 +261,29 @@ def test_banner_says_when_the_forecast_cycle_keeps_failing_and_the_inbox_is_gone
         page.close()
 
 
+def test_a_database_outage_is_said_as_the_servers_reason_not_as_an_unreachable_server(browser, make_sqlite_service,
+                                                                                       tmp_path):
+    from nowcast_core.db.engine import sqlite_file
+
+    svc = make_sqlite_service()
+    db = sqlite_file(svc.settings.database_url)
+    with _served(svc.settings, Clock(datetime.now(UTC))) as web:
+        db.rename(tmp_path / "away.db")  # moved away under the running server
+        try:
+            page, problems = _open(browser, web.url)
+            page.goto(web.url)
+            page.wait_for_function("document.getElementById('banner').textContent.includes('SERVER ERROR')")
+            text = page.locator("#banner").inner_text()
+            assert text.startswith("SERVER ERROR: the database is unavailable: unable to open database file"), text
+            assert "cannot reach the server" not in text
+            _shot(page, tmp_path, "dashboard-database-down")
+            # the browser reports the 503 responses themselves; nothing else went wrong
+            assert all("503" in p for p in problems), problems
+            page.close()
+        finally:
+            (tmp_path / "away.db").rename(db)
+
+
 def test_phone_layout_and_skill_page(browser, site, tmp_path):
     url, clock, newest = site
     page, problems = _open(browser, url, width=390, height=844)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 
+import helpers_frames as hf
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
@@ -71,3 +72,17 @@ def test_a_downgrade_needs_yes_and_a_stopped_daemon(installed_home, capsys):
     assert code == 0, lines  # nothing was dropped
     code, lines = nowcast(capsys, "db", "downgrade", "0009", "--yes")
     assert code == 0 and lines[-1] == "database at 0009 (downgraded from 0010)", lines
+
+
+def test_a_home_whose_database_is_gone_says_so_and_how_to_get_it_back(installed_home, capsys, shared_radar):
+    day = installed_home / "archive" / "2017" / "01" / "31"
+    day.mkdir(parents=True)
+    for f in hf.event_files(shared_radar, n=2):
+        shutil.copy(f, day / f.name)  # what the daemon archived
+    (installed_home / "nowcast.db").rename(installed_home / "away.db")
+    code, lines = nowcast(capsys, "status")
+    assert code == 1, lines
+    _assert_short(lines)
+    assert "nowcast.db is missing" in lines[0] and "holds archived scans" in lines[0]
+    assert "restore it from a backup" in lines[-1] and "nowcast recover" in lines[-1]
+    assert not (installed_home / "nowcast.db").exists()  # nothing created in its place

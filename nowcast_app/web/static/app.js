@@ -210,7 +210,8 @@ async function poll() {
     document.body.dataset.loaded = "true";
   } catch (e) {
     const b = document.getElementById("banner");
-    b.className = "banner stale"; b.textContent = `cannot reach the server: ${e.message}`;
+    b.className = "banner stale";
+    b.textContent = e.why ? `SERVER ERROR: ${e.why} (${e.message.split(":")[0]})` : `cannot reach the server: ${e.message}`;
   }
 }
 

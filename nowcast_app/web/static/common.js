@@ -3,7 +3,10 @@
 const NC = {
   async get(url) {
     const r = await fetch(url, {headers: {"Accept": "application/json"}, cache: "no-cache"});
-    if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
+    if (!r.ok) {  // the server's own reason where it gave one (e.g. 503: the database is unavailable)
+      const why = await r.json().then(body => body.error, () => null);
+      throw Object.assign(new Error(`${url}: HTTP ${r.status}${why ? ": " + why : ""}`), {status: r.status, why});
+    }
     return r.json();
   },
   el(tag, attrs = {}, ...children) {
